@@ -1,0 +1,39 @@
+# One command each: `make sweep` runs the demo, `make test` runs every test (fast and slow).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch pinned here (a local CPU wheel); pyproject keeps torch>=2.4 open for GPU clusters.
+TORCH_PIN ?= torch==2.13.0
+
+# Loopback-only Ray and MLflow (see README "Machine notes").
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export HTTP_PROXY := http://127.0.0.1:9
+export NO_PROXY := localhost,127.0.0.1
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: setup test test-fast sweep bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: setup
+	$(PY) -m pytest -m "slow or not slow"
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+sweep: setup
+	$(VENV)/bin/completep-sweep coord-check --model tiny --axis depth --plot results/coord-check-depth.png
+	$(VENV)/bin/completep-sweep trial --model tiny --parameterization completep --width 64 --depth 4 --lr 0.01 --steps 300
+
+bench: setup
+	$(PY) benchmarks/step_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

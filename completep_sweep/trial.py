@@ -1,0 +1,180 @@
+"""One trial's inputs (``TrialConfig``) and its one-row outcome (``TrialResult``).
+
+``trial_id`` is a content hash of every field that can change the result, plus the rules version,
+so re-running a sweep recognises finished trials and extending a grid only runs new points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .parameterization import RULES_VERSION, get_parameterization
+
+# Fields that label or place a trial but cannot change its numbers.
+NON_RESULT_FIELDS = frozenset({"sweep", "model"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialConfig:
+    """Everything one training run needs. Flat, so it hashes, sweeps and logs as one record."""
+
+    sweep: str = "adhoc"
+    """Sweep name (the results folder and MLflow experiment); not part of trial_id."""
+    model: str = "tiny"
+    """Name of the model preset this trial came from; informational, the fields below are what count."""
+    parameterization: str = "completep"
+    """sp, mup, completep or alphaX (X in [0.5, 1])."""
+    width: int = 64
+    """d_model N of this trial."""
+    depth: int = 2
+    """Number of pre-LN blocks L."""
+    base_width: int = 32
+    """N_base: width at which the base HPs are tuned (all multipliers are 1 there)."""
+    base_depth: int = 2
+    """L_base: depth at which the base HPs are tuned."""
+    head_dim: int = 16
+    """Fixed across widths: heads = width / head_dim."""
+    vocab_size: int = 256
+    """Vocabulary size (256 for the built-in byte-level corpus)."""
+    seq_len: int = 64
+    """Tokens per sequence."""
+    mlp_ratio: int = 4
+    """MLP hidden size = mlp_ratio × width."""
+    bias: bool = True
+    """Whether block linears have biases (hidden_bias group)."""
+    tie_embeddings: bool = False
+    """Tie unembedding to the embedding (untied by default, as in the paper)."""
+    attn_scale: float | None = None
+    """Attention logit scale; None means 1/sqrt(head_dim), fixed across widths."""
+    data: str = "shakespeare"
+    """'shakespeare' (built-in, byte-level) or a directory with nanoGPT-style train.bin/val.bin."""
+    lr: float = 2.0**-7
+    """η_base: AdamW learning rate at the base shape."""
+    init_std: float = 0.02
+    """σ_base: init std of embedding, hidden and unembedding weights at the base shape."""
+    weight_decay: float = 0.0
+    """λ_base: AdamW weight decay (PyTorch style: decay = lr·λ·θ)."""
+    eps: float = 1e-8
+    """ε_base: AdamW epsilon."""
+    beta1: float = 0.9
+    """AdamW β1."""
+    beta2: float = 0.95
+    """AdamW β2."""
+    warmup_steps: int = 50
+    """Linear warmup steps of the shared LR schedule."""
+    decay: str = "cosine"
+    """Decay after warmup: 'cosine', 'linear' or 'constant'."""
+    final_lr_ratio: float = 0.1
+    """LR at the last step as a fraction of the peak."""
+    grad_clip: float = 0.0
+    """Global gradient-norm clip; 0 disables (Table 1 has none)."""
+    steps: int = 600
+    """Optimizer steps (the token budget is steps × batch_size × seq_len)."""
+    batch_size: int = 16
+    """Sequences per step."""
+    seed: int = 0
+    """Seeds init and batch order."""
+    eval_interval: int = 100
+    """Steps between validation evaluations (and the last step always)."""
+    eval_batches: int = 8
+    """Validation batches per evaluation (fixed, seed-independent)."""
+    divergence_factor: float = 2.0
+    """Stop as diverged when the train loss exceeds this × the first step's loss (or is not finite)."""
+
+    def __post_init__(self) -> None:
+        p = get_parameterization(self.parameterization)  # raises naming the fix
+        object.__setattr__(self, "parameterization", p.name)
+
+    @property
+    def alpha(self) -> float | None:
+        return get_parameterization(self.parameterization).alpha
+
+    @property
+    def tokens(self) -> int:
+        return self.steps * self.batch_size * self.seq_len
+
+    def result_fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NON_RESULT_FIELDS}
+
+    @property
+    def trial_id(self) -> str:
+        payload = {**self.result_fields(), "rules_version": RULES_VERSION}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrialConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurvePoint:
+    """One evaluation of the loss curve."""
+
+    step: int
+    tokens: int
+    train_loss: float
+    val_loss: float
+    lr: float
+
+
+STATUSES = ("ok", "diverged", "error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialResult:
+    """The outcome of one trial: the config, and what was measured."""
+
+    config: TrialConfig
+    status: str
+    """'ok', 'diverged' (stopped early, recorded as a row) or 'error' (an exception after retries)."""
+    final_train_loss: float
+    """Mean train loss over the last eval interval (NaN if the trial never ran a step)."""
+    final_val_loss: float
+    """Validation loss at the last step (NaN when diverged before it)."""
+    diverged_at_step: int | None
+    steps_done: int
+    clip_fraction: float
+    """Fraction of steps where gradient clipping fired (0 when clipping is off)."""
+    flops: float
+    """Training FLOPs estimate: tokens × (6 × matmul params + 12 × depth × seq_len × width)."""
+    n_params: int
+    wall_time_s: float
+    device: str
+    started_at: str
+    code_version: str
+    error: str = ""
+    curve: tuple[CurvePoint, ...] = field(default=(), repr=False)
+
+    def row(self) -> dict[str, Any]:
+        """The flat Parquet/MLflow record (curve excluded; it has its own file)."""
+        c = self.config
+        return {
+            "trial_id": c.trial_id,
+            **c.to_dict(),
+            "alpha": c.alpha,
+            "tokens": self.steps_done * c.batch_size * c.seq_len,
+            "status": self.status,
+            "final_train_loss": self.final_train_loss,
+            "final_val_loss": self.final_val_loss,
+            "diverged_at_step": self.diverged_at_step,
+            "steps_done": self.steps_done,
+            "clip_fraction": self.clip_fraction,
+            "flops": self.flops,
+            "n_params": self.n_params,
+            "wall_time_s": self.wall_time_s,
+            "device": self.device,
+            "started_at": self.started_at,
+            "code_version": self.code_version,
+            "error": self.error,
+        }
