@@ -29,7 +29,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 sweep: setup
-	$(VENV)/bin/completep-sweep coord-check --model tiny --axis depth --plot results/coord-check-depth.png
+	$(VENV)/bin/completep-sweep coord-check --model tiny --axis depth
 	$(VENV)/bin/completep-sweep trial --model tiny --parameterization completep --width 64 --depth 4 --lr 0.01 --steps 300
 
 bench: setup

@@ -9,10 +9,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .parameterization import RULES_VERSION, get_parameterization
+
+_POSITIVE_INTS = (
+    "width", "depth", "base_width", "base_depth", "head_dim", "vocab_size", "seq_len", "mlp_ratio",
+    "steps", "batch_size", "eval_interval", "eval_batches",
+)
+_POSITIVE_FLOATS = ("lr", "init_std", "eps", "divergence_factor")
+_EXAMPLES = {"lr": "0.0078125 (2^-7)", "init_std": 0.02, "eps": 1e-8, "divergence_factor": 2.0}
+_NON_NEGATIVE = ("weight_decay", "final_lr_ratio", "grad_clip", "warmup_steps", "seed")
 
 # Fields that label or place a trial but cannot change its numbers.
 NON_RESULT_FIELDS = frozenset({"sweep", "model"})
@@ -88,6 +97,26 @@ class TrialConfig:
     def __post_init__(self) -> None:
         p = get_parameterization(self.parameterization)  # raises naming the fix
         object.__setattr__(self, "parameterization", p.name)
+        for name in _POSITIVE_INTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer (got {value!r})")
+        for name in _POSITIVE_FLOATS:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number (got {value!r}); e.g. {name} = {_EXAMPLES[name]}")
+        for name in _NON_NEGATIVE:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be >= 0 (got {value!r})")
+        if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ValueError(f"beta1 and beta2 must be in [0, 1) (got {self.beta1}, {self.beta2})")
+        if self.decay not in ("cosine", "linear", "constant"):
+            raise ValueError(f"decay must be 'cosine', 'linear' or 'constant' (got {self.decay!r})")
+        if self.width % self.head_dim:
+            raise ValueError(f"width {self.width} must be a multiple of head_dim {self.head_dim}")
+        if self.divergence_factor <= 1:
+            raise ValueError(f"divergence_factor must be > 1 (got {self.divergence_factor})")
 
     @property
     def alpha(self) -> float | None:

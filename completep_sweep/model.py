@@ -1,0 +1,184 @@
+"""Pre-LN decoder-only transformer whose multipliers come from ``ScalingRules``.
+
+The architecture is fixed across parameterizations; only four numbers from the rules touch it:
+per-group init std multipliers, the residual-branch multiplier and the output (logit) multiplier.
+Learning rates, weight decay and ε are the optimizer's business (optim.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .parameterization import GROUPS, ScalingRules
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The architecture at one shape (the rules say how it is scaled)."""
+
+    width: int
+    """d_model N."""
+    depth: int
+    """Number of pre-LN blocks L."""
+    head_dim: int
+    """Fixed across widths; heads = width / head_dim."""
+    vocab_size: int
+    """Token vocabulary size."""
+    seq_len: int
+    """Maximum sequence length (learned positional embedding size)."""
+    mlp_ratio: int = 4
+    """MLP hidden size = mlp_ratio × width."""
+    bias: bool = True
+    """Biases in block linears."""
+    tie_embeddings: bool = False
+    """Share the embedding matrix with the unembedding."""
+    attn_scale: float | None = None
+    """Attention logit scale; None = 1/sqrt(head_dim) (fixed, since head_dim is fixed)."""
+    init_std: float = 0.02
+    """σ_base."""
+
+    def __post_init__(self) -> None:
+        if self.width % self.head_dim:
+            raise ValueError(
+                f"width {self.width} is not a multiple of head_dim {self.head_dim}; "
+                "pick widths that are multiples of the preset's head_dim"
+            )
+
+    @property
+    def n_heads(self) -> int:
+        return self.width // self.head_dim
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.scale = cfg.attn_scale if cfg.attn_scale is not None else 1.0 / math.sqrt(cfg.head_dim)
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.width, cfg.width, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        # (B, T, C) -> (B, heads, T, head_dim)
+        q, k, v = (t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.width, cfg.mlp_ratio * cfg.width, bias=cfg.bias)
+        self.down = nn.Linear(cfg.mlp_ratio * cfg.width, cfg.width, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, residual_multiplier: float):
+        super().__init__()
+        self.residual_multiplier = residual_multiplier
+        self.ln_1 = nn.LayerNorm(cfg.width)
+        self.attn = Attention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.width)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # h <- h + m_L^-α · F(LN(h)); add(alpha=) fuses the scale, so the multiplier costs nothing.
+        x = torch.add(x, self.attn(self.ln_1(x)), alpha=self.residual_multiplier)
+        return torch.add(x, self.mlp(self.ln_2(x)), alpha=self.residual_multiplier)
+
+
+class Embedding(nn.Module):
+    """Token plus learned positional embedding (one module so hooks see its output)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.wpe = nn.Embedding(cfg.seq_len, cfg.width)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        return self.wte(idx) + self.wpe(pos)
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig, rules: ScalingRules):
+        super().__init__()
+        if (cfg.width, cfg.depth) != (rules.width, rules.depth):
+            raise ValueError(f"rules are for shape {(rules.width, rules.depth)}, model is {(cfg.width, cfg.depth)}")
+        self.cfg, self.rules = cfg, rules
+        self.output_multiplier = rules.output_multiplier
+        self.embed = Embedding(cfg)
+        self.blocks = nn.ModuleList(Block(cfg, rules.residual_multiplier) for _ in range(cfg.depth))
+        self.ln_f = nn.LayerNorm(cfg.width)
+        self.lm_head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.wte.weight
+        self._init_weights()
+
+    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Every parameter in exactly one group of PARAMETERIZATIONS.md, or a ValueError naming it."""
+        by_id: dict[int, str] = {}
+        for block in self.blocks:
+            for m in block.modules():
+                if isinstance(m, nn.LayerNorm):
+                    by_id.update((id(p), "block_norm") for p in m.parameters(recurse=False))
+                elif isinstance(m, nn.Linear):
+                    by_id[id(m.weight)] = "hidden_weight"
+                    if m.bias is not None:
+                        by_id[id(m.bias)] = "hidden_bias"
+        by_id.update((id(p), "final_norm") for p in self.ln_f.parameters())
+        by_id[id(self.lm_head.weight)] = "unembedding"
+        # Embedding last: when tied, the shared matrix is the embedding (its LR/WD rules apply).
+        by_id.update((id(p), "embedding") for p in self.embed.parameters())
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in GROUPS}
+        for name, p in self.named_parameters():  # shared tensors appear once
+            if id(p) not in by_id:
+                raise ValueError(f"parameter {name!r} belongs to no parameter group; classify it in Transformer.param_groups")
+            groups[by_id[id(p)]].append((name, p))
+        return groups
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        """Init std = σ_base × the group's init_std_mult; norms at (1, 0), biases at 0."""
+        sigma = self.cfg.init_std
+        for group, params in self.param_groups().items():
+            mult = self.rules.groups[group].init_std_mult
+            for name, p in params:
+                if mult is not None and p.dim() >= 2:
+                    nn.init.normal_(p, mean=0.0, std=sigma * mult)
+                elif name.endswith("weight") and group in ("block_norm", "final_norm"):
+                    nn.init.ones_(p)
+                else:
+                    nn.init.zeros_(p)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """idx, targets: (B, T) token ids. Returns logits (B, T, V) and the mean loss (or None)."""
+        x = self.embed(idx)  # (B, T, N)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        if self.output_multiplier != 1.0:
+            logits = logits * self.output_multiplier
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+    def matmul_params(self) -> int:
+        """Parameters that take part in matmuls (the 6·N·D FLOPs term): all but embedding lookups."""
+        groups = self.param_groups()
+        return sum(p.numel() for g in ("hidden_weight", "unembedding") for _, p in groups[g])
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6 × matmul params + 12 × L × T × N (attention scores)."""
+        c = self.cfg
+        return 6.0 * self.matmul_params() + 12.0 * c.depth * c.seq_len * c.width

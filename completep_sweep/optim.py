@@ -1,0 +1,65 @@
+"""AdamW with one param group per rule group, and the one shared LR schedule.
+
+As in microsoft/mup's MuAdamW, the parameterization enters the optimizer only as per-group
+multipliers around a stock optimizer: ``lr_scale``, weight decay and ε per group. Every step sets
+``group["lr"] = scheduled_lr(step) × group["lr_scale"]``; no scheduler ever overwrites the scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .model import Transformer
+
+DECAYS = ("cosine", "linear", "constant")
+
+
+def param_groups(model: Transformer, *, weight_decay: float, eps: float) -> list[dict]:
+    """AdamW param groups: base λ and ε times each group's multipliers (PARAMETERIZATIONS.md)."""
+    groups = []
+    for name, named in model.param_groups().items():
+        if not named:
+            continue  # e.g. hidden_bias when the preset has no biases
+        rule = model.rules.groups[name]
+        groups.append(
+            {
+                "name": name,
+                "params": [p for _, p in named],
+                "lr_scale": rule.lr_mult,
+                "weight_decay": weight_decay * rule.weight_decay_mult,
+                "eps": eps * rule.eps_mult,
+            }
+        )
+    return groups
+
+
+def build_optimizer(
+    model: Transformer, *, lr: float, weight_decay: float, eps: float, betas: tuple[float, float]
+) -> torch.optim.AdamW:
+    groups = param_groups(model, weight_decay=weight_decay, eps=eps)
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    # Fused AdamW is the fast path on GPUs; on CPU the default (foreach) implementation is used.
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True if on_cuda else None)
+
+
+def lr_at(step: int, *, lr: float, total_steps: int, warmup_steps: int, decay: str, final_lr_ratio: float) -> float:
+    """Base LR at ``step`` (0-based): linear warmup to ``lr``, then decay to ``final_lr_ratio × lr``."""
+    if decay not in DECAYS:
+        raise ValueError(f"decay must be one of {DECAYS} (got {decay!r})")
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if decay == "constant":
+        return lr
+    span = max(1, total_steps - 1 - warmup_steps)
+    progress = min(1.0, max(0.0, (step - warmup_steps) / span))
+    shape = 1.0 - progress if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return lr * (final_lr_ratio + (1.0 - final_lr_ratio) * shape)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base_lr: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = base_lr * g["lr_scale"]

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from completep_sweep.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_explain_json_worked_example(capsys):
+    code, out, _ = run(capsys, "explain", "--parameterization", "alpha0.5", "--width", "512", "--depth", "8",
+                       "--base-width", "256", "--base-depth", "2", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert set(d) == {"parameterization", "alpha", "width", "depth", "base_width", "base_depth", "width_mult",
+                      "depth_mult", "residual_multiplier", "output_multiplier", "groups"}
+    assert d["alpha"] == 0.5 and d["width_mult"] == 2 and d["depth_mult"] == 4
+    assert d["residual_multiplier"] == 0.5 and d["output_multiplier"] == 0.5
+    assert set(d["groups"]) == {"embedding", "block_norm", "hidden_weight", "hidden_bias", "final_norm", "unembedding"}
+    hw = d["groups"]["hidden_weight"]
+    assert hw["lr_mult"] == 0.25 and hw["weight_decay_mult"] == 2 and hw["eps_mult"] == 0.25
+    assert d["groups"]["block_norm"]["init_std_mult"] is None
+    assert d["groups"]["final_norm"]["weight_decay_mult"] == 0
+
+
+def test_explain_mup_alpha_is_null(capsys):
+    code, out, _ = run(capsys, "explain", "--parameterization", "mup", "--width", "64", "--depth", "4",
+                       "--base-width", "32", "--base-depth", "2", "--json")
+    assert code == 0 and json.loads(out)["alpha"] is None
+
+
+def test_explain_human_readable(capsys):
+    code, out, _ = run(capsys, "explain", "--parameterization", "completep", "--width", "512", "--depth", "8",
+                       "--base-width", "256", "--base-depth", "2")
+    assert code == 0 and "hidden_weight" in out and "0.125" in out and "residual multiplier 0.25" in out
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["explain", "--parameterization", "xp", "--width", "64", "--depth", "2", "--base-width", "32", "--base-depth", "2"], "--parameterization"),
+    (["explain", "--parameterization", "mup", "--width", "-64", "--depth", "2", "--base-width", "32", "--base-depth", "2"], "--width"),
+    (["explain", "--parameterization", "mup", "--width", "64", "--depth", "2", "--base-width", "32"], "--base-depth"),
+    (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "-0.1"], "--lr"),
+    (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "abc"], "--lr"),
+    (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01", "--seed", "-1"], "--seed"),
+    (["coord-check", "--axis", "height"], "--axis"),
+    (["coord-check", "--axis", "depth", "--values", "2,x"], "--values"),
+    (["coord-check", "--axis", "depth", "--parameterizations", "sp,nope"], "--parameterizations"),
+])
+def test_bad_arguments_exit_2_with_one_line(capsys, argv, names):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2
+    assert len(err.splitlines()) == 1 and names in err
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["trial", "--model", "nosuch", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01"], "model"),
+    (["trial", "--parameterization", "mup", "--width", "40", "--depth", "2", "--lr", "0.01"], "head_dim"),
+    (["coord-check", "--axis", "width", "--values", "32,40"], "--values"),
+])
+def test_bad_values_after_parsing_exit_2(capsys, argv, names):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and names in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_trial_json(capsys):
+    code, out, _ = run(capsys, "trial", "--parameterization", "completep", "--width", "64", "--depth", "2",
+                       "--lr", "0.01", "--steps", "10", "--batch-size", "4", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["status"] == "ok" and d["final_val_loss"] > 0 and d["final_train_loss"] > 0
+    assert d["parameterization"] == "completep" and d["width"] == 64 and d["steps"] == 10
+
+
+def test_coord_check_json(capsys):
+    code, out, _ = run(capsys, "coord-check", "--axis", "depth", "--values", "2,4,8", "--steps", "3",
+                       "--parameterizations", "mup,completep", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["axis"] == "depth" and d["values"] == [2, 4, 8] and d["steps"] == 3
+    assert set(d["slopes"]) == set(d["passed"]) == {"mup", "completep"}
+    assert d["slopes"]["mup"] > d["slopes"]["completep"]

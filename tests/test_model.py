@@ -1,0 +1,142 @@
+import math
+
+import pytest
+import torch
+
+from completep_sweep.model import Block, ModelConfig, Transformer
+from completep_sweep.optim import build_optimizer, param_groups
+from completep_sweep.parameterization import GROUPS, scaling_rules
+from completep_sweep.train import build_model
+from completep_sweep.trial import TrialConfig
+
+NAMES = ["sp", "mup", "alpha0.5", "completep"]
+
+
+def tiny(**kw) -> TrialConfig:
+    defaults = dict(width=32, depth=2, base_width=32, base_depth=2, head_dim=16, seq_len=32, batch_size=4)
+    return TrialConfig(**{**defaults, **kw})
+
+
+@pytest.mark.parametrize("bias, tie", [(True, False), (False, False), (True, True)])
+def test_every_parameter_in_exactly_one_group(bias, tie):
+    model = build_model(tiny(parameterization="completep", width=64, depth=3, bias=bias, tie_embeddings=tie))
+    groups = model.param_groups()
+    assert set(groups) == set(GROUPS)
+    seen = [id(p) for named in groups.values() for _, p in named]
+    assert len(seen) == len(set(seen)) == len(list(model.parameters()))
+    assert bool(groups["hidden_bias"]) is bias
+    names = {g: {n for n, _ in named} for g, named in groups.items()}
+    assert "blocks.0.attn.qkv.weight" in names["hidden_weight"]
+    assert "blocks.2.mlp.down.weight" in names["hidden_weight"]
+    assert "blocks.1.ln_2.weight" in names["block_norm"]
+    assert names["final_norm"] == {"ln_f.weight", "ln_f.bias"}
+    assert names["unembedding"] == (set() if tie else {"lm_head.weight"})
+
+
+def test_unclassified_parameter_is_an_error_naming_it():
+    model = build_model(tiny())
+    model.blocks[0].gate = torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(ValueError, match="blocks.0.gate"):
+        model.param_groups()
+
+
+def test_init_stds_match_rules_statistically():
+    sigma, base, width = 0.05, 32, 256
+    model = build_model(tiny(parameterization="mup", width=width, depth=2, base_width=base, init_std=sigma))
+    groups = model.param_groups()
+    expected_hidden = sigma * math.sqrt(base / width)
+    for name, p in groups["hidden_weight"]:
+        n = p.numel()  # std of the sample std of n normals is σ/sqrt(2n); allow 6 of those
+        assert p.std().item() == pytest.approx(expected_hidden, rel=6 / math.sqrt(2 * n)), name
+        assert abs(p.mean().item()) < 6 * expected_hidden / math.sqrt(n)
+    for g in ("embedding", "unembedding"):
+        for name, p in groups[g]:
+            assert p.std().item() == pytest.approx(sigma, rel=6 / math.sqrt(2 * p.numel())), name
+    for name, p in groups["block_norm"] + groups["final_norm"]:
+        assert torch.all(p == (1.0 if name.endswith("weight") else 0.0)), name
+    for name, p in groups["hidden_bias"]:
+        assert torch.all(p == 0), name
+
+
+def test_sp_hidden_init_does_not_shrink_with_width():
+    model = build_model(tiny(parameterization="sp", width=256, base_width=32, init_std=0.05))
+    w = model.blocks[0].mlp.up.weight
+    assert w.std().item() == pytest.approx(0.05, rel=0.02)
+
+
+def _first_losses(name: str, steps: int = 4) -> list[float]:
+    config = tiny(parameterization=name, width=64, depth=3, base_width=64, base_depth=3, lr=3e-3, weight_decay=0.1)
+    model = build_model(config)
+    opt = build_optimizer(model, lr=config.lr, weight_decay=config.weight_decay, eps=config.eps, betas=(0.9, 0.95))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (4, 32), generator=g)
+    losses = []
+    for _ in range(steps):
+        _, loss = model(x, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_base_shape_identical_across_parameterizations():
+    configs = {n: tiny(parameterization=n, width=64, depth=3, base_width=64, base_depth=3, weight_decay=0.1) for n in NAMES}
+    states = {n: build_model(c).state_dict() for n, c in configs.items()}
+    for n in NAMES[1:]:
+        assert states[n].keys() == states["sp"].keys()
+        assert all(torch.equal(states[n][k], states["sp"][k]) for k in states["sp"]), n
+    groups = {}
+    for n, c in configs.items():
+        groups[n] = [{k: v for k, v in g.items() if k != "params"} for g in param_groups(build_model(c), weight_decay=0.1, eps=1e-8)]
+    assert all(groups[n] == groups["sp"] for n in NAMES)
+    losses = {n: _first_losses(n) for n in NAMES}
+    assert all(losses[n] == losses["sp"] for n in NAMES)  # bit for bit
+
+
+def test_different_shapes_do_differ():
+    # Guards the identity test: away from the base shape the parameterizations must not coincide.
+    a = _first_losses_at("mup")
+    b = _first_losses_at("completep")
+    assert a != b
+
+
+def _first_losses_at(name):
+    config = tiny(parameterization=name, width=64, depth=4, base_width=32, base_depth=2)
+    model = build_model(config)
+    x = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    return model(x, x)[1].item()
+
+
+def test_residual_multiplier_applied_to_both_branches():
+    cfg = ModelConfig(width=32, depth=1, head_dim=16, vocab_size=256, seq_len=8)
+    torch.manual_seed(0)
+    block = Block(cfg, residual_multiplier=0.25)
+    x = torch.randn(2, 8, 32)
+    h = x + 0.25 * block.attn(block.ln_1(x))
+    expected = h + 0.25 * block.mlp(block.ln_2(h))
+    assert torch.allclose(block(x), expected, atol=1e-6)
+
+
+def test_output_multiplier_scales_logits():
+    config = tiny(parameterization="mup", width=128, base_width=32)
+    model = build_model(config)
+    x = torch.randint(0, 256, (2, 16))
+    logits, _ = model(x)
+    h = model.embed(x)
+    for b in model.blocks:
+        h = b(h)
+    raw = model.lm_head(model.ln_f(h))
+    assert model.output_multiplier == 0.25
+    assert torch.allclose(logits, 0.25 * raw, atol=1e-6)
+
+
+def test_width_must_divide_into_heads():
+    with pytest.raises(ValueError, match="head_dim"):
+        ModelConfig(width=40, depth=2, head_dim=16, vocab_size=256, seq_len=8)
+
+
+def test_rules_must_match_model_shape():
+    cfg = ModelConfig(width=32, depth=2, head_dim=16, vocab_size=256, seq_len=8)
+    with pytest.raises(ValueError, match="shape"):
+        Transformer(cfg, scaling_rules("mup", width=64, depth=2, base_width=32, base_depth=2))

@@ -1,0 +1,63 @@
+import math
+
+import pytest
+
+from completep_sweep.train import train_trial
+from completep_sweep.trial import TrialConfig
+
+
+def quick(**kw) -> TrialConfig:
+    defaults = dict(parameterization="completep", width=32, depth=2, base_width=32, base_depth=2, seq_len=32,
+                    batch_size=8, steps=60, warmup_steps=5, eval_interval=20, eval_batches=2, lr=2**-6)
+    return TrialConfig(**{**defaults, **kw})
+
+
+def test_short_trial_lowers_loss_on_builtin_corpus():
+    points = []
+    result = train_trial(quick(), on_eval=points.append)
+    assert result.status == "ok"
+    assert [p.step for p in points] == [20, 40, 60]
+    assert result.final_val_loss == points[-1].val_loss
+    assert result.final_val_loss < math.log(256) - 1.0  # uniform guess is ln 256 ≈ 5.55
+    assert points[-1].train_loss < points[0].train_loss
+    assert result.steps_done == 60 and result.diverged_at_step is None
+    assert result.flops > 0 and result.wall_time_s > 0 and result.device == "cpu"
+    row = result.row()
+    assert row["tokens"] == 60 * 8 * 32 and row["trial_id"] == result.config.trial_id
+
+
+def test_absurd_lr_ends_diverged_without_exception():
+    result = train_trial(quick(parameterization="sp", width=64, lr=50.0, steps=100, warmup_steps=0))
+    assert result.status == "diverged"
+    assert result.diverged_at_step is not None and result.diverged_at_step < 100
+    assert result.steps_done == result.diverged_at_step
+    assert math.isnan(result.final_val_loss)
+
+
+def test_clip_fraction_recorded():
+    off = train_trial(quick(steps=10, eval_interval=10))
+    tiny_clip = train_trial(quick(steps=10, eval_interval=10, grad_clip=1e-6))
+    assert off.clip_fraction == 0.0
+    assert tiny_clip.clip_fraction == 1.0
+
+
+def test_same_config_same_result():
+    a, b = train_trial(quick(steps=20)), train_trial(quick(steps=20))
+    assert a.final_val_loss == b.final_val_loss and a.final_train_loss == b.final_train_loss
+
+
+def test_trial_id_covers_result_fields_only():
+    base = quick()
+    assert base.trial_id == quick().trial_id
+    assert base.trial_id == base.replace(sweep="other").trial_id
+    assert base.trial_id != base.replace(lr=base.lr * 2).trial_id
+    assert base.trial_id != base.replace(parameterization="alpha0.5").trial_id
+    assert base.trial_id != base.replace(seed=1).trial_id
+    assert quick(parameterization="alpha1").trial_id == quick(parameterization="completep").trial_id
+
+
+@pytest.mark.parametrize("field, value", [("lr", -1e-3), ("lr", 0.0), ("init_std", -0.1), ("steps", 0),
+                                          ("width", 40), ("decay", "step"), ("beta2", 1.0), ("lr", float("nan"))])
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field if field != "width" else "head_dim"):
+        quick(**{field: value})
