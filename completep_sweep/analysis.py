@@ -234,6 +234,14 @@ def hp_slice(trials: pd.DataFrame, *, parameterization: str, width: int, depth: 
     return line.drop(columns=list(KEY)).reset_index(drop=True)
 
 
+def slice_table(trials: pd.DataFrame, *, hp: str, loss: str = "final_val_loss") -> pd.DataFrame:
+    """``hp_slice`` for every shape at once, with the key columns (what the loss-curve plots draw)."""
+    prep = _prepare(trials, loss)
+    keys = sorted(prep.points[list(KEY)].drop_duplicates().itertuples(index=False, name=None))
+    lines = [_slice(prep, key, hp)[0] for key in keys]
+    return pd.concat(lines, ignore_index=True) if lines else pd.DataFrame(columns=[*KEY, hp, "loss"])
+
+
 def _optimum_row(prep: _Prepared, key: tuple, hp: str, band_tolerance: float,
                  n_boot: int, boot_seed: int) -> dict[str, Any]:
     line, trials, n_error = _slice(prep, key, hp)

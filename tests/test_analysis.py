@@ -21,10 +21,10 @@ from completep_sweep.analysis import (
     transfer_table,
     transferred_hps,
 )
-from completep_sweep.parameterization import scaling_rules
+from completep_sweep.parameterization import get_parameterization, scaling_rules
 from completep_sweep.trial import TrialConfig
 
-DEFAULTS = {**TrialConfig().to_dict(), "alpha": 1.0}
+DEFAULTS = TrialConfig().to_dict()
 RESULTS = dict(final_train_loss=np.nan, diverged_at_step=None, steps_done=600, clip_fraction=0.0,
                n_params=1000, wall_time_s=1.0, device="cpu", started_at="", code_version="test",
                error="", tokens=600 * 16 * 64)
@@ -48,6 +48,7 @@ def make_trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 
                         **DEFAULTS, **RESULTS, **(extra or {}),
                         "trial_id": f"{parameterization}-{w}-{depth}-{e}-{seed}",
                         "parameterization": parameterization, "width": w, "depth": depth,
+                        "alpha": get_parameterization(parameterization).alpha,
                         "base_width": base_width, "base_depth": base_depth, "lr": 2.0**e,
                         "seed": seed, "status": "diverged" if diverged else "ok",
                         "final_val_loss": np.nan if diverged else loss,
