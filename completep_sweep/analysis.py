@@ -84,6 +84,12 @@ class _Prepared:
     hps: tuple[str, ...]  # swept numeric HPs
     combo: tuple[str, ...]  # all varying config columns that define a grid point (hps first)
     points: pd.DataFrame  # seed-mean per (key, combo): loss, n_seeds, n_diverged
+    by_shape: dict[str, dict[tuple, pd.DataFrame]]  # "points"/"trials"/"errors" -> key -> rows
+
+    def rows(self, kind: str, key: tuple) -> pd.DataFrame:
+        """Rows of ``kind`` at one (parameterization, width, depth); split once, looked up often."""
+        found = self.by_shape[kind].get(tuple(key))
+        return found if found is not None else getattr(self, kind).iloc[:0]
 
 
 def _config_columns(trials: pd.DataFrame) -> list[str]:
@@ -118,7 +124,10 @@ def _prepare(trials: pd.DataFrame, loss: str) -> _Prepared:
               .agg(loss=("_value", "mean"), n_seeds=("seed", "nunique"),
                    n_diverged=("_value", lambda v: int(np.isinf(v).sum())))
               .reset_index())
-    return _Prepared(df, trials.loc[is_error], hps, combo, points)
+    errors = trials.loc[is_error]
+    by_shape = {kind: {k: g for k, g in frame.groupby(list(KEY), sort=False)}
+                for kind, frame in (("points", points), ("trials", df), ("errors", errors))}
+    return _Prepared(df, errors, hps, combo, points, by_shape)
 
 
 def _match(df: pd.DataFrame, values: dict[str, Any]) -> pd.Series:
@@ -127,10 +136,6 @@ def _match(df: pd.DataFrame, values: dict[str, Any]) -> pd.Series:
     for col, v in values.items():
         mask &= (df[col].isna() if pd.isna(v) else df[col].eq(v))
     return mask
-
-
-def _shape_rows(df: pd.DataFrame, parameterization: str, width: int, depth: int) -> pd.DataFrame:
-    return df[df["parameterization"].eq(parameterization) & df["width"].eq(width) & df["depth"].eq(depth)]
 
 
 def _best_combo(points: pd.DataFrame, combo: Iterable[str]) -> dict[str, Any]:
@@ -142,19 +147,20 @@ def _best_combo(points: pd.DataFrame, combo: Iterable[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- one-dimensional optimum
 
 
-def _refined_log2(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Grid argmin index and refined log2 optimum for each row of ``y`` (shape B × n).
+def _refined_optimum(values: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grid argmin index and refined optimum (in HP units) for each row of ``y`` (shape B × n).
 
-    Refinement: the vertex of the parabola through the argmin and its two neighbours, when the argmin
-    is interior, all three losses are finite and the parabola is convex; otherwise the argmin itself.
+    Refinement: the vertex of the parabola in log2(HP) through the argmin and its two neighbours,
+    when the argmin is interior, all three losses are finite and the parabola is convex; otherwise
+    the argmin itself (also when a value is ≤ 0, e.g. weight_decay 0, where log2 is undefined).
     Because the middle point is the lowest of the three, the vertex lies between the neighbours.
     Rows with no finite loss give NaN.
     """
+    x = _log2(values)
     y = np.atleast_2d(np.asarray(y, dtype=float))
     n = y.shape[1]
     rows = np.arange(y.shape[0])
     i = np.argmin(np.where(np.isnan(y), np.inf, y), axis=1)
-    x_opt = x[i].astype(float)
     il, ir = np.clip(i - 1, 0, n - 1), np.clip(i + 1, 0, n - 1)
     x0, x1, x2 = x[il], x[i], x[ir]
     y0, y1, y2 = y[rows, il], y[rows, i], y[rows, ir]
@@ -164,14 +170,15 @@ def _refined_log2(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
         vertex = x1 - 0.5 * num / den
     ok = ((i > 0) & (i < n - 1) & np.isfinite(y0) & np.isfinite(y1) & np.isfinite(y2)
-          & np.isfinite(x0) & np.isfinite(x1) & np.isfinite(x2) & (curvature > 0) & np.isfinite(vertex))
-    refined = np.where(ok, vertex, x_opt)
+          & np.isfinite(x0) & np.isfinite(x2) & (curvature > 0) & np.isfinite(vertex))
+    refined = np.where(ok, 2.0 ** np.where(ok, vertex, 0.0), values[i].astype(float))
     refined[~np.isfinite(y).any(axis=1)] = np.nan
     return i, refined
 
 
-def _bootstrap_interval(x: np.ndarray, per_seed: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
-    """2.5/97.5 percentiles (log2) of the refined optimum when seeds are resampled with replacement.
+def _bootstrap_interval(values: np.ndarray, per_seed: np.ndarray, n_boot: int,
+                        seed: int) -> tuple[float, float]:
+    """2.5/97.5 percentiles of the refined optimum when seeds are resampled with replacement.
 
     ``per_seed`` is n_points × n_seeds (NaN: not run, inf: diverged). The slice (other HPs) stays
     fixed at the full-data best combination; only the seed average is resampled.
@@ -186,22 +193,24 @@ def _bootstrap_interval(x: np.ndarray, per_seed: np.ndarray, n_boot: int, seed: 
         mean = (counts @ finite.T) / (counts @ present.T)
     mean[(counts @ np.isinf(per_seed).T) > 0] = np.inf
     mean[(counts @ present.T) == 0] = np.nan
-    _, refined = _refined_log2(x, mean)
-    refined = refined[np.isfinite(refined)]
+    _, refined = _refined_optimum(values, mean)
+    refined = refined[~np.isnan(refined)]
     if refined.size == 0:
         return math.nan, math.nan
-    low, high = np.percentile(refined, [2.5, 97.5])
+    # Percentiles of the HP itself equal those of log2(HP) mapped back (monotone), and allow 0.
+    low, high = np.percentile(refined, [2.5, 97.5], method="inverted_cdf")
     return float(low), float(high)
 
 
-def _band_interval(x: np.ndarray, y: np.ndarray, refined: float, tolerance: float) -> tuple[float, float]:
-    """Hull (log2) of grid values whose loss is within ``tolerance`` (relative) of the minimum,
-    widened to include the refined estimate so the point estimate always lies in its interval."""
+def _band_interval(values: np.ndarray, y: np.ndarray, refined: float,
+                   tolerance: float) -> tuple[float, float]:
+    """Hull of grid values whose loss is within ``tolerance`` (relative) of the minimum, widened
+    to include the refined estimate so the point estimate always lies in its interval."""
     finite = np.isfinite(y)
     if not finite.any():
         return math.nan, math.nan
     y_min = y[finite].min()
-    inside = x[finite & (y <= y_min + tolerance * abs(y_min))]
+    inside = values[finite & (y <= y_min + tolerance * abs(y_min))]
     return float(min(inside.min(), refined)), float(max(inside.max(), refined))
 
 
@@ -212,13 +221,13 @@ def _log2(v: np.ndarray | float) -> np.ndarray:
 
 def _slice(prep: _Prepared, key: tuple, hp: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Seed-mean points, per-trial rows and error count of the 1-D slice along ``hp`` at one shape."""
-    points = _shape_rows(prep.points, *key)
+    points = prep.rows("points", key)
     fixed = {c: v for c, v in _best_combo(points, prep.combo).items() if c != hp}
     line = points[_match(points, fixed)].sort_values(hp)
     line = line[line[hp].notna()]
-    trials = _shape_rows(prep.trials, *key)
+    trials = prep.rows("trials", key)
     trials = trials[_match(trials, fixed)]
-    errors = _shape_rows(prep.errors, *key)
+    errors = prep.rows("errors", key)
     n_error = int(_match(errors, fixed).sum()) if len(errors) else 0
     return line, trials, n_error
 
@@ -245,22 +254,20 @@ def slice_table(trials: pd.DataFrame, *, hp: str, loss: str = "final_val_loss") 
 def _optimum_row(prep: _Prepared, key: tuple, hp: str, band_tolerance: float,
                  n_boot: int, boot_seed: int) -> dict[str, Any]:
     line, trials, n_error = _slice(prep, key, hp)
-    values = line[hp].to_numpy(float)
-    x, y = _log2(values), line["loss"].to_numpy(float)
-    i, refined = _refined_log2(x, y[None, :])
+    values, y = line[hp].to_numpy(float), line["loss"].to_numpy(float)
+    i, refined = _refined_optimum(values, y[None, :])
     i, refined = int(i[0]), float(refined[0])
     per_seed = (trials.groupby([hp, "seed"])["_value"].mean().unstack("seed")
                 .reindex(values).to_numpy(float))
-    n_seeds_total = per_seed.shape[1]
-    if not math.isfinite(refined):
+    found = not math.isnan(refined)  # some grid point has a finite loss
+    if not found:
         interval, method = (math.nan, math.nan), "none"
-    elif n_seeds_total >= 2:
-        interval, method = _bootstrap_interval(x, per_seed, n_boot, boot_seed), "bootstrap"
+    elif per_seed.shape[1] >= 2:
+        interval, method = _bootstrap_interval(values, per_seed, n_boot, boot_seed), "bootstrap"
     else:
-        interval = _band_interval(x, y, refined, band_tolerance)
+        interval = _band_interval(values, y, refined, band_tolerance)
         method = f"band(rel {band_tolerance:g})"
-    finite = math.isfinite(refined)
-    shape_trials = _shape_rows(prep.trials, *key)
+    shape_trials = prep.rows("trials", key)
     return {
         "parameterization": key[0],
         "alpha": shape_trials["alpha"].iloc[0] if "alpha" in shape_trials else math.nan,
@@ -268,13 +275,13 @@ def _optimum_row(prep: _Prepared, key: tuple, hp: str, band_tolerance: float,
         "base_width": _mode(shape_trials.get("base_width")),
         "base_depth": _mode(shape_trials.get("base_depth")),
         "hp": hp,
-        "optimum": values[i] if finite else math.nan,
-        "optimum_refined": 2.0 ** refined if finite else math.nan,
-        "interval_low": 2.0 ** interval[0], "interval_high": 2.0 ** interval[1],
+        "optimum": values[i] if found else math.nan,
+        "optimum_refined": refined,
+        "interval_low": interval[0], "interval_high": interval[1],
         "interval_method": method,
-        "loss": y[i] if finite else math.inf,
+        "loss": y[i] if found else math.inf,
         # An argmin on the first or last tested value is only a bound: the grid must be widened.
-        "at_edge": bool(not finite or i in (0, len(values) - 1)),
+        "at_edge": bool(not found or i in (0, len(values) - 1)),
         "n_seeds": int(line["n_seeds"].iloc[i]) if len(line) else 0,
         "n_diverged": int(np.isinf(trials["_value"]).sum()),
         "n_error": n_error,
@@ -360,7 +367,7 @@ def _transfer_row(rows: pd.DataFrame, axis: str, tolerance: float) -> dict[str, 
         reasons.append(f"optimum at grid edge at {axis} {', '.join(map(str, edges))}")
     ok = np.isfinite(y)
     if not ok.all():
-        reasons.append(f"no finite optimum at {axis} {', '.join(map(str, line.loc[~ok, axis]))}")
+        reasons.append(f"no positive finite optimum at {axis} {', '.join(map(str, line.loc[~ok, axis]))}")
     if len(line) < 3:
         reasons.append(f"only {len(line)} shapes along {axis} (need 3)")
     slope = low = high = math.nan
@@ -419,6 +426,13 @@ def _base_shape(shapes: pd.DataFrame, width: int) -> tuple[int, int] | None:
     return (width, int(depths.min())) if len(depths) else None
 
 
+def _nearest(values: np.ndarray, target: float) -> int:
+    """Index of the grid value nearest ``target`` in octaves (exact match for values ≤ 0)."""
+    if target <= 0 or not (values > 0).any():
+        return int(np.argmin(np.abs(values - target)))
+    return int(np.nanargmin(np.abs(_log2(values) - math.log2(target))))
+
+
 def _regret(prep: _Prepared, optima: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (p, hp), group in optima.groupby(["parameterization", "hp"], sort=True):
@@ -434,7 +448,7 @@ def _regret(prep: _Prepared, optima: pd.DataFrame) -> pd.DataFrame:
             else:
                 # Nearest tested value in octaves: the base optimum is a base HP in the same units
                 # at every shape (the rules apply the multipliers), so it can be read off directly.
-                j = int(np.nanargmin(np.abs(_log2(values) - math.log2(base_opt))))
+                j = _nearest(values, base_opt)
                 used, at_base = values[j], losses[j]
                 regret = 100.0 * (at_base - own_min) / own_min
             rows.append({
@@ -537,11 +551,11 @@ def _base_hps(prep: _Prepared, optima: pd.DataFrame) -> pd.DataFrame:
         distance = (np.abs(np.log2(group["width"] / base_w)) + np.abs(np.log2(group["depth"] / base_d)))
         at = group.loc[distance.idxmin()]
         key = (p, int(at["width"]), int(at["depth"]))
-        points = _shape_rows(prep.points, *key)
+        points = prep.rows("points", key)
         row = {"parameterization": p, "base_width": base_w, "base_depth": base_d,
                "tuned_width": key[1], "tuned_depth": key[2]}
         best = _best_combo(points, prep.combo)
-        trials = _shape_rows(prep.trials, *key)
+        trials = prep.rows("trials", key)
         for hp in BASE_HPS:
             row[hp] = best[hp] if hp in best else (_mode(trials[hp]) if hp in trials else math.nan)
         tuned = group[group["width"].eq(key[1]) & group["depth"].eq(key[2])]

@@ -115,8 +115,35 @@ def plot_lr_curves(trials: pd.DataFrame, analysis: Analysis, path_stem: Path | s
         held.append(f"{other} {fixed}")
     described = _describe_fixed(pd.concat(plotted), trials, hp, analysis) if plotted else ""
     title = ", ".join([*dict.fromkeys(held), *([described] if described else [])])
-    fig.suptitle(f"{analysis.loss.replace('_', ' ')} vs log2({hp}) — {title}")
+    fig.suptitle(_wrap(f"{analysis.loss.replace('_', ' ')} vs log2({hp}) — {title}",
+                       width=50 * max(len(names), 1)))
     return _save_figure(fig, path_stem)
+
+
+def _log2_axis(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """log2 positions for the x axis; values ≤ 0 (e.g. weight_decay 0) sit 1.5 octaves left of
+    the smallest positive value, where a tick labelled 0 marks them."""
+    positive = values[values > 0]
+    zero_x = (np.log2(positive.min()) if positive.size else 0.0) - 1.5
+
+    def position(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        return np.where(v > 0, np.log2(np.where(v > 0, v, 1.0)), zero_x)
+
+    position.zero_x = zero_x if (values <= 0).any() else None
+    return position
+
+
+def _wrap(text: str, width: int) -> str:
+    """Break a title at ', ' so that 'init_std 0.02' never splits from its value."""
+    lines = [""]
+    for part in text.split(", "):
+        if lines[-1] and len(lines[-1]) + len(part) + 2 > width:
+            lines[-1] += ","
+            lines.append(part)
+        else:
+            lines[-1] = f"{lines[-1]}, {part}" if lines[-1] else part
+    return "\n".join(lines)
 
 
 def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str, axis: str) -> None:
@@ -124,20 +151,24 @@ def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str,
     top = finite["loss"].max() if len(finite) else 1.0
     bottom = finite["loss"].min() if len(finite) else 0.0
     pad = 0.05 * (top - bottom or 1.0)
+    position = _log2_axis(lines[hp].to_numpy(float))
     values = sorted(lines[axis].unique())
-    colors = _colors(len(values))
-    for color, v in zip(colors, values):
+    for color, v in zip(_colors(len(values)), values):
         line = lines[lines[axis].eq(v)].sort_values(hp)
-        ok = np.isfinite(line["loss"])
-        x = np.log2(line[hp].to_numpy(float))
+        ok = np.isfinite(line["loss"]).to_numpy()
+        x = position(line[hp].to_numpy(float))
         ax.plot(x[ok], line["loss"][ok], "o-", ms=3, color=color, label=f"{axis} {v}")
         if (~ok).any():
             ax.plot(x[~ok], np.full((~ok).sum(), top + pad), "x", color=color, ms=6)
         o = optima[optima["parameterization"].eq(p) & optima["hp"].eq(hp) & optima[axis].eq(v)
                    & optima[_other(axis)].eq(line[_other(axis)].iloc[0])]
-        if len(o) and math.isfinite(o["optimum_refined"].iloc[0]):
-            ax.plot(math.log2(o["optimum_refined"].iloc[0]), o["loss"].iloc[0], "*", ms=11,
+        if len(o) and not math.isnan(o["optimum_refined"].iloc[0]):
+            ax.plot(position(o["optimum_refined"].iloc[0]), o["loss"].iloc[0], "*", ms=11,
                     color=color, markeredgecolor="black", markeredgewidth=0.5)
+    if position.zero_x is not None:
+        ax.axvline(position.zero_x + 0.75, color="grey", lw=0.5, ls=":")
+        ax.text(position.zero_x, 0.99, f"{hp}=0", ha="center", va="top", fontsize=7,
+                transform=ax.get_xaxis_transform())
     ax.set_ylim(bottom - pad, top + 2 * pad)
     ax.set_xlabel(f"log2({hp})")
     ax.set_ylabel("loss (mean over seeds)")
@@ -162,7 +193,7 @@ def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr"
     for color, p in zip(_colors(o["parameterization"].nunique()), sorted(o["parameterization"].unique())):
         fixed = _fixed_value(analysis, p, hp, axis)
         rows = o[o["parameterization"].eq(p) & o[other].eq(fixed)].sort_values(axis)
-        rows = rows[np.isfinite(rows["optimum_refined"])]
+        rows = rows[np.isfinite(rows["optimum_refined"]) & (rows["optimum_refined"] > 0)]
         if rows.empty:
             continue
         y = rows["optimum_refined"].to_numpy(float)

@@ -289,7 +289,8 @@ def test_savings_caveat_and_empty_cases():
 
 def test_to_json_dict_contract_and_strict_json():
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), diverge_log2=-5, seeds=(0, 1), noise=0.001)
-    d = analyze(df).to_json_dict()
+    sp = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), parameterization="sp")  # alpha None
+    d = analyze(pd.concat([df, sp], ignore_index=True)).to_json_dict()
     assert set(d) == {"optima", "transfer", "regret", "savings", "tolerance_octaves"}
     text = json.dumps(d, allow_nan=False)  # raises on NaN/Infinity
     back = json.loads(text)
@@ -303,6 +304,8 @@ def test_to_json_dict_contract_and_strict_json():
               "verdict", "tolerance_octaves"):
         assert k in t
     assert set(back["regret"][0]) >= {"parameterization", "width", "depth", "hp", "regret_percent"}
+    alphas = {r["parameterization"]: r["alpha"] for r in back["optima"]}
+    assert alphas == {"completep": 1.0, "sp": None}
 
 
 def test_width_axis_and_fixed_slice():
@@ -340,3 +343,19 @@ def test_analyze_rejects_bad_input():
         analyze(df.drop(columns=["final_val_loss"]))
     with pytest.raises(ValueError, match="tolerance_octaves"):
         analyze(make_trials(lambda d, w: -7.0), tolerance_octaves=0)
+
+
+def test_hp_grid_with_zero_weight_decay():
+    rows = []
+    for wd, penalty in ((0.0, 0.0), (1e-4, 0.01), (1e-3, 0.02), (1e-2, 0.1)):
+        t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4),
+                        l0=lambda d, w, p=penalty: 3.0 + p, extra={"weight_decay": wd})
+        t["trial_id"] += f"-{wd}"
+        rows.append(t)
+    a = analyze(pd.concat(rows, ignore_index=True))
+    wd = row(a.optima, depth=4, hp="weight_decay")
+    assert wd.optimum == 0 and wd.optimum_refined == 0 and wd.at_edge and wd.interval_low == 0
+    assert row(a.optima, depth=4, hp="lr").optimum == 2.0**-7
+    t = row(a.transfer, hp="weight_decay", axis="depth")
+    assert t.verdict == "inconclusive" and "no positive finite optimum" in t.reason
+    json.dumps(a.to_json_dict(), allow_nan=False)

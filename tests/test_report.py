@@ -206,3 +206,17 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     report._write_text(target, "ok\n")
     assert target.read_text() == "ok\n" and [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+@pytest.mark.filterwarnings("error")
+def test_plots_handle_a_zero_grid_value(tmp_path):
+    parts = []
+    for wd, penalty in ((0.0, 0.0), (1e-4, 0.01), (1e-3, 0.02)):
+        t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4),
+                        l0=lambda d, w, p=penalty: 3.0 + p, extra={"weight_decay": wd})
+        t["trial_id"] += f"-{wd}"
+        parts.append(t)
+    df = pd.concat(parts, ignore_index=True)
+    written = write_report(df, analyze(df), tmp_path)
+    assert_png(written["curves_weight_decay_vs_depth.png"])
+    assert "weight_decay=0" in written["curves_weight_decay_vs_depth.svg"].read_text()
