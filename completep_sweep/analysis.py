@@ -8,8 +8,9 @@ Pure pandas/numpy: no Ray, no MLflow, no plotting. Conventions (DESIGN.md, "Anal
   is not finite, counts as +inf. ``error`` trials are excluded and counted. Pending trials are absent.
 - Seeds are averaged per grid point; one diverged seed makes the point inf (a learning rate that
   diverges for some seeds is not usable).
-- Swept HPs are the numeric config columns that vary in the data. Categorical config columns that
-  vary (e.g. ``decay``) are part of the HP combination but get no optimum of their own.
+- Swept HPs are the numeric config columns that vary in the data (budget columns such as steps
+  count too if a sweep varies them; the analysis then reports what it sees). Categorical config
+  columns that vary (e.g. ``decay``) are part of the HP combination but get no optimum of their own.
 - The optimum of one HP is taken along the 1-D slice through the shape's best HP combination.
 - All HP arithmetic is in log2(HP) ("octaves"): the grids are powers of two and the transfer
   tolerance is stated in octaves.

@@ -121,8 +121,8 @@ def plot_lr_curves(trials: pd.DataFrame, analysis: Analysis, path_stem: Path | s
 
 
 def _log2_axis(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """log2 positions for the x axis; values ≤ 0 (e.g. weight_decay 0) sit 1.5 octaves left of
-    the smallest positive value, where a tick labelled 0 marks them."""
+    """log2 positions for the x axis; values ≤ 0 (e.g. weight_decay 0) have no log2, so they sit
+    1.5 octaves left of the smallest positive value, labelled '<hp>=0' and set off by a dotted line."""
     positive = values[values > 0]
     zero_x = (np.log2(positive.min()) if positive.size else 0.0) - 1.5
 
