@@ -1,0 +1,361 @@
+"""Analysis on synthetic sweeps with known answers.
+
+loss(lr) = L0(depth) + c·(log2 lr − log2 opt(depth))² + noise, lr on a grid of powers of two;
+lr above ``diverge_log2`` diverges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from completep_sweep.analysis import (
+    analyze,
+    hp_slice,
+    optimum_table,
+    swept_hps,
+    transfer_table,
+    transferred_hps,
+)
+from completep_sweep.parameterization import get_parameterization, scaling_rules
+from completep_sweep.trial import TrialConfig
+
+DEFAULTS = TrialConfig().to_dict()
+RESULTS = dict(final_train_loss=np.nan, diverged_at_step=None, steps_done=600, clip_fraction=0.0,
+               n_params=1000, wall_time_s=1.0, device="cpu", started_at="", code_version="test",
+               error="", tokens=600 * 16 * 64)
+
+
+def make_trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 32), width=64,
+                base_width=64, base_depth=2, lr_log2=range(-12, -3), seeds=(0,), noise=0.0,
+                c=0.05, l0=lambda depth, width: 3.0, diverge_log2=math.inf, rng_seed=0,
+                flops=lambda depth, width: 1e12 * depth, extra=None):
+    """Trials DataFrame; ``opt_log2(depth, width)`` is the true continuous optimum in octaves."""
+    rng = np.random.default_rng(rng_seed)
+    widths = width if isinstance(width, (tuple, list)) else (width,)
+    rows = []
+    for w in widths:
+        for depth in depths:
+            for e in lr_log2:
+                for seed in seeds:
+                    diverged = e > diverge_log2
+                    loss = l0(depth, w) + c * (e - opt_log2(depth, w)) ** 2 + noise * rng.standard_normal()
+                    rows.append({
+                        **DEFAULTS, **RESULTS, **(extra or {}),
+                        "trial_id": f"{parameterization}-{w}-{depth}-{e}-{seed}",
+                        "parameterization": parameterization, "width": w, "depth": depth,
+                        "alpha": get_parameterization(parameterization).alpha,
+                        "base_width": base_width, "base_depth": base_depth, "lr": 2.0**e,
+                        "seed": seed, "status": "diverged" if diverged else "ok",
+                        "final_val_loss": np.nan if diverged else loss,
+                        "diverged_at_step": 10 if diverged else None,
+                        "flops": flops(depth, w),
+                    })
+    return pd.DataFrame(rows)
+
+
+def row(df, **where):
+    mask = np.ones(len(df), bool)
+    for k, v in where.items():
+        mask &= df[k].to_numpy() == v
+    assert mask.sum() == 1, where
+    return df[mask].iloc[0]
+
+
+def test_swept_hps_are_the_varying_numeric_config_columns():
+    df = make_trials(lambda d, w: -7.0)
+    assert swept_hps(df) == ("lr",)
+    df["init_std"] = np.where(df["depth"] > 4, 0.01, 0.02)
+    assert swept_hps(df) == ("lr", "init_std")
+
+
+def test_refined_optimum_beats_grid_argmin_between_grid_points():
+    truth = {2: -7.3, 4: -7.45, 8: -8.4, 16: -6.75, 32: -9.6}
+    df = make_trials(lambda d, w: truth[d], noise=0.0005, seeds=(0,))
+    optima = optimum_table(df)
+    for depth, t in truth.items():
+        r = row(optima, depth=depth)
+        refined_err = abs(math.log2(r.optimum_refined) - t)
+        grid_err = abs(math.log2(r.optimum) - t)
+        assert refined_err < 0.1, (depth, refined_err)
+        if abs(t - round(t)) >= 0.25:  # truth clearly between grid points
+            assert refined_err < grid_err
+        assert r.optimum == 2.0 ** round(t)
+        assert not r.at_edge and r.n_points == 9 and r.n_seeds == 1
+
+
+def test_parabola_is_exact_without_noise():
+    df = make_trials(lambda d, w: -7.3)
+    r = optimum_table(df).iloc[0]
+    assert math.log2(r.optimum_refined) == pytest.approx(-7.3, abs=1e-9)
+    assert r.loss == pytest.approx(3.0 + 0.05 * 0.3**2)
+
+
+def test_drifting_family_drifts_and_stable_family_transfers():
+    drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup",
+                        lr_log2=range(-14, -2), seeds=(0, 1, 2), noise=0.002)
+    stable = make_trials(lambda d, w: -7.2, parameterization="completep", seeds=(0, 1, 2), noise=0.002)
+    a = analyze(pd.concat([drift, stable], ignore_index=True))
+    mup = row(a.transfer, parameterization="mup", axis="depth")
+    cp = row(a.transfer, parameterization="completep", axis="depth")
+    assert mup.verdict == "drifts" and cp.verdict == "transfers"
+    assert mup.slope == pytest.approx(-1.0, abs=0.1)
+    assert mup.slope_low <= -1.0 <= mup.slope_high
+    assert mup.shift_octaves == pytest.approx(4.0, abs=0.4)
+    assert mup.endpoint_shift_octaves == pytest.approx(4.0, abs=0.4)
+    assert abs(cp.slope) < 0.1 and cp.shift_octaves < 0.4
+    assert cp.tolerance_octaves == 1.0 and mup.n_shapes == 5
+    assert set(a.transfer["axis"]) == {"depth"}  # one width: no width row
+
+
+def test_tolerance_changes_the_verdict():
+    # 1 octave over depth 2..32; three seeds make the per-depth intervals tight.
+    df = make_trials(lambda d, w: -7.0 - 0.25 * math.log2(d), seeds=(0, 1, 2), noise=0.001)
+    assert row(analyze(df, tolerance_octaves=1.5).transfer, axis="depth").verdict == "transfers"
+    assert row(analyze(df, tolerance_octaves=0.5).transfer, axis="depth").verdict == "drifts"
+
+
+def test_optimum_on_grid_edge_is_inconclusive():
+    df = make_trials(lambda d, w: -7.0 if d < 32 else -3.5, lr_log2=range(-10, -3))
+    a = analyze(df)
+    assert row(a.optima, depth=32).at_edge and not row(a.optima, depth=2).at_edge
+    t = row(a.transfer, axis="depth")
+    assert t.verdict == "inconclusive" and "edge" in t.reason and "32" in t.reason
+
+
+def test_fewer_than_three_depths_is_inconclusive():
+    a = analyze(make_trials(lambda d, w: -7.0, depths=(2, 4)))
+    t = row(a.transfer, axis="depth")
+    assert t.verdict == "inconclusive" and "only 2 shapes" in t.reason
+    assert math.isnan(t.slope_low)
+
+
+def test_wide_interval_is_inconclusive():
+    # Optima scattered by ±2 octaves around a flat line: the fit cannot pin the shift down.
+    scatter = {2: -7, 4: -9, 8: -5, 16: -9, 32: -5}
+    t = row(analyze(make_trials(lambda d, w: scatter[d], lr_log2=range(-13, -2))).transfer, axis="depth")
+    assert t.verdict == "inconclusive" and "wider" in t.reason
+
+
+def test_diverged_trials_count_as_inf_and_in_n_diverged():
+    df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), seeds=(0, 1), diverge_log2=-5)
+    # One seed of one otherwise good point diverges: that point must become inf.
+    i = df.index[(df.depth == 2) & (df.lr == 2.0**-7) & (df.seed == 1)][0]
+    df.loc[i, ["status", "final_val_loss"]] = ["diverged", np.nan]
+    optima = optimum_table(df)
+    r2 = row(optima, depth=2)
+    assert r2.n_diverged == 2 + 1  # lr 2^-4 for both seeds, plus the injected one
+    assert r2.optimum != 2.0**-7  # the point with a diverged seed cannot be the optimum
+    assert row(optima, depth=4).n_diverged == 2 and row(optima, depth=4).optimum == 2.0**-7
+    s = hp_slice(df, parameterization="completep", width=64, depth=2, hp="lr")
+    assert np.isinf(s.loc[s.lr == 2.0**-7, "loss"]).all()
+    assert np.isinf(s.loc[s.lr > 2.0**-5, "loss"]).all() and s.n_diverged.sum() == 3
+
+
+def test_error_trials_are_excluded_and_counted():
+    df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8))
+    i = df.index[(df.depth == 4) & (df.lr == 2.0**-7)][0]
+    df.loc[i, ["status", "final_val_loss", "error"]] = ["error", np.nan, "boom"]
+    a = analyze(df)
+    r = row(a.optima, depth=4)
+    assert r.n_error == 1 and r.n_points == 8 and r.n_diverged == 0
+    assert a.n_error == 1
+
+
+def test_missing_trials_are_handled():
+    df = make_trials(lambda d, w: -7.3, seeds=(0, 1), noise=0.001)
+    drop = (df.depth == 8) & (df.lr == 2.0**-8) | (df.depth == 16) & (df.seed == 1) & (df.lr < 2.0**-9)
+    a = analyze(df[~drop])
+    r8 = row(a.optima, depth=8)
+    assert r8.n_points == 8 and not r8.at_edge
+    # Neighbours of the argmin are the tested ones, so the estimate stays near the truth.
+    assert abs(math.log2(r8.optimum_refined) + 7.3) < 0.3
+    assert row(a.optima, depth=16).n_points == 9
+    assert row(a.transfer, axis="depth").verdict == "transfers"
+
+
+def test_all_diverged_shape_gives_no_optimum_and_inconclusive():
+    df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8, 16))
+    bad = df.depth == 16
+    df.loc[bad, ["status", "final_val_loss"]] = ["diverged", np.nan]
+    a = analyze(df)
+    r = row(a.optima, depth=16)
+    assert math.isnan(r.optimum_refined) and np.isinf(r.loss) and r.at_edge and r.n_diverged == 9
+    assert row(a.transfer, axis="depth").verdict == "inconclusive"
+    json.dumps(a.to_json_dict(), allow_nan=False)
+
+
+def test_other_hp_fixed_at_its_best_value():
+    good = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), extra={"init_std": 0.02})
+    bad = make_trials(lambda d, w: -9.0, depths=(2, 4, 8), l0=lambda d, w: 3.5, extra={"init_std": 0.05})
+    bad["trial_id"] += "-b"
+    a = analyze(pd.concat([good, bad], ignore_index=True))
+    assert a.hps == ("lr", "init_std")
+    lr = row(a.optima, depth=4, hp="lr")
+    assert lr.optimum == 2.0**-7 and lr.loss == pytest.approx(3.0)
+    init = row(a.optima, depth=4, hp="init_std")
+    assert init.optimum == 0.02 and init.n_points == 2 and init.at_edge  # only 2 values tested
+    s = hp_slice(pd.concat([good, bad]), parameterization="completep", width=64, depth=4, hp="lr")
+    assert (s.init_std == 0.02).all()
+
+
+def test_bootstrap_interval_covers_the_truth_with_several_seeds():
+    rng = np.random.default_rng(1)
+    truth = {d: t for d, t in zip((2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32), rng.uniform(-8.5, -6.5, 12))}
+    df = make_trials(lambda d, w: truth[d], depths=tuple(truth), seeds=range(6), noise=0.01, rng_seed=3)
+    optima = optimum_table(df)
+    covered, widths = 0, []
+    for depth, t in truth.items():
+        r = row(optima, depth=depth)
+        assert r.interval_method == "bootstrap" and r.n_seeds == 6
+        assert r.interval_low <= r.optimum_refined <= r.interval_high
+        covered += r.interval_low <= 2.0**t <= r.interval_high
+        widths.append(math.log2(r.interval_high / r.interval_low))
+    assert covered >= 10  # of 12: a 95% interval with 6 seeds (bootstrap is a bit optimistic)
+    assert 0 < np.median(widths) < 1.5  # informative, not vacuous
+
+
+def test_bootstrap_is_deterministic():
+    df = make_trials(lambda d, w: -7.3, depths=(2, 4, 8), seeds=range(4), noise=0.01)
+    pd.testing.assert_frame_equal(optimum_table(df), optimum_table(df))
+
+
+def test_one_seed_band_contains_the_argmin():
+    df = make_trials(lambda d, w: -7.0, seeds=(0,), noise=0.002, c=0.01)
+    optima = optimum_table(df, band_tolerance=0.01)
+    for r in optima.itertuples():
+        assert r.interval_method == "band(rel 0.01)"
+        assert r.interval_low <= r.optimum <= r.interval_high
+        assert r.interval_low <= r.optimum_refined <= r.interval_high
+        # c=0.01: within 1% of 3.0 means |Δ| ≤ sqrt(0.03/0.01) ≈ 1.7 octaves, give or take noise.
+        assert 1 <= math.log2(r.interval_high / r.interval_low) <= 4
+
+
+def test_regret_zero_where_optima_coincide_and_positive_where_not():
+    stable = make_trials(lambda d, w: -7.0, parameterization="completep")
+    drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup", lr_log2=range(-14, -2))
+    a = analyze(pd.concat([stable, drift], ignore_index=True))
+    cp = a.regret[a.regret.parameterization == "completep"]
+    assert (cp.regret_percent == 0).all() and len(cp) == 5
+    mup = a.regret[a.regret.parameterization == "mup"].set_index("depth")
+    assert mup.loc[2, "regret_percent"] == 0
+    # At depth 32 the base optimum (2^-7) is 4 octaves off: loss 3 + 0.05·16 = 3.8 vs 3.0.
+    assert mup.loc[32, "regret_percent"] == pytest.approx(100 * 0.8 / 3.0)
+    assert (mup.loc[[4, 8, 16, 32], "regret_percent"].diff().dropna() > 0).all()
+    assert (mup.base_depth == 2).all() and np.allclose(mup.base_optimum, 2.0**-7)
+
+
+def test_regret_is_inf_when_the_base_optimum_diverges():
+    df = make_trials(lambda d, w: -7.0 if d == 2 else -9.0, depths=(2, 4, 8), lr_log2=range(-12, -4))
+    df.loc[(df.depth == 8) & (df.lr >= 2.0**-7), ["status", "final_val_loss"]] = ["diverged", np.nan]
+    reg = analyze(df).regret.set_index("depth")
+    assert np.isinf(reg.loc[8, "regret_percent"]) and reg.loc[4, "regret_percent"] > 0
+
+
+def test_regret_base_falls_back_to_smallest_depth_when_base_not_run():
+    df = make_trials(lambda d, w: -7.0, depths=(4, 8, 16), base_width=32, base_depth=2)
+    reg = analyze(df).regret
+    assert (reg.base_depth == 4).all() and (reg.base_width == 64).all()
+
+
+def test_savings_twenty_percent_fewer_flops():
+    a_, b_ = 5.0, -0.1  # L_ref(F) = a + b ln F
+    ref = make_trials(lambda d, w: -7.0, parameterization="mup",
+                      l0=lambda d, w: a_ + b_ * math.log(1e12 * d))
+    # CompleteP reaches any loss with 0.8× the FLOPs: L_cp(F) = L_ref(F / 0.8).
+    cp = make_trials(lambda d, w: -7.0, parameterization="completep",
+                     l0=lambda d, w: a_ + b_ * math.log(1e12 * d / 0.8))
+    s = analyze(pd.concat([ref, cp], ignore_index=True)).savings.set_index("parameterization")
+    assert s.loc["completep", "flops_saving_percent"] == pytest.approx(20.0, abs=2.0)
+    assert s.loc["mup", "flops_saving_percent"] == pytest.approx(0.0, abs=1e-6)
+    assert s.loc["completep", "r2"] > 0.99 and s.loc["completep", "caveat"] == ""
+    assert (s.reference == "mup").all()
+
+
+def test_savings_caveat_and_empty_cases():
+    ref = make_trials(lambda d, w: -7.0, parameterization="mup", depths=(2, 4),
+                      l0=lambda d, w: 4.0 - 0.1 * math.log(d))
+    s = analyze(ref).savings
+    assert len(s) == 1 and "only 2 shapes" in s.caveat.iloc[0]
+    # One size only, or no reference: not applicable.
+    assert analyze(make_trials(lambda d, w: -7.0, parameterization="mup",
+                               flops=lambda d, w: 1e12)).savings.empty
+    assert analyze(make_trials(lambda d, w: -7.0)).savings.empty
+
+
+def test_to_json_dict_contract_and_strict_json():
+    df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), diverge_log2=-5, seeds=(0, 1), noise=0.001)
+    sp = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), parameterization="sp")  # alpha None
+    d = analyze(pd.concat([df, sp], ignore_index=True)).to_json_dict()
+    assert set(d) == {"optima", "transfer", "regret", "savings", "tolerance_octaves"}
+    text = json.dumps(d, allow_nan=False)  # raises on NaN/Infinity
+    back = json.loads(text)
+    o = back["optima"][0]
+    for k in ("parameterization", "width", "depth", "hp", "optimum", "optimum_refined", "interval",
+              "loss", "at_edge", "n_seeds", "n_diverged"):
+        assert k in o
+    assert len(o["interval"]) == 2 and isinstance(o["at_edge"], bool)
+    t = back["transfer"][0]
+    for k in ("parameterization", "hp", "axis", "slope", "slope_interval", "shift_octaves",
+              "verdict", "tolerance_octaves"):
+        assert k in t
+    assert set(back["regret"][0]) >= {"parameterization", "width", "depth", "hp", "regret_percent"}
+    alphas = {r["parameterization"]: r["alpha"] for r in back["optima"]}
+    assert alphas == {"completep": 1.0, "sp": None}
+
+
+def test_width_axis_and_fixed_slice():
+    df = make_trials(lambda d, w: -7.0 - math.log2(w / 64), width=(64, 128, 256, 512), depths=(2,),
+                     parameterization="sp")
+    deep = make_trials(lambda d, w: -7.0, width=64, depths=(4, 8), parameterization="sp")
+    deep["trial_id"] += "-d"
+    a = analyze(pd.concat([df, deep], ignore_index=True))
+    w = row(a.transfer, axis="width")
+    assert w.verdict == "drifts" and w.slope == pytest.approx(-1.0, abs=1e-6) and w.fixed_value == 2
+    d = row(a.transfer, axis="depth")
+    assert d.fixed_value == 64 and d.n_shapes == 3 and d.verdict == "transfers"
+
+
+def test_transferred_hps_apply_the_rules():
+    df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), width=256, base_width=256)
+    a = analyze(df)
+    t = transferred_hps(a, target_width=512, target_depth=8).set_index("group")
+    rules = scaling_rules("completep", width=512, depth=8, base_width=256, base_depth=2)
+    assert t.loc["hidden_weight", "lr"] == pytest.approx(2.0**-7 * rules.groups["hidden_weight"].lr_mult)
+    assert t.loc["hidden_weight", "lr"] == pytest.approx(2.0**-7 * 0.5)  # worked example: m_N=2, m_L=4
+    assert t.loc["hidden_weight", "init_std"] == pytest.approx(0.02 / math.sqrt(2))
+    assert t.loc["embedding", "lr"] == pytest.approx(2.0**-7)
+    assert math.isnan(t.loc["block_norm", "init_std"]) and t.loc["block_norm", "weight_decay"] == 0
+    assert t.loc["hidden_weight", "eps"] == pytest.approx(1e-8 * 0.125)
+    assert t.loc["embedding", "residual_multiplier"] == pytest.approx(0.25)
+    assert (t.tuned_depth == 2).all() and len(t) == 6
+
+
+def test_analyze_rejects_bad_input():
+    df = make_trials(lambda d, w: -7.0, lr_log2=[-7])
+    with pytest.raises(ValueError, match="no swept HP"):
+        analyze(df)
+    with pytest.raises(ValueError, match="final_val_loss"):
+        analyze(df.drop(columns=["final_val_loss"]))
+    with pytest.raises(ValueError, match="tolerance_octaves"):
+        analyze(make_trials(lambda d, w: -7.0), tolerance_octaves=0)
+
+
+def test_hp_grid_with_zero_weight_decay():
+    rows = []
+    for wd, penalty in ((0.0, 0.0), (1e-4, 0.01), (1e-3, 0.02), (1e-2, 0.1)):
+        t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4),
+                        l0=lambda d, w, p=penalty: 3.0 + p, extra={"weight_decay": wd})
+        t["trial_id"] += f"-{wd}"
+        rows.append(t)
+    a = analyze(pd.concat(rows, ignore_index=True))
+    wd = row(a.optima, depth=4, hp="weight_decay")
+    assert wd.optimum == 0 and wd.optimum_refined == 0 and wd.at_edge and wd.interval_low == 0
+    assert row(a.optima, depth=4, hp="lr").optimum == 2.0**-7
+    t = row(a.transfer, hp="weight_decay", axis="depth")
+    assert t.verdict == "inconclusive" and "no positive finite optimum" in t.reason
+    json.dumps(a.to_json_dict(), allow_nan=False)
