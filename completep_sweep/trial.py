@@ -185,6 +185,15 @@ class TrialResult:
     error: str = ""
     curve: tuple[CurvePoint, ...] = field(default=(), repr=False)
 
+    @classmethod
+    def failed(cls, config: TrialConfig, error: str, *, wall_time_s: float = 0.0, device: str = "", started_at: str = "") -> "TrialResult":
+        """The row of a trial that raised (after retries): status 'error', losses NaN."""
+        return cls(
+            config=config, status="error", final_train_loss=math.nan, final_val_loss=math.nan,
+            diverged_at_step=None, steps_done=0, clip_fraction=0.0, flops=0.0, n_params=0,
+            wall_time_s=wall_time_s, device=device, started_at=started_at, code_version="", error=error[-2000:],
+        )
+
     def row(self) -> dict[str, Any]:
         """The flat Parquet/MLflow record (curve excluded; it has its own file)."""
         c = self.config
