@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .parameterization import GROUPS, NAMES_HELP, get_parameterization, scaling_rules
@@ -163,6 +165,144 @@ def cmd_coord_check(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- sweeps
+DEFAULT_RESULTS = "results"
+GFLOPS_PER_CPU = 30.0  # measured here for the tiny preset; real rows replace it once some exist
+
+
+def _sweep_and_store(args):
+    from .spec import load_sweep
+    from .store import ResultStore
+
+    sweep = load_sweep(args.spec)
+    return sweep, ResultStore(Path(args.results) / sweep.name)
+
+
+def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, str]:
+    """(FLOPs of pending trials, wall seconds, how the rate was obtained)."""
+    from .model import flops_per_token
+
+    flops = sum(flops_per_token(width=t.width, depth=t.depth, vocab_size=t.vocab_size, seq_len=t.seq_len,
+                                mlp_ratio=t.mlp_ratio) * t.tokens for t in pending)
+    done = store.load(include_errors=False)
+    done = done[(done.status == "ok") & (done.wall_time_s > 0)]
+    if len(done):
+        rate, how = done.flops.sum() / done.wall_time_s.sum(), f"measured on {len(done)} finished trials"
+    else:
+        rate = GFLOPS_PER_CPU * 1e9 * sweep.spec.resources.cpus_per_trial
+        how = f"assumed {GFLOPS_PER_CPU:g} GFLOP/s per CPU"
+    return flops, flops / rate / max(1, concurrency), how
+
+
+def _local_concurrency(sweep, max_concurrent: int | None) -> int:
+    res = sweep.spec.resources
+    by_cpu = max(1, int((os.cpu_count() or 1) // res.cpus_per_trial))
+    return min(x for x in (by_cpu, max_concurrent or res.max_concurrent) if x)
+
+
+def cmd_validate(args) -> int:
+    sweep, store = _sweep_and_store(args)
+    done = store.completed_ids()
+    ids = {t.trial_id for t in sweep.trials}
+    pending = [t for t in {t.trial_id: t for t in sweep.trials}.values() if t.trial_id not in done]
+    concurrency = _local_concurrency(sweep, None)
+    flops, seconds, how = _estimate(sweep, store, pending, concurrency)
+    spec = sweep.spec
+    axes = ", ".join(f"{k} x{len(v) if isinstance(v, list) else len(v.values())}" for k, v in spec.grid.items())
+    print(f"{args.spec}: valid. sweep {spec.name!r}, model {spec.model}, {len(spec.parameterizations)} parameterizations x {axes or 'no grid'}")
+    print(f"  {len(ids)} trials, {len(ids & done)} done, {len(pending)} pending (results: {store.root})")
+    print(f"  pending work: {flops:.3g} FLOPs, about {_human(seconds)} at {concurrency} concurrent trial(s) here ({how})")
+    return EXIT_OK
+
+
+def _human(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def cmd_run(args) -> int:
+    sweep, store = _sweep_and_store(args)
+    from .runner import run_sweep  # Ray is imported only once the input is known to be good
+
+    store.write_spec(sweep.text)
+    sink = _tracker(args, store)
+    print(f"sweep {sweep.name}: {len({t.trial_id for t in sweep.trials})} trials -> {store.root}", file=sys.stderr)
+    try:
+        summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink)
+    finally:
+        if sink is not None:
+            sink.close()
+    print(f"sweep {sweep.name}: {summary.ran} ran ({summary.ok} ok, {summary.diverged} diverged, {summary.errored} error), "
+          f"{summary.skipped} already done, {summary.wall_time_s:.0f}s; rows in {store.trials_dir}")
+    if summary.errored:
+        print(f"{summary.errored} trial(s) errored after retries: see the 'error' column "
+              f"(completep-sweep status {store.root}); re-running retries them", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _tracker(args, store):
+    """MLflow sink, or None when tracking is off or unavailable (rows are in Parquet regardless)."""
+    if getattr(args, "no_mlflow", False):
+        return None
+    try:
+        from .tracking import Tracker
+    except ImportError:
+        return None
+    return Tracker(store.root, tracking_uri=args.tracking_uri)
+
+
+def _resolve_results(target: str, results_root: str) -> Path:
+    path = Path(target)
+    if (path / "trials").is_dir() or (path / "spec.toml").is_file():
+        return path
+    named = Path(results_root) / target
+    if named.is_dir():
+        return named
+    raise UsageError(f"RESULTS_DIR_OR_NAME: {target!r} is neither a results folder nor a sweep name under {results_root}/")
+
+
+def cmd_status(args) -> int:
+    from .spec import parse_sweep
+    from .store import ResultStore
+
+    store = ResultStore(_resolve_results(args.target, args.results))
+    df = store.load()
+    counts = df.status.value_counts().to_dict() if len(df) else {}
+    total = pending = None
+    if store.spec_path.is_file():
+        sweep = parse_sweep(store.spec_path.read_text(), source=str(store.spec_path))
+        ids = {t.trial_id for t in sweep.trials}
+        total, pending = len(ids), len(ids - store.completed_ids())
+    print(f"{store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
+          + ("" if total is None else f"; {pending} pending of {total}"))
+    if counts.get("error"):
+        for _, row in df[df.status == "error"].head(5).iterrows():
+            print(f"  error {row.trial_id}: {row.parameterization} w{row.width} d{row.depth} lr={row.lr:.3g}: "
+                  f"{row.error.strip().splitlines()[-1] if row.error else ''}")
+    return EXIT_OK
+
+
+def cmd_submit(args) -> int:
+    from .runner import submit_job
+
+    sweep, _ = _sweep_and_store(args)
+    project = Path(__file__).resolve().parents[1]
+    spec_rel = os.path.relpath(Path(args.spec).resolve(), project)
+    if spec_rel.startswith(".."):
+        raise UsageError(f"SPEC: {args.spec} must be inside the project folder {project} (it is shipped as the job's working dir)")
+    submission_id = f"completep-{sweep.name}-{sweep.spec_hash}-{args.attempt}"
+    entrypoint = f"python -m completep_sweep.cli run {spec_rel} --results {args.results} --address auto"
+    if args.max_concurrent:
+        entrypoint += f" --max-concurrent {args.max_concurrent}"
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
+    job_id, state = submit_job(address=args.address, entrypoint=entrypoint, submission_id=submission_id,
+                               working_dir=str(project), env=env)
+    print(f"{job_id}: {state}")
+    print(f"follow:  ray job logs --follow --address {args.address} {job_id}")
+    print(f"status:  ray job status --address {args.address} {job_id}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> Parser:
     parser = Parser(prog="completep-sweep", description="Hyperparameter-transfer sweeps for SP, muP, alpha=0.5 and CompleteP.")
@@ -209,6 +349,33 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", help="write a PNG (and SVG) to this path")
     p.set_defaults(func=cmd_coord_check)
+
+    p = sub.add_parser("validate", help="check a sweep file; print trials, pending and an estimate")
+    p.add_argument("spec", metavar="SPEC", help="sweep file, e.g. sweeps/depth-transfer-demo.toml")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="results root (default results/)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run or resume a sweep (only trials without a row run)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="results root (default results/)")
+    p.add_argument("--address", help="Ray cluster address (default: start Ray in this process)")
+    p.add_argument("--max-concurrent", type=positive_int, help="at most N trials at once")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (rows are in Parquet anyway)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="counts by status and what is pending")
+    p.add_argument("target", metavar="RESULTS_DIR_OR_NAME")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="results root for a sweep name")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("submit", help="submit the run to a Ray cluster as a Ray Job")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://HOST:8265")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="results root on the cluster's head node")
+    p.add_argument("--max-concurrent", type=positive_int)
+    p.add_argument("--attempt", type=positive_int, default=1, help="bump to resubmit after a failed job")
+    p.set_defaults(func=cmd_submit)
     return parser
 
 

@@ -173,12 +173,17 @@ class Transformer(nn.Module):
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
 
-    def matmul_params(self) -> int:
-        """Parameters that take part in matmuls (the 6·N·D FLOPs term): all but embedding lookups."""
-        groups = self.param_groups()
-        return sum(p.numel() for g in ("hidden_weight", "unembedding") for _, p in groups[g])
-
     def flops_per_token(self) -> float:
-        """Training FLOPs per token: 6 × matmul params + 12 × L × T × N (attention scores)."""
         c = self.cfg
-        return 6.0 * self.matmul_params() + 12.0 * c.depth * c.seq_len * c.width
+        return flops_per_token(width=c.width, depth=c.depth, vocab_size=c.vocab_size, seq_len=c.seq_len,
+                               mlp_ratio=c.mlp_ratio)
+
+
+def flops_per_token(*, width: int, depth: int, vocab_size: int, seq_len: int, mlp_ratio: int = 4) -> float:
+    """Training FLOPs per token: 6 × matmul weights (QKV, out, MLP, unembedding) + 12 × L × T × N.
+
+    The second term is attention scores and their weighted sum (forward 4·L·T·N, ×3 for training);
+    embedding lookups do no matmul. Analytic, so sweeps are estimated without building models.
+    """
+    matmul_weights = depth * (4 + 2 * mlp_ratio) * width * width + vocab_size * width
+    return 6.0 * matmul_weights + 12.0 * depth * seq_len * width

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .trial import CurvePoint, TrialConfig, TrialResult
+from .trial import TrialConfig, TrialResult
 
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 
@@ -96,19 +96,18 @@ class ResultStore:
         write_atomic(self.spec_path, lambda tmp: Path(tmp).write_text(text))
 
     def write_result(self, result: TrialResult, worker: str = "") -> None:
+        self.write_row(result.row(), [vars(p) for p in result.curve], worker=worker)
+
+    def write_row(self, row: dict, curve: Iterable[dict], worker: str = "") -> None:
         """Record one finished trial: curve first, then the row (the commit point)."""
-        row = {**result.row(), "worker": worker}
+        row = {**row, "worker": worker}
         trial_id = row["trial_id"]
-        if result.status == "error":
+        if row["status"] == "error":
             _write_table(self.errors_dir / f"{trial_id}.parquet", [row], TRIAL_SCHEMA)
             return
-        self.write_curve(trial_id, result.curve)
+        _write_table(self.curves_dir / f"{trial_id}.parquet", [{"trial_id": trial_id, **p} for p in curve], CURVE_SCHEMA)
         _write_table(self.trials_dir / f"{trial_id}.parquet", [row], TRIAL_SCHEMA)
         (self.errors_dir / f"{trial_id}.parquet").unlink(missing_ok=True)
-
-    def write_curve(self, trial_id: str, points: Iterable[CurvePoint]) -> None:
-        rows = [{"trial_id": trial_id, **vars(p)} for p in points]
-        _write_table(self.curves_dir / f"{trial_id}.parquet", rows, CURVE_SCHEMA)
 
     def completed_ids(self) -> set[str]:
         """Trials with a row (ok or diverged): a re-run skips exactly these."""

@@ -21,7 +21,19 @@ _POSITIVE_INTS = (
 )
 _POSITIVE_FLOATS = ("lr", "init_std", "eps", "divergence_factor")
 _EXAMPLES = {"lr": "0.0078125 (2^-7)", "init_std": 0.02, "eps": 1e-8, "divergence_factor": 2.0}
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 _NON_NEGATIVE = ("weight_decay", "final_lr_ratio", "grad_clip", "warmup_steps", "seed")
+
+class ConfigError(ValueError):
+    """A bad TrialConfig value; ``field`` names it so callers can say where it was set."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
 
 # Fields that label or place a trial but cannot change its numbers.
 NON_RESULT_FIELDS = frozenset({"sweep", "model"})
@@ -95,28 +107,39 @@ class TrialConfig:
     """Stop as diverged when the train loss exceeds this × the first step's loss (or is not finite)."""
 
     def __post_init__(self) -> None:
-        p = get_parameterization(self.parameterization)  # raises naming the fix
+        try:
+            p = get_parameterization(self.parameterization)
+        except ValueError as e:
+            raise ConfigError("parameterization", str(e)) from None
         object.__setattr__(self, "parameterization", p.name)
         for name in _POSITIVE_INTS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer (got {value!r})")
+                raise ConfigError(name, f"{name} must be a positive integer (got {value!r})")
         for name in _POSITIVE_FLOATS:
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number (got {value!r}); e.g. {name} = {_EXAMPLES[name]}")
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise ConfigError(name, f"{name} must be a positive number (got {value!r}); e.g. {name} = {_EXAMPLES[name]}")
         for name in _NON_NEGATIVE:
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be >= 0 (got {value!r})")
-        if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
-            raise ValueError(f"beta1 and beta2 must be in [0, 1) (got {self.beta1}, {self.beta2})")
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
+                raise ConfigError(name, f"{name} must be a number >= 0 (got {value!r})")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not (_is_number(value) and 0 <= value < 1):
+                raise ConfigError(name, f"{name} must be in [0, 1) (got {value!r})")
         if self.decay not in ("cosine", "linear", "constant"):
-            raise ValueError(f"decay must be 'cosine', 'linear' or 'constant' (got {self.decay!r})")
+            raise ConfigError("decay", f"decay must be 'cosine', 'linear' or 'constant' (got {self.decay!r})")
         if self.width % self.head_dim:
-            raise ValueError(f"width {self.width} must be a multiple of head_dim {self.head_dim}")
+            raise ConfigError("width", f"width {self.width} must be a multiple of head_dim {self.head_dim}")
         if self.divergence_factor <= 1:
-            raise ValueError(f"divergence_factor must be > 1 (got {self.divergence_factor})")
+            raise ConfigError("divergence_factor", f"divergence_factor must be > 1 (got {self.divergence_factor})")
+        for name in ("bias", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"{name} must be true or false (got {getattr(self, name)!r})")
+        for name in ("data", "decay", "sweep", "model"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(name, f"{name} must be a string (got {getattr(self, name)!r})")
 
     @property
     def alpha(self) -> float | None:

@@ -19,3 +19,38 @@ def _one_thread_torch():
 
     torch.set_num_threads(1)
     yield
+
+
+def sweep_text(name: str, *, parameterizations=("mup", "completep"), depths=(2, 4), lrs=(2**-7, 2**-6),
+               steps: int = 30, width: int = 32, extra_train: str = "", resources: str = "") -> str:
+    """A small sweep file: byte corpus, short sequences, a few steps per trial."""
+    return f"""
+name = "{name}"
+model = "tiny"
+parameterizations = {list(parameterizations)!r}
+[grid]
+width = [{width}]
+depth = {list(depths)!r}
+lr = {list(lrs)!r}
+[model_overrides]
+seq_len = 32
+[train]
+steps = {steps}
+batch_size = 4
+warmup_steps = 5
+eval_interval = {max(1, steps // 2)}
+eval_batches = 1
+{extra_train}
+[resources]
+cpus_per_trial = 1
+{resources}
+""".replace("'", '"')
+
+
+@pytest.fixture
+def make_spec(tmp_path):
+    def make(name: str = "e2e", **kw):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(sweep_text(name, **kw))
+        return path
+    return make

@@ -140,3 +140,11 @@ def test_rules_must_match_model_shape():
     cfg = ModelConfig(width=32, depth=2, head_dim=16, vocab_size=256, seq_len=8)
     with pytest.raises(ValueError, match="shape"):
         Transformer(cfg, scaling_rules("mup", width=64, depth=2, base_width=32, base_depth=2))
+
+
+@pytest.mark.parametrize("bias, tie", [(True, False), (False, True)])
+def test_analytic_flops_match_built_model(bias, tie):
+    model = build_model(tiny(width=96, depth=3, bias=bias, tie_embeddings=tie))
+    groups = model.param_groups()
+    weights = sum(p.numel() for _, p in groups["hidden_weight"]) + 256 * 96  # unembedding (tied or not)
+    assert model.flops_per_token() == 6.0 * weights + 12.0 * 3 * 32 * 96

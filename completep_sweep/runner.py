@@ -1,0 +1,243 @@
+"""Ray Tune controller: the only module that imports Ray.
+
+The driver expands the sweep, drops trials that already have a row, and hands Tune a grid of the
+pending ones. Workers only compute: each trial returns its row and curve in one final report. A
+driver-side Tune callback writes them to Parquet as they arrive, so the driver is the only writer,
+no shared filesystem is needed, and a killed driver loses only the trials in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+import ray
+from ray import tune
+
+from .spec import Sweep
+from .store import ResultStore
+from .trial import TrialConfig, TrialResult
+
+# Tune's per-trial JSON/CSV/TensorBoard loggers cost time and disk and duplicate our Parquet rows.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+# The progress line below is the sweep's console output; Tune's tables and banners would bury it.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+for _name in ("ray", "ray.tune", "ray.train"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
+class TrialSink(Protocol):
+    """Anything that wants each finished row (the MLflow tracker); must never block or raise."""
+
+    def log_trial(self, row: dict, curve: list[dict]) -> None: ...
+
+
+def run_trial_on_worker(param_space: dict) -> None:
+    """Tune function trainable: train one trial and report its row and curve once."""
+    from .train import Runtime, train_trial
+
+    config = TrialConfig(**param_space["trial"])
+    gpus, cpus = param_space["gpus"], param_space["cpus"]
+    # CPU-only trials say "cpu" explicitly so they never touch a GPU Ray did not give them.
+    runtime = Runtime(device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)))
+    result = train_trial(config, runtime=runtime)
+    tune.report({
+        "row": result.row(),
+        "curve": [vars(p) for p in result.curve],
+        "worker": ray.get_runtime_context().get_node_id(),
+    })
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to ``address`` (a running cluster, or 'auto'), or start Ray in this process."""
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+
+
+@dataclass
+class Progress:
+    """Counts for the live progress line."""
+
+    total: int
+    done_before: int
+    concurrency: int
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    ok: int = 0
+    diverged: int = 0
+    errored: int = 0
+    running: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def finished(self) -> int:
+        return self.ok + self.diverged + self.errored
+
+    def line(self, last: str = "") -> str:
+        done = self.done_before + self.finished
+        elapsed = time.monotonic() - self.started
+        remaining = self.total - done
+        eta = _duration(elapsed / self.finished * remaining) if self.finished and remaining else "-"
+        text = (f"[{done}/{self.total}] {self.diverged} diverged, {self.errored} error, {self.running} running"
+                f" | {_duration(elapsed)} elapsed, ETA {eta}")
+        return f"{text} | {last}" if last else text
+
+    def show(self, last: str = "") -> None:
+        if self.stream.isatty():
+            self.stream.write("\r\033[K" + self.line(last))
+        else:
+            self.stream.write(self.line(last) + "\n")
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _describe(row: dict) -> str:
+    loss = row["final_val_loss"]
+    outcome = row["status"] if row["status"] != "ok" else f"val {loss:.4f}"
+    return f"{row['parameterization']} w{row['width']} d{row['depth']} lr={row['lr']:.3g} seed {row['seed']}: {outcome}"
+
+
+class _Recorder(tune.Callback):
+    """Driver-side: the only writer of trial rows."""
+
+    def __init__(self, store: ResultStore, progress: Progress, sink: TrialSink | None):
+        self.store, self.progress, self.sink = store, progress, sink
+
+    def __getstate__(self):
+        # Tune pickles the Tuner for its own restore, which we never use (rows on disk are the state);
+        # the live stream and tracker thread cannot be pickled, so the copy carries none.
+        return {"store": self.store, "progress": None, "sink": None}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.progress.running += 1
+        if self.progress.stream.isatty():
+            self.progress.show()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "row" not in result:
+            return
+        row, curve = result["row"], result["curve"]
+        self.store.write_row(row, curve, worker=result.get("worker", ""))
+        self.progress.ok += row["status"] == "ok"
+        self.progress.diverged += row["status"] == "diverged"
+        if self.sink is not None:
+            self.sink.log_trial({**row, "worker": result.get("worker", "")}, curve)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.progress.running -= 1
+        row = (trial.last_result or {}).get("row")
+        self.progress.show(_describe(row) if row else "")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.progress.running -= 1
+        self.progress.errored += 1
+        config = TrialConfig(**trial.config["trial"])
+        message = _error_text(trial)
+        self.store.write_result(TrialResult.failed(config, message))
+        self.progress.show(f"{config.parameterization} w{config.width} d{config.depth} lr={config.lr:.3g}: error")
+
+
+def _error_text(trial) -> str:
+    try:
+        return str(trial.get_error())
+    except Exception:  # the error object may not unpickle on the driver; the file has the text
+        path = getattr(trial, "error_file", None)
+        return open(path).read() if path and os.path.exists(path) else "trial failed (no error text)"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    total: int
+    skipped: int
+    ran: int
+    ok: int
+    diverged: int
+    errored: int
+    wall_time_s: float
+
+
+def run_sweep(
+    sweep: Sweep, store: ResultStore, *, address: str | None = None, max_concurrent: int | None = None,
+    sink: TrialSink | None = None, stream: TextIO | None = None,
+) -> RunSummary:
+    """Run every trial of ``sweep`` that has no row in ``store`` yet."""
+    t0 = time.monotonic()
+    done = store.completed_ids()
+    pending = [t for t in sweep.trials if t.trial_id not in done]
+    pending = list({t.trial_id: t for t in pending}.values())  # a grid may repeat a point
+    res = sweep.spec.resources
+    limit = max_concurrent or res.max_concurrent
+    progress = Progress(total=len({t.trial_id for t in sweep.trials}), done_before=len(done & {t.trial_id for t in sweep.trials}),
+                        concurrency=limit or 0, stream=stream or sys.stderr)
+    if not pending:
+        return RunSummary(progress.total, progress.done_before, 0, 0, 0, 0, time.monotonic() - t0)
+    init_ray(address)
+    trainable = tune.with_resources(run_trial_on_worker, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+    space = {
+        "trial": tune.grid_search([t.to_dict() for t in pending]),
+        "cpus": res.cpus_per_trial,
+        "gpus": res.gpus_per_trial,
+    }
+    scratch = tempfile.mkdtemp(prefix="completep-tune-")
+    try:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=limit, reuse_actors=True,
+                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(
+                name=f"completep-{sweep.name}", storage_path=scratch, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=res.max_retries),
+                callbacks=[_Recorder(store, progress, sink)],
+            ),
+        )
+        tuner.fit()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if progress.stream.isatty():
+        progress.stream.write("\n")
+    return RunSummary(progress.total, progress.done_before, len(pending), progress.ok, progress.diverged,
+                      progress.errored, time.monotonic() - t0)
+
+
+def _trial_name(trial) -> str:
+    c = trial.config["trial"]
+    return f"{c['parameterization']}_w{c['width']}_d{c['depth']}_{trial.trial_id}"
+
+
+def submit_job(
+    *, address: str, entrypoint: str, submission_id: str, working_dir: str, env: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """Submit ``entrypoint`` as a Ray Job unless ``submission_id`` already exists; returns (id, state)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    try:
+        status = client.get_job_status(submission_id)
+    except Exception:  # unknown id: not submitted yet
+        status = None
+    if status is not None and status not in (JobStatus.FAILED, JobStatus.STOPPED):
+        return submission_id, f"already submitted ({status.value})"
+    if status is not None:
+        raise RuntimeError(f"job {submission_id} ended {status.value}; resubmit with --attempt N+1 (finished trials are kept)")
+    runtime_env: dict[str, Any] = {
+        "working_dir": working_dir,
+        "excludes": [".venv/", "results/", ".git/", "**/__pycache__/", "*.egg-info/"],
+        "env_vars": env or {},
+    }
+    client.submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env)
+    return submission_id, "submitted"
