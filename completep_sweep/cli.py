@@ -283,23 +283,35 @@ def cmd_status(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from .runner import submit_job
+    from .runner import submit_job, wait_for_job
 
     sweep, _ = _sweep_and_store(args)
     project = Path(__file__).resolve().parents[1]
-    spec_rel = os.path.relpath(Path(args.spec).resolve(), project)
-    if spec_rel.startswith(".."):
-        raise UsageError(f"SPEC: {args.spec} must be inside the project folder {project} (it is shipped as the job's working dir)")
+    # The job's working dir is the project (code, models/, sweeps/); the sweep file travels inside it.
+    staged = project / ".submit" / f"{sweep.name}-{sweep.spec_hash}.toml"
+    staged.parent.mkdir(exist_ok=True)
+    staged.write_text(sweep.text)
     submission_id = f"completep-{sweep.name}-{sweep.spec_hash}-{args.attempt}"
-    entrypoint = f"python -m completep_sweep.cli run {spec_rel} --results {args.results} --address auto"
+    entrypoint = (f"python -m completep_sweep.cli run {staged.relative_to(project)} "
+                  f"--results {args.results} --address auto")
     if args.max_concurrent:
         entrypoint += f" --max-concurrent {args.max_concurrent}"
     env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
-    job_id, state = submit_job(address=args.address, entrypoint=entrypoint, submission_id=submission_id,
-                               working_dir=str(project), env=env)
-    print(f"{job_id}: {state}")
-    print(f"follow:  ray job logs --follow --address {args.address} {job_id}")
-    print(f"status:  ray job status --address {args.address} {job_id}")
+    try:
+        job_id, state = submit_job(address=args.address, entrypoint=entrypoint, submission_id=submission_id,
+                                   working_dir=str(project), env=env)
+    except RuntimeError as e:
+        print(f"completep-sweep submit: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{job_id}: {state}; results on the head node under {args.results}/{sweep.name}")
+    if not args.wait:
+        print(f"follow:  ray job logs --follow --address {args.address} {job_id}")
+        print(f"status:  ray job status --address {args.address} {job_id}")
+        return EXIT_OK
+    final, logs = wait_for_job(args.address, job_id)
+    if final != "SUCCEEDED":
+        print(f"job {job_id} ended {final}; last log lines:\n{logs}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -372,9 +384,11 @@ def build_parser() -> Parser:
     p = sub.add_parser("submit", help="submit the run to a Ray cluster as a Ray Job")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://HOST:8265")
-    p.add_argument("--results", default=DEFAULT_RESULTS, help="results root on the cluster's head node")
+    p.add_argument("--results", default="~/completep-sweep/results",
+                   help="results root on the cluster's head node (default ~/completep-sweep/results)")
     p.add_argument("--max-concurrent", type=positive_int)
     p.add_argument("--attempt", type=positive_int, default=1, help="bump to resubmit after a failed job")
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 0 only if it succeeded")
     p.set_defaults(func=cmd_submit)
     return parser
 

@@ -17,18 +17,35 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
-import ray
-from ray import tune
 
-from .spec import Sweep
-from .store import ResultStore
-from .trial import TrialConfig, TrialResult
+def _use_local_auth_token() -> None:
+    """Send the local Ray auth token when there is one, as `ray start` does when it enables auth.
 
+    Ray 2.5x+ turns token auth on for clusters started where a token exists, but a client only
+    sends the token when RAY_AUTH_MODE=token; an explicit RAY_AUTH_MODE is always respected.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(token_file):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+# Before importing Ray, which reads these once.
+_use_local_auth_token()
 # Tune's per-trial JSON/CSV/TensorBoard loggers cost time and disk and duplicate our Parquet rows.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
 # The progress line below is the sweep's console output; Tune's tables and banners would bury it.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from .spec import Sweep  # noqa: E402
+from .store import ResultStore  # noqa: E402
+from .trial import TrialConfig, TrialResult  # noqa: E402
+
 for _name in ("ray", "ray.tune", "ray.train"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
@@ -221,23 +238,60 @@ def _trial_name(trial) -> str:
 
 def submit_job(
     *, address: str, entrypoint: str, submission_id: str, working_dir: str, env: dict[str, str] | None = None,
+    agent_wait_s: float = 60.0,
 ) -> tuple[str, str]:
     """Submit ``entrypoint`` as a Ray Job unless ``submission_id`` already exists; returns (id, state)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(address)
     try:
-        status = client.get_job_status(submission_id)
-    except Exception:  # unknown id: not submitted yet
-        status = None
-    if status is not None and status not in (JobStatus.FAILED, JobStatus.STOPPED):
-        return submission_id, f"already submitted ({status.value})"
-    if status is not None:
-        raise RuntimeError(f"job {submission_id} ended {status.value}; resubmit with --attempt N+1 (finished trials are kept)")
+        client = JobSubmissionClient(address)
+    except Exception as e:  # connection refused, auth, bad address: one line with the fix
+        raise RuntimeError(f"cannot reach the Ray job server at {address}: {str(e).splitlines()[0]}; check --address "
+                           "(the dashboard address, e.g. http://HOST:8265) and, for token auth, RAY_AUTH_TOKEN") from None
+    # The staged sweep file lives in a git-ignored folder; Ray's upload honours .gitignore unless told
+    # not to, so the excludes below are the whole list of what stays behind.
+    os.environ["RAY_RUNTIME_ENV_IGNORE_GITIGNORE"] = "1"
     runtime_env: dict[str, Any] = {
         "working_dir": working_dir,
-        "excludes": [".venv/", "results/", ".git/", "**/__pycache__/", "*.egg-info/"],
+        "excludes": [".venv/", "results/", ".git/", "**/__pycache__/", "*.egg-info/", ".pytest_cache/", "build/"],
         "env_vars": env or {},
     }
-    client.submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env)
-    return submission_id, "submitted"
+    deadline = time.monotonic() + agent_wait_s
+    while True:
+        status = _job_status(client, submission_id)
+        if status is not None and status not in (JobStatus.FAILED, JobStatus.STOPPED):
+            return submission_id, f"already submitted ({status.value})"
+        if status is not None:
+            raise RuntimeError(f"job {submission_id} ended {status.value}; resubmit with --attempt N+1 "
+                               "(finished trials are kept and skipped)")
+        try:
+            client.submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env)
+            return submission_id, "submitted"
+        except RuntimeError as e:
+            # A freshly started head answers before its job agent is up ("try again later").
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray job server at {address} refused the job: {e}") from None
+            time.sleep(2)
+
+
+def wait_for_job(address: str, submission_id: str, *, poll_s: float = 2.0, on_change=print) -> tuple[str, str]:
+    """Follow a job until it ends; returns (final state, last lines of its logs)."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    last = None
+    while True:
+        status = client.get_job_status(submission_id)
+        if status != last:
+            on_change(f"{submission_id}: {status.value}")
+            last = status
+        if status.is_terminal():
+            return status.value, "\n".join(client.get_job_logs(submission_id).splitlines()[-20:])
+        time.sleep(poll_s)
+
+
+def _job_status(client, submission_id: str):
+    try:
+        return client.get_job_status(submission_id)
+    except Exception:  # unknown id: not submitted yet
+        return None
