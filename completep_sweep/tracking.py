@@ -16,6 +16,7 @@ import json
 import math
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +39,8 @@ CURVE_METRICS = ("train_loss", "val_loss")
 _CONFIG_COLUMNS = ("model", "head_dim", "vocab_size", "seq_len", "mlp_ratio", "bias", "tie_embeddings",
                    "attn_scale", "data", "weight_decay", "eps", "beta1", "beta2", "warmup_steps", "decay",
                    "final_lr_ratio", "grad_clip", "eval_interval", "eval_batches", "divergence_factor")
+# MLflow 3's UI opens experiments of unknown kind on its GenAI (traces) pages; this kind opens the runs.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 # MLflow retries an unreachable server with exponential backoff for minutes by default (7 retries,
 # 120 s timeout); a sweep must never wait on that. setdefault: a user's explicit choice wins.
 _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -76,8 +79,9 @@ def _reason(e: BaseException) -> str:
 
 def _tracking_error(uri: str, e: BaseException) -> TrackingError:
     return TrackingError(
-        f"MLflow tracking store {uri} failed: {_reason(e)}. Start that server, fix or unset MLFLOW_TRACKING_URI "
-        f"(unset uses the local SQLite store results/mlflow.db), or pass --tracking-uri; Parquet results are unaffected."
+        f"MLflow tracking store {uri} failed: {_reason(e)}. Start that server, or fix or unset MLFLOW_TRACKING_URI "
+        f"(unset means the local SQLite store results/mlflow.db), then run `completep-sweep sync` again; "
+        f"the Parquet results are unaffected."
     )
 
 
@@ -212,10 +216,13 @@ class _Sync:
             location = None
             if self.client.tracking_uri.startswith("sqlite:"):  # a local store keeps artifacts beside it
                 location = (self.results_root.resolve() / "mlartifacts" / self.sweep).as_uri()
-            return self.client.create_experiment(self.sweep, artifact_location=location)
+            return self.client.create_experiment(self.sweep, artifact_location=location, tags=EXPERIMENT_TAGS)
         if found.lifecycle_stage == "deleted":
             raise TrackingError(f"MLflow experiment {self.sweep!r} is deleted; restore it with "
                                 f"`mlflow experiments restore --experiment-id {found.experiment_id}` and sync again")
+        for key, value in EXPERIMENT_TAGS.items():
+            if found.tags.get(key) != value:
+                self.client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
 
     def _existing_runs(self, experiment_id: str):
@@ -238,17 +245,17 @@ class _Sync:
     def _parent(self, experiment_id: str, parent, spec: dict, spec_hash: str, rows: list[dict]) -> str:
         from mlflow.entities import Param, RunTag
 
-        versions = sorted({str(r["code_version"]) for r in rows if r.get("code_version")})
-        tags = {"completep.sweep": self.sweep, "completep.role": "parent", "completep.spec_hash": spec_hash,
-                "completep.code_version": ",".join(versions)}
+        tags = {"completep.sweep": self.sweep, "completep.role": "parent", "completep.spec_hash": spec_hash}
         if spec.get("description"):
             tags["mlflow.note.content"] = str(spec["description"])
         if parent is None:
             parent = self.client.create_run(experiment_id, tags=tags, run_name=f"{self.sweep} (sweep)")
             self.client.set_terminated(parent.info.run_id, "FINISHED")
         old_params, old_tags = parent.data.params, parent.data.tags
-        if not tags["completep.code_version"]:  # a sync of trials without rows must not blank it
-            tags["completep.code_version"] = old_tags.get("completep.code_version", "")
+        # The tracker syncs a few trials at a time: add their code versions to those already listed.
+        versions = set(filter(None, old_tags.get("completep.code_version", "").split(",")))
+        versions |= {str(r["code_version"]) for r in rows if r.get("code_version")}
+        tags["completep.code_version"] = ",".join(sorted(versions))
         params = _flatten_spec(spec)
         # Params are immutable in MLflow: when the sweep file changes (an extended grid), the first values
         # stay and the new ones go to tags spec.<key>; spec_hash and spec.toml always show the latest.
@@ -395,29 +402,30 @@ def serve_ui(results_root: Path, *, port: int = 5000, host: str = "127.0.0.1",
              tracking_uri: str | None = None) -> subprocess.Popen:
     """Start ``mlflow server`` (one worker) on the project store; the caller stops its process group."""
     uri = tracking_uri or default_tracking_uri(results_root)
-    if not uri.startswith("sqlite:"):
+    if uri.startswith(("http:", "https:", "databricks")):
         raise TrackingError(f"tracking URI {uri} is already a server: open it in a browser instead of starting a UI")
     Path(results_root).mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--artifacts-destination", str(Path(results_root).resolve() / "mlartifacts"),
-           "--host", host, "--port", str(port), "--workers", "1"]
+           "--host", host, "--port", str(port), "--workers", "1",
+           "--uvicorn-opts", "--log-level warning"]  # errors only, not a line per request
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     return subprocess.Popen(cmd, env=env, start_new_session=True)  # own group: stop it with all children
 
 
 def ui_url(results_root: Path, sweep: str | None = None, *, port: int = 5000, host: str = "127.0.0.1",
            tracking_uri: str | None = None) -> str:
-    """The UI address, pointing at the sweep's experiment when it exists in the store."""
+    """The UI address, pointing at the runs of the sweep's experiment when it exists in the store."""
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if sweep is None:
         return base
     client = _connect(tracking_uri or default_tracking_uri(results_root), Path(results_root))
     experiment = client.get_experiment_by_name(sweep)
-    return f"{base}#/experiments/{experiment.experiment_id}" if experiment else base
+    return f"{base}#/experiments/{experiment.experiment_id}/runs" if experiment else base
 
 
 def wait_for_ui(proc: subprocess.Popen, url: str, timeout: float = 60) -> None:
-    """Block until the server answers ``url`` (bounded); TrackingError if it exits or stays silent."""
+    """Block until the server at base ``url`` (``http://host:port/``) answers; bounded by ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -432,8 +440,6 @@ def wait_for_ui(proc: subprocess.Popen, url: str, timeout: float = 60) -> None:
 
 def stop_ui(proc: subprocess.Popen, timeout: float = 10) -> None:
     """Stop the server and its workers (the whole process group it leads)."""
-    import signal
-
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

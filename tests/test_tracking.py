@@ -260,10 +260,33 @@ def test_ui_url_points_at_the_experiment(sweep_dir):
     assert tracking.ui_url(root, port=5123, tracking_uri=uri) == "http://127.0.0.1:5123/"
     sync(sweep_dir, uri)
     parents, _ = runs(uri)
-    expected = f"http://127.0.0.1:5123/#/experiments/{parents.experiment_id.iloc[0]}"
+    expected = f"http://127.0.0.1:5123/#/experiments/{parents.experiment_id.iloc[0]}/runs"
     assert tracking.ui_url(root, "demo", port=5123, tracking_uri=uri) == expected
 
 
 def test_serve_ui_refuses_a_remote_server():
     with pytest.raises(TrackingError, match="already a server"):
         tracking.serve_ui(None, tracking_uri="http://127.0.0.1:5555")
+
+
+def test_a_diverged_trial_keeps_its_status_and_nan_points(tmp_path):
+    import math
+
+    from mlflow import MlflowClient
+
+    config = TrialConfig(sweep="demo", lr=1.0, steps=300)
+    curve = (CurvePoint(step=100, tokens=1, train_loss=5.0, val_loss=5.1, lr=1.0),
+             CurvePoint(step=200, tokens=2, train_loss=math.inf, val_loss=math.nan, lr=1.0))
+    diverged = TrialResult(config=config, status="diverged", final_train_loss=math.inf, final_val_loss=math.nan,
+                           diverged_at_step=150, steps_done=150, clip_fraction=0.0, flops=1e9, n_params=1000,
+                           wall_time_s=1.0, device="cpu", started_at="", code_version="abc123", curve=curve)
+    ResultStore(tmp_path / "demo").write_result(diverged)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert sync(tmp_path / "demo", uri) == {"created": 1, "updated": 0, "skipped": 0}
+    _, children = runs(uri)
+    child = children.iloc[0]
+    assert child["tags.status"] == "diverged" and child["metrics.diverged_at_step"] == 150
+    assert "metrics.final_val_loss" not in children  # NaN: not logged, so it never looks like a loss
+    history = MlflowClient(uri).get_metric_history(child.run_id, "val_loss")
+    assert [m.step for m in history] == [100, 200] and math.isnan(history[1].value)
+    assert sync(tmp_path / "demo", uri)["skipped"] == 1
