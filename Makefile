@@ -28,9 +28,12 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
+SWEEP ?= sweeps/depth-transfer-demo.toml
+
+# Runs (or resumes) the demo, then prints the verdict; re-running skips finished trials.
 sweep: setup
-	$(VENV)/bin/completep-sweep coord-check --model tiny --axis depth
-	$(VENV)/bin/completep-sweep trial --model tiny --parameterization completep --width 64 --depth 4 --lr 0.01 --steps 300
+	$(VENV)/bin/completep-sweep run $(SWEEP)
+	$(VENV)/bin/completep-sweep report $(basename $(notdir $(SWEEP)))
 
 bench: setup
 	$(PY) benchmarks/step_throughput.py

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .commands import (
+    DEFAULT_RESULTS, UsageError, cmd_export, cmd_report, cmd_run, cmd_status, cmd_submit, cmd_sync, cmd_ui,
+    cmd_validate,
+)
 from .parameterization import GROUPS, NAMES_HELP, get_parameterization, scaling_rules
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input detected after parsing: one line, exit 2, nothing started."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -165,156 +165,6 @@ def cmd_coord_check(args) -> int:
     return EXIT_OK
 
 
-# ---------------------------------------------------------------- sweeps
-DEFAULT_RESULTS = "results"
-GFLOPS_PER_CPU = 30.0  # measured here for the tiny preset; real rows replace it once some exist
-
-
-def _sweep_and_store(args):
-    from .spec import load_sweep
-    from .store import ResultStore
-
-    sweep = load_sweep(args.spec)
-    return sweep, ResultStore(Path(args.results) / sweep.name)
-
-
-def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, str]:
-    """(FLOPs of pending trials, wall seconds, how the rate was obtained)."""
-    from .model import flops_per_token
-
-    flops = sum(flops_per_token(width=t.width, depth=t.depth, vocab_size=t.vocab_size, seq_len=t.seq_len,
-                                mlp_ratio=t.mlp_ratio) * t.tokens for t in pending)
-    done = store.load(include_errors=False)
-    done = done[(done.status == "ok") & (done.wall_time_s > 0)]
-    if len(done):
-        rate, how = done.flops.sum() / done.wall_time_s.sum(), f"measured on {len(done)} finished trials"
-    else:
-        rate = GFLOPS_PER_CPU * 1e9 * sweep.spec.resources.cpus_per_trial
-        how = f"assumed {GFLOPS_PER_CPU:g} GFLOP/s per CPU"
-    return flops, flops / rate / max(1, concurrency), how
-
-
-def _local_concurrency(sweep, max_concurrent: int | None) -> int:
-    res = sweep.spec.resources
-    by_cpu = max(1, int((os.cpu_count() or 1) // res.cpus_per_trial))
-    return min(x for x in (by_cpu, max_concurrent or res.max_concurrent) if x)
-
-
-def cmd_validate(args) -> int:
-    sweep, store = _sweep_and_store(args)
-    done = store.completed_ids()
-    ids = {t.trial_id for t in sweep.trials}
-    pending = [t for t in {t.trial_id: t for t in sweep.trials}.values() if t.trial_id not in done]
-    concurrency = _local_concurrency(sweep, None)
-    flops, seconds, how = _estimate(sweep, store, pending, concurrency)
-    spec = sweep.spec
-    axes = ", ".join(f"{k} x{len(v) if isinstance(v, list) else len(v.values())}" for k, v in spec.grid.items())
-    print(f"{args.spec}: valid. sweep {spec.name!r}, model {spec.model}, {len(spec.parameterizations)} parameterizations x {axes or 'no grid'}")
-    print(f"  {len(ids)} trials, {len(ids & done)} done, {len(pending)} pending (results: {store.root})")
-    print(f"  pending work: {flops:.3g} FLOPs, about {_human(seconds)} at {concurrency} concurrent trial(s) here ({how})")
-    return EXIT_OK
-
-
-def _human(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def cmd_run(args) -> int:
-    sweep, store = _sweep_and_store(args)
-    from .runner import run_sweep  # Ray is imported only once the input is known to be good
-
-    store.write_spec(sweep.text)
-    sink = _tracker(args, store)
-    print(f"sweep {sweep.name}: {len({t.trial_id for t in sweep.trials})} trials -> {store.root}", file=sys.stderr)
-    try:
-        summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink)
-    finally:
-        if sink is not None:
-            sink.close()
-    print(f"sweep {sweep.name}: {summary.ran} ran ({summary.ok} ok, {summary.diverged} diverged, {summary.errored} error), "
-          f"{summary.skipped} already done, {summary.wall_time_s:.0f}s; rows in {store.trials_dir}")
-    if summary.errored:
-        print(f"{summary.errored} trial(s) errored after retries: see the 'error' column "
-              f"(completep-sweep status {store.root}); re-running retries them", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def _tracker(args, store):
-    """MLflow sink, or None when tracking is off or unavailable (rows are in Parquet regardless)."""
-    if getattr(args, "no_mlflow", False):
-        return None
-    try:
-        from .tracking import Tracker
-    except ImportError:
-        return None
-    return Tracker(store.root, tracking_uri=args.tracking_uri)
-
-
-def _resolve_results(target: str, results_root: str) -> Path:
-    path = Path(target)
-    if (path / "trials").is_dir() or (path / "spec.toml").is_file():
-        return path
-    named = Path(results_root) / target
-    if named.is_dir():
-        return named
-    raise UsageError(f"RESULTS_DIR_OR_NAME: {target!r} is neither a results folder nor a sweep name under {results_root}/")
-
-
-def cmd_status(args) -> int:
-    from .spec import parse_sweep
-    from .store import ResultStore
-
-    store = ResultStore(_resolve_results(args.target, args.results))
-    df = store.load()
-    counts = df.status.value_counts().to_dict() if len(df) else {}
-    total = pending = None
-    if store.spec_path.is_file():
-        sweep = parse_sweep(store.spec_path.read_text(), source=str(store.spec_path))
-        ids = {t.trial_id for t in sweep.trials}
-        total, pending = len(ids), len(ids - store.completed_ids())
-    print(f"{store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
-          + ("" if total is None else f"; {pending} pending of {total}"))
-    if counts.get("error"):
-        for _, row in df[df.status == "error"].head(5).iterrows():
-            print(f"  error {row.trial_id}: {row.parameterization} w{row.width} d{row.depth} lr={row.lr:.3g}: "
-                  f"{row.error.strip().splitlines()[-1] if row.error else ''}")
-    return EXIT_OK
-
-
-def cmd_submit(args) -> int:
-    from .runner import submit_job, wait_for_job
-
-    sweep, _ = _sweep_and_store(args)
-    project = Path(__file__).resolve().parents[1]
-    # The job's working dir is the project (code, models/, sweeps/); the sweep file travels inside it.
-    staged = project / ".submit" / f"{sweep.name}-{sweep.spec_hash}.toml"
-    staged.parent.mkdir(exist_ok=True)
-    staged.write_text(sweep.text)
-    submission_id = f"completep-{sweep.name}-{sweep.spec_hash}-{args.attempt}"
-    entrypoint = (f"python -m completep_sweep.cli run {staged.relative_to(project)} "
-                  f"--results {args.results} --address auto")
-    if args.max_concurrent:
-        entrypoint += f" --max-concurrent {args.max_concurrent}"
-    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
-    try:
-        job_id, state = submit_job(address=args.address, entrypoint=entrypoint, submission_id=submission_id,
-                                   working_dir=str(project), env=env)
-    except RuntimeError as e:
-        print(f"completep-sweep submit: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"{job_id}: {state}; results on the head node under {args.results}/{sweep.name}")
-    if not args.wait:
-        print(f"follow:  ray job logs --follow --address {args.address} {job_id}")
-        print(f"status:  ray job status --address {args.address} {job_id}")
-        return EXIT_OK
-    final, logs = wait_for_job(args.address, job_id)
-    if final != "SUCCEEDED":
-        print(f"job {job_id} ended {final}; last log lines:\n{logs}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
 # ---------------------------------------------------------------- parser
 def build_parser() -> Parser:
     parser = Parser(prog="completep-sweep", description="Hyperparameter-transfer sweeps for SP, muP, alpha=0.5 and CompleteP.")
@@ -390,6 +240,38 @@ def build_parser() -> Parser:
     p.add_argument("--attempt", type=positive_int, default=1, help="bump to resubmit after a failed job")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 0 only if it succeeded")
     p.set_defaults(func=cmd_submit)
+
+    for name, helptext, func in (("report", "verdicts, optimal-HP table and plots of a results folder", cmd_report),
+                                 ("export", "the optimal-HP table, or transferred HPs for a target shape", cmd_export)):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("target", metavar="RESULTS_DIR", help="results/<sweep>, or just the sweep name")
+        p.add_argument("--results", default=DEFAULT_RESULTS, help="results root for a sweep name")
+        p.add_argument("--tolerance", type=positive_float("--tolerance"), default=1.0,
+                       help="octaves the optimum may move and still 'transfer' (default 1)")
+        p.add_argument("--loss", default="final_val_loss", choices=["final_val_loss", "final_train_loss"])
+        p.set_defaults(func=func)
+    report_p, export_p = sub.choices["report"], sub.choices["export"]
+    report_p.add_argument("--json", action="store_true", help="print optima, transfer and regret as one JSON object")
+    report_p.add_argument("--tracking-uri", help="also attach the report to this MLflow store")
+    report_p.add_argument("--no-mlflow", action="store_true", help="do not attach the report to MLflow")
+    export_p.add_argument("--format", required=True, choices=["csv", "md", "latex", "json"])
+    export_p.add_argument("-o", "--output", help="write to this file (default: stdout)")
+    export_p.add_argument("--target-width", type=positive_int, help="transfer the base optimum to this width")
+    export_p.add_argument("--target-depth", type=positive_int, help="... and this depth")
+
+    p = sub.add_parser("sync", help="backfill MLflow from the Parquet rows (idempotent)")
+    p.add_argument("target", metavar="RESULTS_DIR")
+    p.add_argument("--results", default=DEFAULT_RESULTS)
+    p.add_argument("--tracking-uri", help="default MLFLOW_TRACKING_URI or sqlite:///<results>/mlflow.db")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("ui", help="open the MLflow UI on the project's store (127.0.0.1)")
+    p.add_argument("--port", type=positive_int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others only if you ask)")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="results root holding mlflow.db")
+    p.add_argument("--sweep", help="print the URL of this sweep's experiment")
+    p.add_argument("--tracking-uri")
+    p.set_defaults(func=cmd_ui)
     return parser
 
 

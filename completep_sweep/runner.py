@@ -14,7 +14,8 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
 
@@ -51,9 +52,9 @@ for _name in ("ray", "ray.tune", "ray.train"):
 
 
 class TrialSink(Protocol):
-    """Anything that wants each finished row (the MLflow tracker); must never block or raise."""
+    """Told of each trial once its row is on disk (the MLflow tracker); must never block or raise."""
 
-    def log_trial(self, row: dict, curve: list[dict]) -> None: ...
+    def log_trial(self, trial_id: str) -> None: ...
 
 
 def run_trial_on_worker(param_space: dict) -> None:
@@ -79,7 +80,10 @@ def init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        # "local" always starts a fresh instance: a plain ray.init() would attach to whatever cluster
+        # /tmp/ray/ray_current_cluster names, even a dead one.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
 
 
 @dataclass
@@ -152,7 +156,7 @@ class _Recorder(tune.Callback):
         self.progress.ok += row["status"] == "ok"
         self.progress.diverged += row["status"] == "diverged"
         if self.sink is not None:
-            self.sink.log_trial({**row, "worker": result.get("worker", "")}, curve)
+            self.sink.log_trial(row["trial_id"])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.progress.running -= 1
@@ -185,6 +189,8 @@ class RunSummary:
     diverged: int
     errored: int
     wall_time_s: float
+    concurrency: int = 0
+    started_at: str = ""
 
 
 def run_sweep(
@@ -193,6 +199,7 @@ def run_sweep(
 ) -> RunSummary:
     """Run every trial of ``sweep`` that has no row in ``store`` yet."""
     t0 = time.monotonic()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     done = store.completed_ids()
     pending = [t for t in sweep.trials if t.trial_id not in done]
     pending = list({t.trial_id: t for t in pending}.values())  # a grid may repeat a point
@@ -227,8 +234,12 @@ def run_sweep(
         shutil.rmtree(scratch, ignore_errors=True)
     if progress.stream.isatty():
         progress.stream.write("\n")
-    return RunSummary(progress.total, progress.done_before, len(pending), progress.ok, progress.diverged,
-                      progress.errored, time.monotonic() - t0)
+    concurrency = int(limit or max(1, ray.cluster_resources().get("CPU", 1) // res.cpus_per_trial))
+    summary = RunSummary(progress.total, progress.done_before, len(pending), progress.ok, progress.diverged,
+                         progress.errored, time.monotonic() - t0, concurrency, started_at)
+    store.record_run({**asdict(summary), "address": address or "local", "finished_at":
+                      datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return summary
 
 
 def _trial_name(trial) -> str:

@@ -6,6 +6,7 @@ Layout under ``results/<sweep>/``:
   errors/<trial_id>.parquet   one row: a trial that errored after retries (re-run by the next run)
   curves/<trial_id>.parquet   its loss curve; written before the trial row, so a row implies a curve
   spec.toml                   the sweep file of the latest run
+  runs/<started_at>.json      one record per `run`: wall time, trials run, concurrency
 
 Writers use a hidden temporary name and ``os.replace``; readers skip hidden files and deduplicate on
 trial_id (Ray may deliver a result more than once after restores).
@@ -13,6 +14,7 @@ trial_id (Ray may deliver a result more than once after restores).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import typing
@@ -108,6 +110,18 @@ class ResultStore:
         _write_table(self.curves_dir / f"{trial_id}.parquet", [{"trial_id": trial_id, **p} for p in curve], CURVE_SCHEMA)
         _write_table(self.trials_dir / f"{trial_id}.parquet", [row], TRIAL_SCHEMA)
         (self.errors_dir / f"{trial_id}.parquet").unlink(missing_ok=True)
+
+    def record_run(self, record: dict) -> Path:
+        """Keep one JSON file per `run` invocation (when, how long, what ran) beside the rows."""
+        path = self.root / "runs" / f"{record['started_at'].replace(':', '')}.json"
+        write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+        return path
+
+    def runs(self) -> list[dict]:
+        runs_dir = self.root / "runs"
+        if not runs_dir.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json")) if not p.name.startswith(".")]
 
     def completed_ids(self) -> set[str]:
         """Trials with a row (ok or diverged): a re-run skips exactly these."""

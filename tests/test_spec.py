@@ -1,4 +1,5 @@
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,24 @@ def test_validate_prints_counts_and_estimate(tmp_path, capsys):
 def test_spec_error_type():
     with pytest.raises(SpecError, match="grid.lr"):
         parse_sweep(textwrap.dedent(GOOD).replace("lr = { log2_range = [-12, -4] }", "lr = [-1.0]"))
+
+
+def test_shipped_sweep_files_are_valid(tmp_path):
+    import numpy as np
+
+    from completep_sweep.spec import load_sweep
+
+    sweeps = Path(__file__).resolve().parents[1] / "sweeps"
+    demo = load_sweep(sweeps / "depth-transfer-demo.toml")
+    assert len(demo.trials) == 4 * 3 * 6 and {t.base_width for t in demo.trials} == {32}
+    assert {t.width for t in demo.trials} == {64}  # width above base: SP and µP differ
+    for name in ("train.bin", "val.bin"):
+        np.zeros(5000, dtype=np.uint16).tofile(tmp_path / name)
+    paper_text = (sweeps / "paper-depth-transfer.toml").read_text().replace("data/slimpajama_gpt2", str(tmp_path))
+    paper = parse_sweep(paper_text)
+    assert len(paper.trials) == 4 * 7 * 15
+    t = paper.trials[0]
+    assert (t.base_width, t.base_depth, t.head_dim, t.seq_len) == (256, 2, 64, 2048)
+    assert t.tokens == 9155 * 16 * 2048
+    with pytest.raises(SpecError, match="model_overrides.data"):
+        load_sweep(sweeps / "paper-depth-transfer.toml")  # no token files on this machine: a clear error
