@@ -124,7 +124,8 @@ def cmd_trial(args) -> int:
     result = train_trial(config, on_eval=progress, runtime=Runtime(device=args.device, threads=args.threads))
     row = result.row()
     if args.json:
-        print(json.dumps(row, default=str, allow_nan=True).replace("NaN", "null"))
+        finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+        print(json.dumps(finite, allow_nan=False))
     else:
         print(f"{result.status}: final train {result.final_train_loss:.4f}, val {result.final_val_loss:.4f}, "
               f"{result.wall_time_s:.1f}s on {result.device}, {result.flops:.3g} FLOPs")

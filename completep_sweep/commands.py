@@ -31,10 +31,7 @@ def _sweep_and_store(args):
 
 def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, str]:
     """(FLOPs of pending trials, wall seconds, how the rate was obtained)."""
-    from .model import flops_per_token
-
-    flops = sum(flops_per_token(width=t.width, depth=t.depth, vocab_size=t.vocab_size, seq_len=t.seq_len,
-                                mlp_ratio=t.mlp_ratio) * t.tokens for t in pending)
+    flops = sum(t.flops for t in pending)
     done = store.load(include_errors=False)
     done = done[(done.status == "ok") & (done.wall_time_s > 0)]
     if len(done):
@@ -54,8 +51,7 @@ def _local_concurrency(sweep, max_concurrent: int | None) -> int:
 def cmd_validate(args) -> int:
     sweep, store = _sweep_and_store(args)
     done = store.completed_ids()
-    ids = {t.trial_id for t in sweep.trials}
-    pending = [t for t in {t.trial_id: t for t in sweep.trials}.values() if t.trial_id not in done]
+    ids, pending = sweep.ids, sweep.pending(done)
     concurrency = _local_concurrency(sweep, None)
     flops, seconds, how = _estimate(sweep, store, pending, concurrency)
     spec = sweep.spec
@@ -76,7 +72,7 @@ def cmd_run(args) -> int:
 
     store.write_spec(sweep.text)
     sink = _tracker(args, store)
-    print(f"sweep {sweep.name}: {len({t.trial_id for t in sweep.trials})} trials -> {store.root}", file=sys.stderr)
+    print(f"sweep {sweep.name}: {len(sweep.ids)} trials -> {store.root}", file=sys.stderr)
     try:
         summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink)
     finally:
@@ -120,8 +116,7 @@ def cmd_status(args) -> int:
     total = pending = None
     if store.spec_path.is_file():
         sweep = parse_sweep(store.spec_path.read_text(), source=str(store.spec_path))
-        ids = {t.trial_id for t in sweep.trials}
-        total, pending = len(ids), len(ids - store.completed_ids())
+        total, pending = len(sweep.ids), len(sweep.pending(store.completed_ids()))
     print(f"{store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
           + ("" if total is None else f"; {pending} pending of {total}"))
     if counts.get("error"):
@@ -216,7 +211,7 @@ def _pending_count(store) -> int:
     if not store.spec_path.is_file():
         return 0
     sweep = parse_sweep(store.spec_path.read_text(), source=str(store.spec_path))
-    return len({t.trial_id for t in sweep.trials} - store.completed_ids())
+    return len(sweep.pending(store.completed_ids()))
 
 
 def _sync_quietly(results_dir: Path, tracking_uri: str | None, report_dir: Path | None = None) -> None:

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .parameterization import GROUPS, ScalingRules
+from .trial import flops_per_token
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,12 +179,3 @@ class Transformer(nn.Module):
         return flops_per_token(width=c.width, depth=c.depth, vocab_size=c.vocab_size, seq_len=c.seq_len,
                                mlp_ratio=c.mlp_ratio)
 
-
-def flops_per_token(*, width: int, depth: int, vocab_size: int, seq_len: int, mlp_ratio: int = 4) -> float:
-    """Training FLOPs per token: 6 × matmul weights (QKV, out, MLP, unembedding) + 12 × L × T × N.
-
-    The second term is attention scores and their weighted sum (forward 4·L·T·N, ×3 for training);
-    embedding lookups do no matmul. Analytic, so sweeps are estimated without building models.
-    """
-    matmul_weights = depth * (4 + 2 * mlp_ratio) * width * width + vocab_size * width
-    return 6.0 * matmul_weights + 12.0 * depth * seq_len * width

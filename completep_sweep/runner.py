@@ -88,27 +88,30 @@ def init_ray(address: str | None) -> None:
 
 @dataclass
 class Progress:
-    """Counts for the live progress line."""
+    """Counts for the live progress line; the ETA weighs trials by their FLOPs (deep ones cost more)."""
 
     total: int
     done_before: int
-    concurrency: int
+    flops_pending: float
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     ok: int = 0
     diverged: int = 0
     errored: int = 0
     running: int = 0
+    flops_done: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
-    @property
-    def finished(self) -> int:
-        return self.ok + self.diverged + self.errored
+    def finish(self, status: str, flops: float) -> None:
+        self.ok += status == "ok"
+        self.diverged += status == "diverged"
+        self.errored += status == "error"
+        self.flops_done += flops
 
     def line(self, last: str = "") -> str:
-        done = self.done_before + self.finished
+        done = self.done_before + self.ok + self.diverged + self.errored
         elapsed = time.monotonic() - self.started
-        remaining = self.total - done
-        eta = _duration(elapsed / self.finished * remaining) if self.finished and remaining else "-"
+        left = self.flops_pending - self.flops_done
+        eta = _duration(elapsed * left / self.flops_done) if self.flops_done and done < self.total else "-"
         text = (f"[{done}/{self.total}] {self.diverged} diverged, {self.errored} error, {self.running} running"
                 f" | {_duration(elapsed)} elapsed, ETA {eta}")
         return f"{text} | {last}" if last else text
@@ -137,14 +140,15 @@ class _Recorder(tune.Callback):
 
     def __init__(self, store: ResultStore, progress: Progress, sink: TrialSink | None):
         self.store, self.progress, self.sink = store, progress, sink
+        self.recorded: set[str] = set()  # results may arrive more than once; count each trial once
 
     def __getstate__(self):
         # Tune pickles the Tuner for its own restore, which we never use (rows on disk are the state);
         # the live stream and tracker thread cannot be pickled, so the copy carries none.
-        return {"store": self.store, "progress": None, "sink": None}
+        return {"store": self.store, "progress": None, "sink": None, "recorded": set()}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.progress.running += 1
+        self.progress.running = _running(trials)
         if self.progress.stream.isatty():
             self.progress.show()
 
@@ -153,23 +157,29 @@ class _Recorder(tune.Callback):
             return
         row, curve = result["row"], result["curve"]
         self.store.write_row(row, curve, worker=result.get("worker", ""))
-        self.progress.ok += row["status"] == "ok"
-        self.progress.diverged += row["status"] == "diverged"
+        if row["trial_id"] in self.recorded:
+            return
+        self.recorded.add(row["trial_id"])
+        self.progress.finish(row["status"], TrialConfig(**trial.config["trial"]).flops)
         if self.sink is not None:
             self.sink.log_trial(row["trial_id"])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.progress.running -= 1
+        self.progress.running = _running(trials)
         row = (trial.last_result or {}).get("row")
         self.progress.show(_describe(row) if row else "")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.progress.running -= 1
-        self.progress.errored += 1
+        self.progress.running = _running(trials)
         config = TrialConfig(**trial.config["trial"])
+        self.progress.finish("error", config.flops)
         message = _error_text(trial)
         self.store.write_result(TrialResult.failed(config, message))
         self.progress.show(f"{config.parameterization} w{config.width} d{config.depth} lr={config.lr:.3g}: error")
+
+
+def _running(trials) -> int:
+    return sum(t.status == "RUNNING" for t in trials)
 
 
 def _error_text(trial) -> str:
@@ -201,12 +211,11 @@ def run_sweep(
     t0 = time.monotonic()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     done = store.completed_ids()
-    pending = [t for t in sweep.trials if t.trial_id not in done]
-    pending = list({t.trial_id: t for t in pending}.values())  # a grid may repeat a point
+    pending = sweep.pending(done)
     res = sweep.spec.resources
     limit = max_concurrent or res.max_concurrent
-    progress = Progress(total=len({t.trial_id for t in sweep.trials}), done_before=len(done & {t.trial_id for t in sweep.trials}),
-                        concurrency=limit or 0, stream=stream or sys.stderr)
+    progress = Progress(total=len(sweep.ids), done_before=len(done & sweep.ids), flops_pending=sum(t.flops for t in pending),
+                        stream=stream or sys.stderr)
     if not pending:
         return RunSummary(progress.total, progress.done_before, 0, 0, 0, 0, time.monotonic() - t0)
     init_ray(address)

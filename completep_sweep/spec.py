@@ -136,6 +136,14 @@ class Sweep:
         return self.spec.name
 
     @property
+    def ids(self) -> set[str]:
+        return {t.trial_id for t in self.trials}
+
+    def pending(self, done: set[str]) -> list[TrialConfig]:
+        """Trials without a row, each once (a grid may name the same point twice)."""
+        return list({t.trial_id: t for t in self.trials if t.trial_id not in done}.values())
+
+    @property
     def spec_hash(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()[:12]
 

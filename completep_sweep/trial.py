@@ -7,6 +7,7 @@ so re-running a sweep recognises finished trials and extending a grid only runs 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -26,6 +27,16 @@ def _is_number(value: Any) -> bool:
 
 
 _NON_NEGATIVE = ("weight_decay", "final_lr_ratio", "grad_clip", "warmup_steps", "seed")
+
+def flops_per_token(*, width: int, depth: int, vocab_size: int, seq_len: int, mlp_ratio: int = 4) -> float:
+    """Training FLOPs per token: 6 × matmul weights (QKV, out, MLP, unembedding) + 12 × L × T × N.
+
+    The second term is attention scores and their weighted sum (forward 4·L·T·N, ×3 for training);
+    embedding lookups do no matmul. Analytic, so sweeps are estimated without building models.
+    """
+    matmul_weights = depth * (4 + 2 * mlp_ratio) * width * width + vocab_size * width
+    return 6.0 * matmul_weights + 12.0 * depth * seq_len * width
+
 
 class ConfigError(ValueError):
     """A bad TrialConfig value; ``field`` names it so callers can say where it was set."""
@@ -149,10 +160,16 @@ class TrialConfig:
     def tokens(self) -> int:
         return self.steps * self.batch_size * self.seq_len
 
+    @property
+    def flops(self) -> float:
+        """Training FLOPs of the whole token budget."""
+        return self.tokens * flops_per_token(width=self.width, depth=self.depth, vocab_size=self.vocab_size,
+                                             seq_len=self.seq_len, mlp_ratio=self.mlp_ratio)
+
     def result_fields(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NON_RESULT_FIELDS}
 
-    @property
+    @functools.cached_property  # frozen: the inputs never change, so hash once
     def trial_id(self) -> str:
         payload = {**self.result_fields(), "rules_version": RULES_VERSION}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -85,3 +85,11 @@ def test_coord_check_json(capsys):
     assert d["axis"] == "depth" and d["values"] == [2, 4, 8] and d["steps"] == 3
     assert set(d["slopes"]) == set(d["passed"]) == {"mup", "completep"}
     assert d["slopes"]["mup"] > d["slopes"]["completep"]
+
+
+def test_trial_json_diverged_is_valid_json(capsys):
+    code, out, _ = run(capsys, "trial", "--parameterization", "sp", "--width", "64", "--depth", "2",
+                       "--lr", "50", "--steps", "30", "--batch-size", "4", "--json")
+    assert code == 0
+    d = json.loads(out)  # strict JSON: NaN became null
+    assert d["status"] == "diverged" and d["final_val_loss"] is None and d["diverged_at_step"] is not None

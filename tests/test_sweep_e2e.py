@@ -134,3 +134,43 @@ def test_worker_killed_mid_trial_is_retried(make_spec, tmp_path):
     df = store.load()
     assert len(df) == 2 and set(df.status) == {"ok"}
     assert not store.errors_dir.exists() or not any(store.errors_dir.iterdir())
+
+
+def _runs(uri: str, experiment: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
+
+
+def test_sweep_mirrors_into_mlflow_and_survives_a_dead_server(make_spec, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    results = tmp_path / "results"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = make_spec("tracked", depths=[2], lrs=[2**-7, 2**-6], steps=20)
+    assert main(["run", str(spec), "--results", str(results), "--tracking-uri", uri]) == 0
+    runs = _runs(uri, "tracked")
+    children = runs[runs["tags.completep.role"] == "child"]
+    assert (runs["tags.completep.role"] == "parent").sum() == 1 and len(children) == 4
+    assert set(children["tags.trial_id"]) == ResultStore(results / "tracked").completed_ids()
+    assert {"params.lr", "params.depth", "params.parameterization", "metrics.final_val_loss", "metrics.log2_lr"} <= set(runs.columns)
+    client = MlflowClient(uri)
+    steps = [len(client.get_metric_history(r, "val_loss")) for r in children.run_id]
+
+    assert main(["run", str(spec), "--results", str(results), "--tracking-uri", uri]) == 0  # re-run
+    assert main(["sync", str(results / "tracked"), "--tracking-uri", uri]) == 0
+    again = _runs(uri, "tracked")
+    assert len(again) == len(runs)  # no twin runs
+    assert [len(client.get_metric_history(r, "val_loss")) for r in children.run_id] == steps  # no repeated steps
+
+    dead = "http://127.0.0.1:9"  # nothing listens there
+    spec2 = make_spec("untracked", depths=[2], lrs=[2**-7, 2**-6], steps=20)
+    capsys.readouterr()
+    assert main(["run", str(spec2), "--results", str(results), "--tracking-uri", dead]) == 0
+    err = capsys.readouterr().err
+    assert "sync" in err and dead in err  # one warning that says how to catch up
+    assert len(ResultStore(results / "untracked").completed_ids()) == 4
+    assert main(["sync", str(results / "untracked"), "--tracking-uri", uri]) == 0
+    backfilled = _runs(uri, "untracked")
+    assert (backfilled["tags.completep.role"] == "child").sum() == 4
