@@ -26,6 +26,9 @@ import numpy as np
 import pandas as pd
 
 from .parameterization import GROUPS, scaling_rules
+from .trial import TrialConfig
+
+CONFIG_FIELDS = TrialConfig.field_names()
 
 SHAPE = ("width", "depth")
 KEY = ("parameterization", "width", "depth")
@@ -35,11 +38,6 @@ NOT_HP = frozenset({
     "trial_id", "sweep", "model", "parameterization", "alpha", "width", "depth", "base_width",
     "base_depth", "head_dim", "vocab_size", "seq_len", "mlp_ratio", "seed", "eval_interval",
     "eval_batches", "divergence_factor",
-})
-RESULT_COLUMNS = frozenset({
-    "tokens", "status", "final_train_loss", "final_val_loss", "diverged_at_step", "steps_done",
-    "clip_fraction", "flops", "n_params", "wall_time_s", "device", "started_at", "code_version",
-    "error",
 })
 BASE_HPS = ("lr", "init_std", "weight_decay", "eps")  # the HPs the scaling rules multiply
 
@@ -94,7 +92,8 @@ class _Prepared:
 
 
 def _config_columns(trials: pd.DataFrame) -> list[str]:
-    return [c for c in trials.columns if c not in NOT_HP and c not in RESULT_COLUMNS]
+    """Inputs of a trial (TrialConfig's fields), never outcomes or provenance (worker, code_version)."""
+    return [c for c in CONFIG_FIELDS if c in trials.columns and c not in NOT_HP]
 
 
 def _is_numeric(s: pd.Series) -> bool:

@@ -241,7 +241,7 @@ class TrialResult:
             "trial_id": c.trial_id,
             **c.to_dict(),
             "alpha": c.alpha,
-            "tokens": self.steps_done * c.batch_size * c.seq_len,
+            "tokens": c.tokens,  # the budget; steps_done says how far a diverged trial got
             "status": self.status,
             "final_train_loss": self.final_train_loss,
             "final_val_loss": self.final_val_loss,

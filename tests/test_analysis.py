@@ -359,3 +359,15 @@ def test_hp_grid_with_zero_weight_decay():
     t = row(a.transfer, hp="weight_decay", axis="depth")
     assert t.verdict == "inconclusive" and "no positive finite optimum" in t.reason
     json.dumps(a.to_json_dict(), allow_nan=False)
+
+
+def test_provenance_columns_do_not_split_the_grid():
+    # Rows from two runs differ in worker, code_version, wall time, steps_done: still one slice.
+    trials = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), diverge_log2=-5)
+    trials["worker"] = np.resize(["node-a", "node-b"], len(trials))
+    trials["code_version"] = np.resize(["v1", "v2", "v3", "v4"], len(trials))
+    trials["steps_done"] = np.where(trials.status == "diverged", 10, 500)
+    optima = analyze(trials).optima
+    assert set(optima.n_points) == {len(range(-12, -3))}
+    assert not optima.at_edge.any()
+    assert optima.optimum.eq(2.0**-7).all()
