@@ -6,17 +6,18 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .commands import (
-    DEFAULT_RESULTS, UsageError, cmd_export, cmd_report, cmd_run, cmd_status, cmd_submit, cmd_sync, cmd_ui,
+    DEFAULT_RESULTS, EXIT_OK, UsageError, cmd_export, cmd_report, cmd_run, cmd_status, cmd_submit, cmd_sync, cmd_ui,
     cmd_validate,
 )
 from .parameterization import GROUPS, NAMES_HELP, get_parameterization, scaling_rules
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_BAD_INPUT = 2
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,6 +55,17 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0 (got {value})")
     return value
+
+
+def device_name(text: str) -> str:
+    if text == "auto" or text == "cpu" or re.fullmatch(r"cuda(:\d+)?", text):
+        if text.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise argparse.ArgumentTypeError(f"{text}: CUDA is not available here; use auto or cpu")
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N (got {text!r})")
 
 
 def parameterization_name(text: str) -> str:
@@ -196,7 +208,7 @@ def build_parser() -> Parser:
     p.add_argument("--steps", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the TrialResult row as JSON")
     p.set_defaults(func=cmd_trial)

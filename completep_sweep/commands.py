@@ -7,6 +7,7 @@ Each takes the parsed arguments and returns an exit status; bad input raises ``U
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -68,8 +69,14 @@ def _human(seconds: float) -> str:
 
 def cmd_run(args) -> int:
     sweep, store = _sweep_and_store(args)
-    from .runner import run_sweep  # Ray is imported only once the input is known to be good
+    from .runner import init_ray, run_sweep  # Ray is imported only once the input is known to be good
 
+    _check_reachable(args.address)
+    try:
+        init_ray(args.address)
+    except Exception as e:  # noqa: BLE001 - any failure to reach Ray is the address's fault here
+        raise UsageError(f"--address: cannot connect to Ray at {args.address or 'a new local instance'}: "
+                         f"{str(e).splitlines()[0]}; pass a running cluster's address (ray://, HOST:6379 or auto)") from None
     store.write_spec(sweep.text)
     sink = _tracker(args, store)
     print(f"sweep {sweep.name}: {len(sweep.ids)} trials -> {store.root}", file=sys.stderr)
@@ -85,6 +92,21 @@ def cmd_run(args) -> int:
               f"(completep-sweep status {store.root}); re-running retries them", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _check_reachable(address: str | None) -> None:
+    """Refuse an unreachable HOST:PORT at once: Ray itself retries a dead address indefinitely."""
+    if not address or address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address: {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise UsageError(f"--address: nothing answers at {hostport} ({e.strerror or e}); start the cluster "
+                         "(`ray start --head`) or pass its GCS address, e.g. HOST:6379") from None
 
 
 def _tracker(args, store):
@@ -126,7 +148,22 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
+def _use_local_auth_token() -> None:
+    """Let the job client send the local Ray auth token, as `ray start` uses it for the cluster.
+
+    Ray 2.5x+ turns token auth on for clusters started where a token exists, and ray.init() follows
+    suit, but the job-submission client sends the token only when RAY_AUTH_MODE=token. Ray reads the
+    mode once, at import, so this runs before Ray is imported; an explicit RAY_AUTH_MODE is respected.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(token_file):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def cmd_submit(args) -> int:
+    _use_local_auth_token()
     from .runner import submit_job, wait_for_job
 
     sweep, _ = _sweep_and_store(args)
@@ -176,7 +213,7 @@ def _analysis(args):
     return store, trials, analyze(trials, tolerance_octaves=args.tolerance, loss=args.loss)
 
 
-OPTIMA_COLUMNS = ["parameterization", "width", "depth", "hp", "optimum", "optimum_refined", "interval_low",
+SHOWN_OPTIMA_COLUMNS = ["parameterization", "width", "depth", "hp", "optimum", "optimum_refined", "interval_low",
                   "interval_high", "loss", "at_edge", "n_seeds", "n_diverged"]
 
 
@@ -194,7 +231,7 @@ def cmd_report(args) -> int:
         print(f"{store.root}: {len(trials)} trials" + (f", {pending} still pending" if pending else ""))
         print(verdict_text(analysis))
         print("\nOptimal base HPs (grid argmin; refined = parabola in log2 through its neighbours):")
-        print(format_table(analysis.optima[[c for c in OPTIMA_COLUMNS if c in analysis.optima]]))
+        print(format_table(analysis.optima[[c for c in SHOWN_OPTIMA_COLUMNS if c in analysis.optima]]))
         if not analysis.savings.empty:
             print("\nCompute savings (FLOPs to reach the same loss as the reference):")
             print(format_table(analysis.savings))
@@ -235,7 +272,7 @@ def cmd_export(args) -> int:
     if args.target_width is not None:
         table = transferred_hps(analysis, target_width=args.target_width, target_depth=args.target_depth)
     else:
-        table = analysis.optima[[c for c in OPTIMA_COLUMNS if c in analysis.optima]]
+        table = analysis.optima[[c for c in SHOWN_OPTIMA_COLUMNS if c in analysis.optima]]
     text = export_table(table, args.format)
     if args.output:
         write_atomic(Path(args.output), lambda tmp: Path(tmp).write_text(text))

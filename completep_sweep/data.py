@@ -50,18 +50,15 @@ def _builtin_bytes() -> np.ndarray:
 
 
 def _builtin(vocab_size: int) -> TokenSource:
-    if vocab_size < BYTE_VOCAB:
-        raise DataError(f"vocab_size {vocab_size} is too small for the byte-level corpus; set vocab_size = 256")
+    check_source(BUILTIN, vocab_size)
     data = _builtin_bytes()
     cut = int(len(data) * (1 - VAL_FRACTION))
     return TokenSource(BUILTIN, data[:cut], data[cut:], vocab_size)
 
 
 def _token_files(path: Path, vocab_size: int) -> TokenSource:
-    check_source(str(path))
+    check_source(str(path), vocab_size)
     train, val = (np.memmap(path / n, dtype=np.uint16, mode="r") for n in ("train.bin", "val.bin"))
-    if vocab_size > 1 << 16:
-        raise DataError(f"vocab_size {vocab_size} does not fit uint16 token files; use vocab_size <= 65536")
     return TokenSource(str(path), train, val, vocab_size)
 
 
@@ -74,9 +71,11 @@ def load_source(data: str, vocab_size: int, seq_len: int = 0) -> TokenSource:
     return source
 
 
-def check_source(data: str) -> None:
-    """Cheap validation for sweep files: the source exists (no decompression, no memmap)."""
+def check_source(data: str, vocab_size: int | None = None) -> None:
+    """Cheap validation for sweep files: the source exists and fits the vocabulary (no reads)."""
     if data == BUILTIN:
+        if vocab_size is not None and vocab_size < BYTE_VOCAB:
+            raise DataError(f"vocab_size {vocab_size} is too small for the byte-level corpus; set vocab_size = 256")
         return
     path = Path(data).expanduser()
     missing = [n for n in ("train.bin", "val.bin") if not (path / n).is_file()]
@@ -85,3 +84,10 @@ def check_source(data: str) -> None:
             f"data: {path} has no {' or '.join(missing)}; point data at a directory with train.bin and "
             f"val.bin (uint16 token files), or use data = '{BUILTIN}'"
         )
+    if vocab_size is not None and vocab_size > 1 << 16:
+        raise DataError(f"vocab_size {vocab_size} does not fit uint16 token files; use vocab_size <= 65536")
+
+
+def resolve_data(data: str) -> str:
+    """Token-file directories as absolute paths: workers may run in another working directory."""
+    return data if data == BUILTIN else str(Path(data).expanduser().resolve())

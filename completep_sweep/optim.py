@@ -12,8 +12,7 @@ import math
 import torch
 
 from .model import Transformer
-
-DECAYS = ("cosine", "linear", "constant")
+from .trial import DECAYS
 
 
 def param_groups(model: Transformer, *, weight_decay: float, eps: float) -> list[dict]:
@@ -42,7 +41,7 @@ def build_optimizer(
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
     on_cuda = next(model.parameters()).device.type == "cuda"
-    # Fused AdamW is the fast path on GPUs; on CPU the default (foreach) implementation is used.
+    # Fused AdamW is the fast path on GPUs; on CPU PyTorch picks its default implementation.
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True if on_cuda else None)
 
 

@@ -22,7 +22,6 @@ from typing import Mapping
 RULES_VERSION = "table1-v1"
 
 GROUPS = ("embedding", "block_norm", "hidden_weight", "hidden_bias", "final_norm", "unembedding")
-BLOCK_GROUPS = ("block_norm", "hidden_weight", "hidden_bias")
 # Project choice (PARAMETERIZATIONS.md): norms and biases never decay; they have no init std
 # (gains start at 1, biases at 0).
 DECAYED_GROUPS = ("embedding", "hidden_weight", "unembedding")
@@ -106,7 +105,7 @@ def get_parameterization(name: str) -> Parameterization:
         return PRESETS["completep"]
     if alpha == 0.5:
         return PRESETS["alpha0.5"]
-    return Parameterization(f"alpha{alpha:g}", alpha=alpha, width_scaling=True)
+    return Parameterization(f"alpha{alpha}", alpha=alpha, width_scaling=True)
 
 
 @dataclass(frozen=True)
@@ -197,13 +196,3 @@ def scaling_rules(
         groups=MappingProxyType(groups),
     )
 
-
-# The docs' rules table points here: quantity -> where it is applied.
-APPLIED_IN = MappingProxyType(
-    {
-        "init std": "completep_sweep.model.Transformer._init_weights",
-        "lr, weight decay, eps": "completep_sweep.optim.param_groups",
-        "residual multiplier": "completep_sweep.model.Block.forward",
-        "output multiplier": "completep_sweep.model.Transformer.forward",
-    }
-)

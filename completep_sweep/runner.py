@@ -19,26 +19,14 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
 
-def _use_local_auth_token() -> None:
-    """Send the local Ray auth token when there is one, as `ray start` does when it enables auth.
-
-    Ray 2.5x+ turns token auth on for clusters started where a token exists, but a client only
-    sends the token when RAY_AUTH_MODE=token; an explicit RAY_AUTH_MODE is always respected.
-    """
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
-    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(token_file):
-        os.environ["RAY_AUTH_MODE"] = "token"
-
-
 # Before importing Ray, which reads these once.
-_use_local_auth_token()
 # Tune's per-trial JSON/CSV/TensorBoard loggers cost time and disk and duplicate our Parquet rows.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
 # The progress line below is the sweep's console output; Tune's tables and banners would bury it.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Trials read data by the path the driver validated; Tune's per-trial chdir would break relative ones.
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -77,13 +65,14 @@ def init_ray(address: str | None) -> None:
     """Connect to ``address`` (a running cluster, or 'auto'), or start Ray in this process."""
     if ray.is_initialized():
         return
+    env = {"runtime_env": {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}}
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, **env)
     else:
         # "local" always starts a fresh instance: a plain ray.init() would attach to whatever cluster
         # /tmp/ray/ray_current_cluster names, even a dead one.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)
+                 logging_level=logging.ERROR, **env)
 
 
 @dataclass

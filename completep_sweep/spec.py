@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .data import DataError, check_source
+from .data import DataError, check_source, resolve_data
 from .parameterization import get_parameterization
 from .trial import ConfigError, TrialConfig
 
@@ -228,16 +228,23 @@ def parse_sweep(text: str, source: str = "<sweep>") -> Sweep:
              "parameterization": spec.parameterizations[0]}
     fixed = {k: _coerce(k, v) for k, v in fixed.items()}
     axes = {key: _axis_values(key, axis) for key, axis in spec.grid.items()}
+    # Relative token-file paths mean "from where the sweep is run", wherever the trials execute.
+    if isinstance(fixed.get("data"), str):
+        fixed["data"] = resolve_data(fixed["data"])
+    if "data" in axes:
+        axes["data"] = [resolve_data(v) if isinstance(v, str) else v for v in axes["data"]]
     first = {key: values[0] for key, values in axes.items()}
     for key, values in axes.items():  # each value on its own, so the message names the axis and the value
         for v in values:
             _config({**fixed, **first, key: v}, spec, source)
     template = _config({**fixed, **first}, spec, source)
-    try:
-        check_source(template.data)
-    except DataError as e:
-        raise SpecError(f"{source}: {_where('data', spec)}: {e}") from None
-    return Sweep(spec, text, tuple(_expand(template, spec.parameterizations, axes)))
+    trials = tuple(_expand(template, spec.parameterizations, axes))
+    for data, vocab_size in sorted({(t.data, t.vocab_size) for t in trials}):
+        try:
+            check_source(data, vocab_size)
+        except DataError as e:
+            raise SpecError(f"{source}: {_where('data', spec)}: {e}") from None
+    return Sweep(spec, text, trials)
 
 
 def _expand(template: TrialConfig, parameterizations: list[str], axes: dict[str, list[Any]]):

@@ -26,7 +26,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-_NON_NEGATIVE = ("weight_decay", "final_lr_ratio", "grad_clip", "warmup_steps", "seed")
+_NON_NEGATIVE = ("weight_decay", "final_lr_ratio", "grad_clip")
+_NON_NEGATIVE_INTS = ("warmup_steps", "seed")
+DECAYS = ("cosine", "linear", "constant")
 
 def flops_per_token(*, width: int, depth: int, vocab_size: int, seq_len: int, mlp_ratio: int = 4) -> float:
     """Training FLOPs per token: 6 × matmul weights (QKV, out, MLP, unembedding) + 12 × L × T × N.
@@ -135,12 +137,16 @@ class TrialConfig:
             value = getattr(self, name)
             if not (_is_number(value) and math.isfinite(value) and value >= 0):
                 raise ConfigError(name, f"{name} must be a number >= 0 (got {value!r})")
+        for name in _NON_NEGATIVE_INTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(name, f"{name} must be an integer >= 0 (got {value!r})")
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             if not (_is_number(value) and 0 <= value < 1):
                 raise ConfigError(name, f"{name} must be in [0, 1) (got {value!r})")
-        if self.decay not in ("cosine", "linear", "constant"):
-            raise ConfigError("decay", f"decay must be 'cosine', 'linear' or 'constant' (got {self.decay!r})")
+        if self.decay not in DECAYS:
+            raise ConfigError("decay", f"decay must be one of {', '.join(DECAYS)} (got {self.decay!r})")
         if self.width % self.head_dim:
             raise ConfigError("width", f"width {self.width} must be a multiple of head_dim {self.head_dim}")
         if self.divergence_factor <= 1:
@@ -195,9 +201,6 @@ class CurvePoint:
     train_loss: float
     val_loss: float
     lr: float
-
-
-STATUSES = ("ok", "diverged", "error")
 
 
 @dataclass(frozen=True, kw_only=True)

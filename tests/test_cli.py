@@ -93,3 +93,24 @@ def test_trial_json_diverged_is_valid_json(capsys):
     assert code == 0
     d = json.loads(out)  # strict JSON: NaN became null
     assert d["status"] == "diverged" and d["final_val_loss"] is None and d["diverged_at_step"] is not None
+
+
+def test_unreachable_address_exits_2_before_writing(tmp_path, capsys, make_spec):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = tmp_path / "results"
+    code, _, err = run(capsys, "run", str(make_spec("addr")), "--results", str(results),
+                       "--address", f"127.0.0.1:{port}", "--no-mlflow")
+    assert code == 2 and "--address" in err and not results.exists()
+    code, _, err = run(capsys, "run", str(make_spec("addr")), "--results", str(results), "--address", "nonsense")
+    assert code == 2 and "HOST:PORT" in err and not results.exists()
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x"])
+def test_bad_device_exits_2(capsys, device):
+    with pytest.raises(SystemExit) as exc:
+        main(["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01", "--device", device])
+    assert exc.value.code == 2 and "--device" in capsys.readouterr().err

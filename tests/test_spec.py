@@ -152,3 +152,25 @@ def test_shipped_sweep_files_are_valid(tmp_path):
     assert t.tokens == 9155 * 16 * 2048
     with pytest.raises(SpecError, match="model_overrides.data"):
         load_sweep(sweeps / "paper-depth-transfer.toml")  # no token files on this machine: a clear error
+
+
+@pytest.mark.parametrize("change, field", [
+    (("seed = [0]", "seed = [0.5]"), "seed"),
+    (("steps = 300", "steps = 300\nwarmup_steps = 2.5"), "warmup_steps"),
+    (("steps = 300", "steps = 300\nvocab_size = 128"), "vocab_size"),
+    (("seed = [0]", 'seed = [0]\ndata = ["shakespeare", "/nonexistent/tokens"]'), "data"),
+])
+def test_values_that_only_fail_in_workers_are_refused(change, field):
+    with pytest.raises(SpecError, match=field):
+        parse_sweep(GOOD.replace(*change))
+
+
+def test_relative_token_dir_is_resolved_for_workers(tmp_path, monkeypatch):
+    import numpy as np
+
+    (tmp_path / "tok").mkdir()
+    for name in ("train.bin", "val.bin"):
+        np.zeros(5000, dtype=np.uint16).tofile(tmp_path / "tok" / name)
+    monkeypatch.chdir(tmp_path)
+    sweep = parse_sweep(GOOD.replace("steps = 300", 'steps = 300\ndata = "tok"\nvocab_size = 1024'))
+    assert {t.data for t in sweep.trials} == {str(tmp_path / "tok")}
