@@ -32,29 +32,26 @@ def positive_float(name: str) -> Callable[[str], float]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number (got {text!r})") from None
         if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number (got {text}); e.g. {name} 0.0078125")
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number (got {text})")
         return value
     return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (got {value})")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} (got {text!r})") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what} (got {value})")
+        return value
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (got {text!r})") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (got {value})")
-    return value
+positive_int, non_negative_int = int_at_least(1), int_at_least(0)
 
 
 def device_name(text: str) -> str:
