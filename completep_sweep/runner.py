@@ -89,6 +89,7 @@ class Progress:
     running: int = 0
     flops_done: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    first_trial: float | None = None  # the ETA's clock: Ray's start-up is not throughput
 
     def finish(self, status: str, flops: float) -> None:
         self.ok += status == "ok"
@@ -100,7 +101,8 @@ class Progress:
         done = self.done_before + self.ok + self.diverged + self.errored
         elapsed = time.monotonic() - self.started
         left = self.flops_pending - self.flops_done
-        eta = _duration(elapsed * left / self.flops_done) if self.flops_done and done < self.total else "-"
+        working = time.monotonic() - (self.first_trial or self.started)
+        eta = _duration(working * left / self.flops_done) if self.flops_done and done < self.total else "-"
         text = (f"[{done}/{self.total}] {self.diverged} diverged, {self.errored} error, {self.running} running"
                 f" | {_duration(elapsed)} elapsed, ETA {eta}")
         return f"{text} | {last}" if last else text
@@ -137,6 +139,7 @@ class _Recorder(tune.Callback):
         return {"store": self.store, "progress": None, "sink": None, "recorded": set()}
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.progress.first_trial = self.progress.first_trial or time.monotonic()
         self.progress.running = _running(trials)
         if self.progress.stream.isatty():
             self.progress.show()

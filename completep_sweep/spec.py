@@ -21,6 +21,10 @@ from .trial import ConfigError, TrialConfig
 PRESET_DIRS = (Path.cwd() / "models", Path(__file__).resolve().parents[1] / "models")
 # Keys a preset sets; they are TrialConfig fields (a sweep may override or sweep any of them).
 _CONFIG_FIELDS = frozenset(TrialConfig.field_names()) - {"sweep", "model", "parameterization", "width", "depth"}
+# A preset's top-level keys (the architecture and data); everything else is a training setting.
+MODEL_FIELDS = frozenset({"base_width", "base_depth", "head_dim", "vocab_size", "seq_len", "mlp_ratio", "bias",
+                          "tie_embeddings", "attn_scale", "data"})
+TRAIN_FIELDS = _CONFIG_FIELDS - MODEL_FIELDS
 
 
 class SpecError(ValueError):
@@ -153,9 +157,14 @@ def _loc(error: dict) -> str:
 
 
 def _check_keys(table: dict, where: str, allowed: frozenset[str] | tuple[str, ...]) -> None:
+    homes = {"train": TRAIN_FIELDS, "model_overrides": MODEL_FIELDS}
     for key in table:
-        if key not in allowed:
-            raise SpecError(f"{where}.{key}: unknown field; allowed: {', '.join(sorted(allowed))}")
+        if key in allowed:
+            continue
+        home = next((h for h, keys in homes.items() if key in keys and h != where), None)
+        if home:
+            raise SpecError(f"{where}.{key}: belongs in [{home}]; move it there")
+        raise SpecError(f"{where}.{key}: unknown field; allowed: {', '.join(sorted(allowed))}")
 
 
 def _axis_values(key: str, axis: Any) -> list[Any]:
@@ -219,8 +228,8 @@ def parse_sweep(text: str, source: str = "<sweep>") -> Sweep:
         first = e.errors()[0]
         raise SpecError(f"{source}: {_loc(first) or 'file'}: {first['msg']}") from None
     _check_keys(spec.grid, "grid", SWEEPABLE)
-    _check_keys(spec.train, "train", _CONFIG_FIELDS)
-    _check_keys(spec.model_overrides, "model_overrides", _CONFIG_FIELDS)
+    _check_keys(spec.train, "train", TRAIN_FIELDS)
+    _check_keys(spec.model_overrides, "model_overrides", MODEL_FIELDS)
     for key in spec.grid:
         if key in spec.train or key in spec.model_overrides:
             raise SpecError(f"grid.{key}: also set as a fixed value in [train] or [model_overrides]; keep it in one place")

@@ -83,7 +83,8 @@ BAD = [
     ("negative steps", ("steps = 300", "steps = -5"), "steps"),
     ("negative cpus", ("cpus_per_trial = 1", "cpus_per_trial = -1"), "cpus_per_trial"),
     ("negative gpus", ("gpus_per_trial = 0", "gpus_per_trial = -0.5"), "gpus_per_trial"),
-    ("missing data dir", ("steps = 300", 'steps = 300\ndata = "/nonexistent/tokens"'), "data"),
+    ("missing data dir", ("[train]", '[model_overrides]\ndata = "/nonexistent/tokens"\n[train]'), "model_overrides.data"),
+    ("model key under train", ("steps = 300", "steps = 300\nbase_width = 16"), "train.base_width: belongs in [model_overrides]"),
     ("bad decay", ("steps = 300", 'steps = 300\ndecay = "step"'), "decay"),
     ("key both fixed and swept", ("steps = 300", "steps = 300\nseed = 1"), "grid.seed"),
     ("duplicate grid values", ("depth = [2, 4, 8, 16]", "depth = [2, 4, 4]"), "grid.depth"),
@@ -157,7 +158,7 @@ def test_shipped_sweep_files_are_valid(tmp_path):
 @pytest.mark.parametrize("change, field", [
     (("seed = [0]", "seed = [0.5]"), "seed"),
     (("steps = 300", "steps = 300\nwarmup_steps = 2.5"), "warmup_steps"),
-    (("steps = 300", "steps = 300\nvocab_size = 128"), "vocab_size"),
+    (("[train]", "[model_overrides]\nvocab_size = 128\n[train]"), "vocab_size"),
     (("seed = [0]", 'seed = [0]\ndata = ["shakespeare", "/nonexistent/tokens"]'), "data"),
 ])
 def test_values_that_only_fail_in_workers_are_refused(change, field):
@@ -172,5 +173,5 @@ def test_relative_token_dir_is_resolved_for_workers(tmp_path, monkeypatch):
     for name in ("train.bin", "val.bin"):
         np.zeros(5000, dtype=np.uint16).tofile(tmp_path / "tok" / name)
     monkeypatch.chdir(tmp_path)
-    sweep = parse_sweep(GOOD.replace("steps = 300", 'steps = 300\ndata = "tok"\nvocab_size = 1024'))
+    sweep = parse_sweep(GOOD.replace("[train]", '[model_overrides]\ndata = "tok"\nvocab_size = 1024\n[train]'))
     assert {t.data for t in sweep.trials} == {str(tmp_path / "tok")}

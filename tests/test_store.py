@@ -73,3 +73,4 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 def test_empty_store(tmp_path):
     store = ResultStore(tmp_path / "nothing")
     assert store.completed_ids() == set() and store.load().empty and store.load_curves().empty
+
