@@ -8,10 +8,8 @@ temporary name (leading '.') in the same directory, then ``os.replace``d into pl
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .analysis import Analysis, records, slice_table
+from .store import write_atomic
 
 FIGURE_FORMATS = ("png", "svg")
 EXPORT_FORMATS = ("csv", "md", "latex", "json")
@@ -29,28 +28,19 @@ PANEL_SIZE = (4.2, 3.4)  # inches per panel
 # ---------------------------------------------------------------- atomic files
 
 
-def _atomic_write(path: Path, write: Callable[[io.IOBase], None], binary: bool) -> Path:
+def _write_text(path: Path, text: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path
 
 
-def _write_text(path: Path, text: str) -> Path:
-    return _atomic_write(path, lambda fh: fh.write(text), binary=False)
-
-
 def _save_figure(fig: Figure, path_stem: Path | str) -> list[Path]:
-    stem = Path(path_stem)
-    return [_atomic_write(stem.with_name(f"{stem.name}.{fmt}"),
-                          lambda fh, fmt=fmt: fig.savefig(fh, format=fmt, dpi=120), binary=True)
-            for fmt in FIGURE_FORMATS]
+    stem, written = Path(path_stem), []
+    for fmt in FIGURE_FORMATS:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        write_atomic(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=120))
+        written.append(path)
+    return written
 
 
 def _panels(n: int, ncols: int | None = None, nrows: int = 1) -> tuple[Figure, np.ndarray]:

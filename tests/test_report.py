@@ -24,6 +24,7 @@ from completep_sweep.report import (
     verdict_text,
     write_report,
 )
+from completep_sweep.store import write_atomic
 from test_analysis import make_trials  # tests/ is on sys.path under pytest's default import mode
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -197,12 +198,12 @@ def test_write_report_skips_empty_savings(tmp_path):
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "x.txt"
 
-    def boom(fh):
-        fh.write("partial")
+    def boom(tmp):
+        open(tmp, "w").write("partial")
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        report._atomic_write(target, boom, binary=False)
+        write_atomic(target, boom)  # what every report file goes through
     assert list(tmp_path.iterdir()) == []
     report._write_text(target, "ok\n")
     assert target.read_text() == "ok\n" and [p.name for p in tmp_path.iterdir()] == ["x.txt"]
