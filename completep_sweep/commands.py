@@ -163,6 +163,12 @@ def _use_local_auth_token() -> None:
 
 
 def cmd_submit(args) -> int:
+    from urllib.parse import urlsplit
+
+    dashboard = urlsplit(args.address if "://" in args.address else f"http://{args.address}")
+    if not dashboard.hostname or not dashboard.port:
+        raise UsageError(f"--address: {args.address!r} is not a dashboard address like http://HOST:8265")
+    _check_reachable(f"{dashboard.hostname}:{dashboard.port}")
     _use_local_auth_token()
     from .runner import submit_job, wait_for_job
 

@@ -114,3 +114,16 @@ def test_bad_device_exits_2(capsys, device):
     with pytest.raises(SystemExit) as exc:
         main(["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01", "--device", device])
     assert exc.value.code == 2 and "--device" in capsys.readouterr().err
+
+
+def test_submit_to_nothing_exits_2_naming_the_address(tmp_path, capsys, make_spec):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = str(make_spec("sub"))
+    code, _, err = run(capsys, "submit", spec, "--address", f"http://127.0.0.1:{port}")
+    assert code == 2 and "--address" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "submit", spec, "--address", "http://nohost")
+    assert code == 2 and "--address" in err
