@@ -63,14 +63,14 @@ def _start_driver(spec: Path, results: Path, log: Path) -> subprocess.Popen:
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_for(predicate, timeout: float, what: str):
+def _wait_for(predicate, timeout: float, what: str, explain=lambda: ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}\n{explain()}")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -105,35 +105,56 @@ def test_killed_driver_then_same_command_completes(make_spec, tmp_path):
     assert f"{12 - len(first)} ran" in rerun.stdout
 
 
-def _children(pid: int) -> list[tuple[int, str]]:
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [(int(line.split(None, 1)[0]), line.split(None, 1)[1]) for line in out.strip().splitlines() if line.strip()]
+def _process_table() -> dict[int, tuple[int, str]]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    table = {}
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3:
+            table[int(parts[0])] = (int(parts[1]), parts[2])
+    return table
 
 
-def _trial_worker(driver: int) -> int | None:
-    for pid, args in _children(driver):
-        if "raylet" in args:
-            for wpid, wargs in _children(pid):
-                if wargs.startswith("ray::ImplicitFunc.train"):
-                    return wpid
+def _descendants(root: int) -> list[tuple[int, str]]:
+    table = _process_table()
+    found, frontier = [], {root}
+    while frontier:
+        children = [(pid, args) for pid, (ppid, args) in table.items() if ppid in frontier]
+        found += children
+        frontier = {pid for pid, _ in children}
+    return found
+
+
+def _trial_worker(driver: subprocess.Popen, log: Path) -> int | None:
+    """The pid of a Tune trial actor under this driver (whatever Ray's process tree looks like)."""
+    if driver.poll() is not None:
+        raise AssertionError(f"the driver exited ({driver.returncode}) before a trial worker was seen:\n"
+                             + log.read_text()[-3000:])
+    for pid, args in _descendants(driver.pid):
+        if args.startswith("ray::ImplicitFunc"):  # "ray::ImplicitFunc.train" while it runs a trial
+            return pid
     return None
 
 
 def test_worker_killed_mid_trial_is_retried(make_spec, tmp_path):
     results = tmp_path / "results"
-    spec = make_spec("workerkill", parameterizations=["completep"], depths=[2, 4], lrs=[2**-7], steps=400)
+    log = tmp_path / "driver.log"
+    # Long enough (several seconds per trial) that the kill lands while both trials are in flight.
+    spec = make_spec("workerkill", parameterizations=["completep"], depths=[2, 4], lrs=[2**-7], steps=2000)
     store = ResultStore(results / "workerkill")
-    proc = _start_driver(spec, results, tmp_path / "driver.log")
+    proc = _start_driver(spec, results, log)
     try:
-        worker = _wait_for(lambda: _trial_worker(proc.pid), 120, "a worker running a trial")
-        time.sleep(1.0)  # well inside a trial of 400 steps
+        worker = _wait_for(lambda: _trial_worker(proc, log), 180, "a worker running a trial",
+                           explain=lambda: "\n".join(f"{pid} {args[:120]}" for pid, args in _descendants(proc.pid)))
+        assert not store.completed_ids(), "the kill should land before any trial finished"
         os.kill(worker, signal.SIGKILL)
-        assert proc.wait(600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        assert proc.wait(600) == 0, log.read_text()[-3000:]
     finally:
         _kill_group(proc)
     df = store.load()
     assert len(df) == 2 and set(df.status) == {"ok"}
     assert not store.errors_dir.exists() or not any(store.errors_dir.iterdir())
+    assert "ActorDiedError" in log.read_text()  # the killed trial really failed and was retried
 
 
 def _runs(uri: str, experiment: str):
