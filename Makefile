@@ -5,12 +5,9 @@ PY := $(VENV)/bin/python
 # torch pinned here (a local CPU wheel); pyproject keeps torch>=2.4 open for GPU clusters.
 TORCH_PIN ?= torch==2.13.0
 
-# Loopback-only Ray and MLflow (see README "Machine notes").
-export RAY_USAGE_STATS_ENABLED := 0
-export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
-export HTTP_PROXY := http://127.0.0.1:9
-export NO_PROXY := localhost,127.0.0.1
-export MLFLOW_DISABLE_TELEMETRY := true
+# Loopback-only Ray and MLflow (see README "Machine notes"): the settings live in loopback.env.
+include loopback.env
+export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' loopback.env)
 
 .PHONY: setup test test-fast sweep bench clean
 

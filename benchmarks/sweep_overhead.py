@@ -24,15 +24,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-                   "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "localhost,127.0.0.1",
-                   "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
-    os.environ.setdefault(key, value)
+ROOT = Path(__file__).resolve().parents[1]
+for _line in (ROOT / "loopback.env").read_text().splitlines():  # loopback-only Ray (README "Machine notes")
+    if _line.strip() and not _line.startswith("#"):
+        os.environ.setdefault(*_line.split("=", 1))
 
 from completep_sweep.spec import load_sweep, parse_sweep  # noqa: E402
 from completep_sweep.store import ResultStore  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 QUICK = """
 name = "overhead-quick"
 model = "tiny"
@@ -73,7 +72,7 @@ def overhead_from(store: ResultStore, run: dict) -> dict:
 
 
 def run_and_measure(spec_text: str, spec_name: str) -> dict:
-    from completep_sweep.runner import run_sweep
+    from completep_sweep.runner.sweep import run_sweep
 
     sweep = parse_sweep(spec_text, source=spec_name)
     with tempfile.TemporaryDirectory(prefix="completep-bench-") as tmp:

@@ -1,21 +1,22 @@
-"""The ``completep-sweep`` command. Bad input exits 2 with one line naming the argument and the fix."""
+"""The ``completep-sweep`` command line: parse, dispatch to commands.py, map errors to exit codes.
+
+Parsing only: argument types check values (one line naming the argument and the fix, exit 2);
+what a command does lives in commands.py.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import re
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
 from .commands import (
-    DEFAULT_RESULTS, EXIT_OK, UsageError, cmd_export, cmd_report, cmd_run, cmd_status, cmd_submit, cmd_sync, cmd_ui,
-    cmd_validate,
+    DEFAULT_RESULTS, UsageError, cmd_coord_check, cmd_explain, cmd_export, cmd_report, cmd_run, cmd_status,
+    cmd_submit, cmd_sync, cmd_trial, cmd_ui, cmd_validate,
 )
-from .parameterization import GROUPS, NAMES_HELP, get_parameterization, scaling_rules
+from .parameterization import NAMES_HELP, get_parameterization
 
 EXIT_BAD_INPUT = 2
 
@@ -84,95 +85,6 @@ def int_list(text: str) -> list[int]:
 
 def name_list(text: str) -> list[str]:
     return [parameterization_name(v.strip()) for v in text.split(",") if v.strip()]
-
-
-# ---------------------------------------------------------------- explain
-def cmd_explain(args) -> int:
-    rules = scaling_rules(args.parameterization, width=args.width, depth=args.depth,
-                          base_width=args.base_width, base_depth=args.base_depth)
-    if args.json:
-        print(json.dumps(rules.to_dict()))
-        return EXIT_OK
-    alpha = "none" if rules.alpha is None else f"{rules.alpha:g}"
-    print(f"{rules.parameterization} (alpha {alpha}) at width {rules.width}, depth {rules.depth}; "
-          f"base ({rules.base_width}, {rules.base_depth}): width_mult {rules.width_mult:g}, depth_mult {rules.depth_mult:g}")
-    print(f"residual multiplier {rules.residual_multiplier:.6g}   output (logit) multiplier {rules.output_multiplier:.6g}")
-    print(f"base HPs: lr {args.lr:g}, init_std {args.init_std:g}, weight_decay {args.weight_decay:g}, eps {args.eps:g}\n")
-    header = f"{'group':<14}{'init_std x':>11}{'lr x':>10}{'wd x':>8}{'eps x':>10} | {'init_std':>10}{'lr':>11}{'wd':>9}{'eps':>10}"
-    print(header)
-    print("-" * len(header))
-    for g in GROUPS:
-        r = rules.groups[g]
-        init = "fixed" if r.init_std_mult is None else f"{r.init_std_mult:.4g}"
-        init_eff = "fixed" if r.init_std_mult is None else f"{args.init_std * r.init_std_mult:.4g}"
-        print(f"{g:<14}{init:>11}{r.lr_mult:>10.4g}{r.weight_decay_mult:>8.4g}{r.eps_mult:>10.4g} | "
-              f"{init_eff:>10}{args.lr * r.lr_mult:>11.4g}{args.weight_decay * r.weight_decay_mult:>9.4g}"
-              f"{args.eps * r.eps_mult:>10.3g}")
-    print("\nnorms start at 1, biases at 0; wd is PyTorch-AdamW style (decay = lr * wd * theta).")
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------- trial
-def cmd_trial(args) -> int:
-    from .spec import preset_config
-    from .train import Runtime, train_trial
-
-    config = preset_config(
-        args.model, sweep="adhoc", parameterization=args.parameterization, width=args.width, depth=args.depth,
-        base_width=args.base_width, base_depth=args.base_depth, lr=args.lr, init_std=args.init_std,
-        steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-    )
-    if not args.json:
-        print(f"trial {config.trial_id}: {config.parameterization} width {config.width} depth {config.depth} "
-              f"lr {config.lr:g} init_std {config.init_std:g}, {config.steps} steps ({config.tokens:,} tokens)")
-
-    def progress(point):
-        if not args.json:
-            print(f"  step {point.step:>6}  train {point.train_loss:.4f}  val {point.val_loss:.4f}  lr {point.lr:.3g}", flush=True)
-
-    result = train_trial(config, on_eval=progress, runtime=Runtime(device=args.device, threads=args.threads))
-    row = result.row()
-    if args.json:
-        finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
-        print(json.dumps(finite, allow_nan=False))
-    else:
-        print(f"{result.status}: final train {result.final_train_loss:.4f}, val {result.final_val_loss:.4f}, "
-              f"{result.wall_time_s:.1f}s on {result.device}, {result.flops:.3g} FLOPs")
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------- coord-check
-def cmd_coord_check(args) -> int:
-    from .coord_check import expectation, run_coord_check
-    from .spec import load_preset, preset_config
-
-    preset = load_preset(args.model)
-    base = preset_config(args.model, parameterization=args.parameterizations[0],
-                         width=preset.get("base_width", 32), depth=preset.get("base_depth", 2))
-    values = args.values or ([2, 4, 8, 16, 32] if args.axis == "depth" else [base.base_width * m for m in (1, 2, 4, 8)])
-    if args.axis == "width":
-        bad = [v for v in values if v % base.head_dim]
-        if bad:
-            raise UsageError(f"--values: widths {bad} are not multiples of head_dim {base.head_dim}; use multiples of it")
-    result = run_coord_check(base, axis=args.axis, values=values, parameterizations=args.parameterizations,
-                             steps=args.steps, lr=args.lr, threads=args.threads)
-    if args.plot:
-        from .report import plot_coord_check
-        plot_coord_check(result.records, args.plot)
-    if args.json:
-        print(json.dumps({"axis": args.axis, "values": values, "steps": args.steps, "lr": args.lr,
-                          "slopes": result.slopes, "passed": result.passed}))
-        return EXIT_OK
-    print(f"coordinate check over {args.axis} {values}: {args.steps} steps at lr {args.lr:g}; "
-          "slope of log2 mean|x| of the final residual stream vs log2 " + args.axis)
-    for p, slope in result.slopes.items():
-        bounds = expectation(p, args.axis)
-        want = "no claim" if bounds is None else ("grows" if math.isinf(bounds[1]) else "flat")
-        verdict = {True: "PASS", False: "FAIL", None: "-"}[result.passed[p]]
-        print(f"  {p:<10} slope {slope:+.3f}   expected {want:<6} {verdict}")
-    if args.plot:
-        print(f"plot: {args.plot}")
-    return EXIT_OK
 
 
 # ---------------------------------------------------------------- parser
@@ -287,13 +199,14 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
+    from .runner.cluster import ClusterError
     from .spec import SpecError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, SpecError, DataError) as e:
+    except (UsageError, SpecError, DataError, ClusterError) as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ import torch
 
 from .data import load_source
 from .optim import build_optimizer
+from .parameterization import get_parameterization
 from .train import build_model
 from .trial import TrialConfig
 
@@ -22,10 +23,6 @@ from .trial import TrialConfig
 # the final residual stream's mean |x| against the axis, at the last step. "Grows" is loose (the
 # paper sees roughly ∝ L after a few steps); "flat" allows the drift a 10-step run shows.
 GROWS, FLAT = (0.4, float("inf")), (-0.25, 0.25)
-EXPECTED_SLOPE = {
-    "depth": {"sp": GROWS, "mup": GROWS, "alpha": FLAT},
-    "width": {"sp": GROWS, "mup": FLAT, "alpha": FLAT},  # SP: activations and updates grow with N
-}
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,7 @@ class CoordCheckResult:
     records: pd.DataFrame
     """parameterization, axis, value, width, depth, seed, step, site, mean_abs."""
     slopes: dict[str, float]
-    passed: dict[str, bool | None]
+    passed: dict[str, bool]
 
 
 def _shape(base: TrialConfig, axis: str, value: int) -> dict[str, int]:
@@ -82,9 +79,12 @@ def log_slope(values, ys) -> float:
     return float(np.polyfit(np.log2(values), np.log2(ys), 1)[0])
 
 
-def expectation(parameterization: str, axis: str) -> tuple[float, float] | None:
-    family = "alpha" if parameterization not in ("sp", "mup") else parameterization
-    return EXPECTED_SLOPE[axis][family]
+def expectation(parameterization: str, axis: str) -> tuple[float, float]:
+    """Flat along an axis the parameterization scales for (depth: an exponent α; width: µP's width
+    rules), growing along one it does not (SP: logits and updates grow with N)."""
+    p = get_parameterization(parameterization)
+    scales = p.alpha is not None if axis == "depth" else p.width_scaling
+    return FLAT if scales else GROWS
 
 
 def run_coord_check(
@@ -108,6 +108,6 @@ def run_coord_check(
     for p in df.parameterization.unique():
         series = final.loc[p]
         slopes[p] = log_slope(series.index.to_numpy(), series.to_numpy())
-        bounds = expectation(p, axis)
-        passed[p] = None if bounds is None else bool(bounds[0] <= slopes[p] <= bounds[1])
+        low, high = expectation(p, axis)
+        passed[p] = bool(low <= slopes[p] <= high)
     return CoordCheckResult(df, slopes, passed)

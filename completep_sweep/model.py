@@ -8,51 +8,13 @@ Learning rates, weight decay and ε are the optimizer's business (optim.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .parameterization import GROUPS, ScalingRules
-from .trial import flops_per_token
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    """The architecture at one shape (the rules say how it is scaled)."""
-
-    width: int
-    """d_model N."""
-    depth: int
-    """Number of pre-LN blocks L."""
-    head_dim: int
-    """Fixed across widths; heads = width / head_dim."""
-    vocab_size: int
-    """Token vocabulary size."""
-    seq_len: int
-    """Maximum sequence length (learned positional embedding size)."""
-    mlp_ratio: int = 4
-    """MLP hidden size = mlp_ratio × width."""
-    bias: bool = True
-    """Biases in block linears."""
-    tie_embeddings: bool = False
-    """Share the embedding matrix with the unembedding."""
-    attn_scale: float | None = None
-    """Attention logit scale; None = 1/sqrt(head_dim) (fixed, since head_dim is fixed)."""
-    init_std: float = 0.02
-    """σ_base."""
-
-    def __post_init__(self) -> None:
-        if self.width % self.head_dim:
-            raise ValueError(
-                f"width {self.width} is not a multiple of head_dim {self.head_dim}; "
-                "pick widths that are multiples of the preset's head_dim"
-            )
-
-    @property
-    def n_heads(self) -> int:
-        return self.width // self.head_dim
+from .shape import ModelConfig
 
 
 class Attention(nn.Module):
@@ -175,7 +137,5 @@ class Transformer(nn.Module):
         return logits, loss
 
     def flops_per_token(self) -> float:
-        c = self.cfg
-        return flops_per_token(width=c.width, depth=c.depth, vocab_size=c.vocab_size, seq_len=c.seq_len,
-                               mlp_ratio=c.mlp_ratio)
+        return self.cfg.flops_per_token()
 

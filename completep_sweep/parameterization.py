@@ -27,6 +27,9 @@ GROUPS = ("embedding", "block_norm", "hidden_weight", "hidden_bias", "final_norm
 DECAYED_GROUPS = ("embedding", "hidden_weight", "unembedding")
 INITIALIZED_GROUPS = ("embedding", "hidden_weight", "unembedding")
 
+# The base HPs the rules multiply (σ_base, η_base, λ_base, ε_base), by their config names.
+BASE_HPS = ("lr", "init_std", "weight_decay", "eps")
+
 ALPHA_MIN, ALPHA_MAX = 0.5, 1.0
 
 

@@ -1,287 +1,19 @@
-"""Plots and tables of an ``Analysis``: PNG/SVG figures, terminal tables, CSV/Markdown/LaTeX/JSON.
+"""The report of a sweep: the terminal text of its verdicts, and the report folder (plots, tables).
 
-Figures are built on ``matplotlib.figure.Figure`` directly (never pyplot), so no global figure state
-leaks between calls and nothing needs closing. Every file is written atomically: to a hidden
-temporary name (leading '.') in the same directory, then ``os.replace``d into place, so readers
-(MLflow artifact upload, a user's browser) never see half a file.
+``write_report(analysis, out)`` needs nothing but the ``Analysis``; every file is written atomically.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from .analysis import Analysis, records, slice_table
-from .store import write_atomic
-
-FIGURE_FORMATS = ("png", "svg")
-EXPORT_FORMATS = ("csv", "md", "latex", "json")
-PANEL_SIZE = (4.2, 3.4)  # inches per panel
-
-
-# ---------------------------------------------------------------- atomic files
-
-
-def _write_text(path: Path, text: str) -> Path:
-    path = Path(path)
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return path
-
-
-def _save_figure(fig: Figure, path_stem: Path | str) -> list[Path]:
-    stem, written = Path(path_stem), []
-    for fmt in FIGURE_FORMATS:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        write_atomic(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=120))
-        written.append(path)
-    return written
-
-
-def _panels(n: int, ncols: int | None = None, nrows: int = 1) -> tuple[Figure, np.ndarray]:
-    ncols = ncols or max(n, 1)
-    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.6), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
-    return fig, axes
-
-
-# ---------------------------------------------------------------- figures
-
-
-def _other(axis: str) -> str:
-    if axis not in ("depth", "width"):
-        raise ValueError(f"axis must be 'depth' or 'width' (got {axis!r})")
-    return "width" if axis == "depth" else "depth"
-
-
-def _fixed_value(analysis: Analysis, parameterization: str, hp: str, axis: str) -> Any:
-    """The other axis's value held fixed for this drift: the analysis's choice, else the mode."""
-    t = analysis.transfer
-    hit = t[t["parameterization"].eq(parameterization) & t["hp"].eq(hp) & t["axis"].eq(axis)]
-    if len(hit):
-        return hit["fixed_value"].iloc[0]
-    o = analysis.optima
-    return o.loc[o["parameterization"].eq(parameterization), _other(axis)].mode().iloc[0]
-
-
-def _describe_fixed(lines: pd.DataFrame, trials: pd.DataFrame, hp: str, analysis: Analysis) -> str:
-    """'init_std 0.02, 600 steps': the other HPs as the curves hold them."""
-    parts = []
-    for col in [c for c in ("lr", "init_std", *analysis.hps) if c != hp]:
-        if col in lines.columns:
-            values = lines[col].dropna().unique()
-            parts.append(f"{col} {_fmt(values[0])}" if len(values) == 1 else f"{col} best per shape")
-        elif col in trials.columns and trials[col].nunique() == 1:
-            parts.append(f"{col} {_fmt(trials[col].iloc[0])}")
-    parts = list(dict.fromkeys(parts))  # lr/init_std may also be among the swept HPs
-    if "steps" in trials.columns and trials["steps"].nunique() == 1:
-        parts.append(f"{int(trials['steps'].iloc[0])} steps")
-    return ", ".join(parts)
-
-
-def plot_lr_curves(trials: pd.DataFrame, analysis: Analysis, path_stem: Path | str, hp: str = "lr",
-                   axis: str = "depth") -> list[Path]:
-    """Loss against log2(hp), one panel per parameterization, one curve per ``axis`` value.
-
-    The other axis is held at the value the drift fit used. Refined optima are stars; diverged grid
-    points are 'x' markers along the top edge of the panel.
-    """
-    other = _other(axis)
-    slices = slice_table(trials, hp=hp, loss=analysis.loss)
-    names = sorted(slices["parameterization"].unique())
-    fig, axes = _panels(len(names))
-    plotted, held = [], []
-    for ax, p in zip(axes[0], names):
-        fixed = _fixed_value(analysis, p, hp, axis)
-        lines = slices[slices["parameterization"].eq(p) & slices[other].eq(fixed)]
-        _draw_curves(ax, lines, analysis.optima, p, hp, axis)
-        ax.set_title(f"{p} ({other} {fixed})")
-        plotted.append(lines)
-        held.append(f"{other} {fixed}")
-    described = _describe_fixed(pd.concat(plotted), trials, hp, analysis) if plotted else ""
-    title = ", ".join([*dict.fromkeys(held), *([described] if described else [])])
-    fig.suptitle(_wrap(f"{analysis.loss.replace('_', ' ')} vs log2({hp}) — {title}",
-                       width=50 * max(len(names), 1)))
-    return _save_figure(fig, path_stem)
-
-
-def _log2_axis(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """log2 positions for the x axis; values ≤ 0 (e.g. weight_decay 0) have no log2, so they sit
-    1.5 octaves left of the smallest positive value, labelled '<hp>=0' and set off by a dotted line."""
-    positive = values[values > 0]
-    zero_x = (np.log2(positive.min()) if positive.size else 0.0) - 1.5
-
-    def position(v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, dtype=float)
-        return np.where(v > 0, np.log2(np.where(v > 0, v, 1.0)), zero_x)
-
-    position.zero_x = zero_x if (values <= 0).any() else None
-    return position
-
-
-def _wrap(text: str, width: int) -> str:
-    """Break a title at ', ' so that 'init_std 0.02' never splits from its value."""
-    lines = [""]
-    for part in text.split(", "):
-        if lines[-1] and len(lines[-1]) + len(part) + 2 > width:
-            lines[-1] += ","
-            lines.append(part)
-        else:
-            lines[-1] = f"{lines[-1]}, {part}" if lines[-1] else part
-    return "\n".join(lines)
-
-
-def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str, axis: str) -> None:
-    finite = lines[np.isfinite(lines["loss"])]
-    top = finite["loss"].max() if len(finite) else 1.0
-    bottom = finite["loss"].min() if len(finite) else 0.0
-    pad = 0.05 * (top - bottom or 1.0)
-    position = _log2_axis(lines[hp].to_numpy(float))
-    values = sorted(lines[axis].unique())
-    for color, v in zip(_colors(len(values)), values):
-        line = lines[lines[axis].eq(v)].sort_values(hp)
-        ok = np.isfinite(line["loss"]).to_numpy()
-        x = position(line[hp].to_numpy(float))
-        ax.plot(x[ok], line["loss"][ok], "o-", ms=3, color=color, label=f"{axis} {v}")
-        if (~ok).any():
-            ax.plot(x[~ok], np.full((~ok).sum(), top + pad), "x", color=color, ms=6)
-        o = optima[optima["parameterization"].eq(p) & optima["hp"].eq(hp) & optima[axis].eq(v)
-                   & optima[_other(axis)].eq(line[_other(axis)].iloc[0])]
-        if len(o) and not math.isnan(o["optimum_refined"].iloc[0]):
-            ax.plot(position(o["optimum_refined"].iloc[0]), o["loss"].iloc[0], "*", ms=11,
-                    color=color, markeredgecolor="black", markeredgewidth=0.5)
-    if position.zero_x is not None:
-        ax.axvline(position.zero_x + 0.75, color="grey", lw=0.5, ls=":")
-        ax.text(position.zero_x, 0.99, f"{hp}=0", ha="center", va="top", fontsize=7,
-                transform=ax.get_xaxis_transform())
-    ax.set_ylim(bottom - pad, top + 2 * pad)
-    ax.set_xlabel(f"log2({hp})")
-    ax.set_ylabel("loss (mean over seeds)")
-    ax.legend(fontsize=7, title="x: diverged, *: optimum", title_fontsize=7)
-    ax.grid(alpha=0.3)
-
-
-def _colors(n: int) -> list:
-    from matplotlib import colormaps
-    cmap = colormaps["viridis"]
-    return [cmap(i / max(n - 1, 1) * 0.9) for i in range(n)]
-
-
-def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
-                       axis: str = "depth") -> list[Path]:
-    """Refined optimum against ``axis`` per parameterization, interval bars, log2 axes, verdict in
-    the legend. Hollow markers are optima on the grid edge (bounds, not estimates)."""
-    other = _other(axis)
-    o = analysis.optima[analysis.optima["hp"].eq(hp)]
-    fig, axes = _panels(1)
-    ax = axes[0, 0]
-    for color, p in zip(_colors(o["parameterization"].nunique()), sorted(o["parameterization"].unique())):
-        fixed = _fixed_value(analysis, p, hp, axis)
-        rows = o[o["parameterization"].eq(p) & o[other].eq(fixed)].sort_values(axis)
-        rows = rows[np.isfinite(rows["optimum_refined"]) & (rows["optimum_refined"] > 0)]
-        if rows.empty:
-            continue
-        y = rows["optimum_refined"].to_numpy(float)
-        low = np.nan_to_num(y - rows["interval_low"].to_numpy(float), nan=0.0)
-        high = np.nan_to_num(rows["interval_high"].to_numpy(float) - y, nan=0.0)
-        ax.errorbar(rows[axis], y, yerr=[low, high], fmt="-", color=color, capsize=3,
-                    label=_verdict_label(analysis, p, hp, axis))
-        edge = rows["at_edge"].astype(bool).to_numpy()
-        ax.plot(rows[axis][~edge], y[~edge], "o", color=color)
-        ax.plot(rows[axis][edge], y[edge], "o", mfc="none", color=color)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
-    ax.set_xlabel(axis)
-    ax.set_ylabel(f"optimal {hp} (refined)")
-    ax.set_title(f"optimal {hp} vs {axis} (tolerance ±{analysis.tolerance_octaves:g} octave)")
-    ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    return _save_figure(fig, path_stem)
-
-
-def _verdict_label(analysis: Analysis, p: str, hp: str, axis: str) -> str:
-    t = analysis.transfer
-    hit = t[t["parameterization"].eq(p) & t["hp"].eq(hp) & t["axis"].eq(axis)]
-    if hit.empty:
-        return p
-    r = hit.iloc[0]
-    return f"{p}: {r['verdict']} (shift {_fmt(r['shift_octaves'], 2)} oct)"
-
-
-def plot_coord_check(df: pd.DataFrame, path_stem: Path | str) -> list[Path]:
-    """Coordinate check: mean |x| of the residual stream (step 0 and last step) and of the logits
-    (last step) against depth or width, log-log; one panel per parameterization (a row per axis)."""
-    names = sorted(df["parameterization"].unique())
-    axes_present = [a for a in ("depth", "width") if (df["axis"] == a).any()]
-    fig, axes = _panels(len(names), ncols=len(names), nrows=len(axes_present))
-    for r, axis in enumerate(axes_present):
-        for c, p in enumerate(names):
-            _draw_coord_panel(axes[r, c], df[df["parameterization"].eq(p) & df["axis"].eq(axis)])
-            axes[r, c].set_title(f"{p}: vs {axis}")
-            axes[r, c].set_xlabel(axis)
-    fig.suptitle("coordinate check: mean |x| (flat = stable)")
-    return _save_figure(fig, path_stem)
-
-
-def _draw_coord_panel(ax, d: pd.DataFrame) -> None:
-    if d.empty:
-        ax.set_visible(False)
-        return
-    last = d["step"].max()
-    for site, step, style in (("residual", 0, "o--"), ("residual", last, "o-"), ("logits", last, "s:")):
-        s = d[d["site"].eq(site) & d["step"].eq(step)].groupby("value")["mean_abs"].mean()
-        if len(s):
-            ax.plot(s.index, s.to_numpy(), style, ms=4, label=f"{site}, step {step}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_ylabel("mean |x|")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-
-
-# ---------------------------------------------------------------- tables
-
-
-def _fmt(v: Any, digits: int = 4, nan: str = "-") -> str:
-    """One cell as text: floats to ``digits`` significant digits, inf as 'inf', missing as ``nan``."""
-    if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and math.isnan(v)):
-        return nan
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return f"{float(v):.{digits}g}"
-    if isinstance(v, (tuple, list)):
-        return "[" + ", ".join(_fmt(x, digits, nan) for x in v) + "]"
-    return str(v)
-
-
-def _is_numeric_column(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-
-
-def format_table(df: pd.DataFrame) -> str:
-    """Plain aligned text table for the terminal (numbers right-aligned, text left-aligned)."""
-    if df.empty:
-        return "(no rows)"
-    cells = [[_fmt(v) for v in row] for row in df.itertuples(index=False)]
-    header = [str(c) for c in df.columns]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    right = [_is_numeric_column(df[c]) for c in df.columns]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, cells)])
+from .analysis import Analysis
+from .plots import plot_lr_curves, plot_optimum_drift
+from .store import write_text
+from .tables import cell, export_table, format_table
 
 
 def verdict_text(analysis: Analysis) -> str:
@@ -293,62 +25,13 @@ def verdict_text(analysis: Analysis) -> str:
         return head + "\n(no depth or width axis with two or more shapes)"
     table = pd.DataFrame({
         "parameterization": t["parameterization"], "hp": t["hp"], "axis": t["axis"],
-        "at": [f"{a}={_fmt(v)}" for a, v in zip(t["fixed_axis"], t["fixed_value"])],
+        "at": [f"{a}={cell(v)}" for a, v in zip(t["fixed_axis"], t["fixed_value"])],
         "slope": t["slope"],
-        "slope 95%": [f"[{_fmt(lo, 3)}, {_fmt(hi, 3)}]" for lo, hi in zip(t["slope_low"], t["slope_high"])],
+        "slope 95%": [f"[{cell(lo, 3)}, {cell(hi, 3)}]" for lo, hi in zip(t["slope_low"], t["slope_high"])],
         "shift (oct)": t["shift_octaves"], "shapes": t["n_shapes"], "verdict": t["verdict"],
         "reason": t["reason"],
     })
     return head + "\n" + format_table(table)
-
-
-def _latex_escape(text: str) -> str:
-    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-               "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-    return "".join(special.get(ch, ch) for ch in text)
-
-
-def _latex_cell(v: Any) -> str:
-    if isinstance(v, (float, np.floating)) and math.isinf(v):
-        return r"$\infty$" if v > 0 else r"$-\infty$"
-    return _latex_escape(_fmt(v, nan="--"))
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    def line(values: list[str]) -> str:
-        return "| " + " | ".join(v.replace("|", r"\|") for v in values) + " |"
-
-    align = ["---:" if _is_numeric_column(df[c]) else "---" for c in df.columns]
-    rows = [line([_fmt(v) for v in row]) for row in df.itertuples(index=False)]
-    return "\n".join([line([str(c) for c in df.columns]), "| " + " | ".join(align) + " |", *rows]) + "\n"
-
-
-def _latex(df: pd.DataFrame) -> str:
-    spec = "".join("r" if _is_numeric_column(df[c]) else "l" for c in df.columns) or "l"
-    rows = [" & ".join(_latex_cell(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
-    header = " & ".join(_latex_escape(str(c)) for c in df.columns) + r" \\"
-    return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\hline", header, r"\hline", *rows,
-                      r"\hline", r"\end{tabular}"]) + "\n"
-
-
-def export_table(df: pd.DataFrame, fmt: str) -> str:
-    """``df`` as csv | md | latex | json text (plain string code; no tabulate or jinja2 needed).
-
-    CSV keeps full precision (pandas-readable, inf as 'inf'); Markdown and LaTeX round to 4
-    significant digits; JSON is a list of records with non-finite numbers as null.
-    """
-    if fmt == "csv":
-        return df.to_csv(index=False)
-    if fmt == "md":
-        return _markdown(df)
-    if fmt == "latex":
-        return _latex(df)
-    if fmt == "json":
-        return json.dumps(records(df), indent=2, allow_nan=False) + "\n"
-    raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
-
-
-# ---------------------------------------------------------------- the report folder
 
 
 def _axes_with_shapes(analysis: Analysis, hp: str) -> list[str]:
@@ -356,7 +39,7 @@ def _axes_with_shapes(analysis: Analysis, hp: str) -> list[str]:
     return [a for a in ("depth", "width") if o.groupby("parameterization")[a].nunique().max() >= 2]
 
 
-def write_report(trials: pd.DataFrame, analysis: Analysis, out_dir: Path | str) -> dict[str, Path]:
+def write_report(analysis: Analysis, out_dir: Path | str) -> dict[str, Path]:
     """Write plots and tables into ``out_dir``; return {file name: path} of everything written.
 
     Plots: ``curves_<hp>_vs_<axis>`` and ``drift_<hp>_vs_<axis>`` (PNG and SVG) for every swept HP
@@ -368,20 +51,14 @@ def write_report(trials: pd.DataFrame, analysis: Analysis, out_dir: Path | str) 
     written: list[Path] = []
     for hp in analysis.hps:
         for axis in _axes_with_shapes(analysis, hp):
-            written += plot_lr_curves(trials, analysis, out / f"curves_{hp}_vs_{axis}", hp=hp, axis=axis)
+            written += plot_lr_curves(analysis, out / f"curves_{hp}_vs_{axis}", hp=hp, axis=axis)
             written += plot_optimum_drift(analysis, out / f"drift_{hp}_vs_{axis}", hp=hp, axis=axis)
     tables = {"optima.csv": (analysis.optima, "csv"), "optima.md": (analysis.optima, "md"),
               "transfer.csv": (analysis.transfer, "csv"), "regret.csv": (analysis.regret, "csv")}
     if not analysis.savings.empty:
         tables["savings.csv"] = (analysis.savings, "csv")
     for name, (df, fmt) in tables.items():
-        written.append(_write_text(out / name, export_table(df, fmt)))
+        written.append(write_text(out / name, export_table(df, fmt)))
     verdict = json.dumps(analysis.to_json_dict(), indent=2, allow_nan=False) + "\n"
-    written.append(_write_text(out / "verdict.json", verdict))
+    written.append(write_text(out / "verdict.json", verdict))
     return {p.name: p for p in written}
-
-
-__all__ = [
-    "plot_lr_curves", "plot_optimum_drift", "plot_coord_check", "format_table", "verdict_text",
-    "export_table", "write_report",
-]

@@ -1,13 +1,13 @@
-"""Model presets (models/*.toml) and, built on them, sweep files."""
+"""Sweep files: a study in TOML, validated and expanded into trials (on top of a model preset)."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import re
 import tomllib
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,60 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .data import DataError, check_source, resolve_data
 from .parameterization import get_parameterization
-from .trial import ConfigError, TrialConfig
+from .presets import MODEL_FIELDS, TRAIN_FIELDS, SpecError, load_preset
+from .trial import FIELD_TYPES, ConfigError, Role, TrialConfig, fields_with
 
-PRESET_DIRS = (Path.cwd() / "models", Path(__file__).resolve().parents[1] / "models")
-# Keys a preset sets; they are TrialConfig fields (a sweep may override or sweep any of them).
-_CONFIG_FIELDS = frozenset(TrialConfig.field_names()) - {"sweep", "model", "parameterization", "width", "depth"}
-# A preset's top-level keys (the architecture and data); everything else is a training setting.
-MODEL_FIELDS = frozenset({"base_width", "base_depth", "head_dim", "vocab_size", "seq_len", "mlp_ratio", "bias",
-                          "tie_embeddings", "attn_scale", "data"})
-TRAIN_FIELDS = _CONFIG_FIELDS - MODEL_FIELDS
-
-
-class SpecError(ValueError):
-    """Bad sweep file or preset; the message names the field and the fix."""
-
-
-def find_preset(name: str) -> Path:
-    """A preset by name (models/NAME.toml in the working dir or the repo) or by path."""
-    candidates = [Path(name)] if name.endswith(".toml") else [d / f"{name}.toml" for d in PRESET_DIRS]
-    for path in candidates:
-        if path.is_file():
-            return path
-    known = sorted({p.stem for d in PRESET_DIRS if d.is_dir() for p in d.glob("*.toml")})
-    raise SpecError(f"model: no preset {name!r}; use one of {', '.join(known) or '(none found)'} or a path to a .toml file")
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    """The preset's TrialConfig defaults, flat (model keys and its [train] table merged)."""
-    path = find_preset(name)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"model preset {path}: not valid TOML ({e})") from None
-    raw.pop("description", None)
-    train = raw.pop("train", {})
-    if not isinstance(train, dict):
-        raise SpecError(f"model preset {path}: [train] must be a table")
-    values = {**raw, **train}
-    unknown = sorted(set(values) - _CONFIG_FIELDS)
-    if unknown:
-        raise SpecError(f"model preset {path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(_CONFIG_FIELDS))}")
-    return {"model": path.stem, **values}
-
-
-def preset_config(name: str, **overrides: Any) -> TrialConfig:
-    """A TrialConfig from a preset plus explicit overrides (None values are ignored)."""
-    values = {**load_preset(name), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return TrialConfig(**values)
-    except (TypeError, ValueError) as e:
-        raise SpecError(str(e)) from None
+_CONFIG_FIELDS = MODEL_FIELDS | TRAIN_FIELDS
 
 
 # ---------------------------------------------------------------- sweep files
-SWEEPABLE = tuple(sorted(_CONFIG_FIELDS | {"width", "depth"}))
+SWEEPABLE = tuple(sorted(_CONFIG_FIELDS | set(fields_with(Role.SHAPE))))
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -111,6 +65,16 @@ class SweepSpec(BaseModel):
     model_overrides: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
 
+    def settings(self) -> dict[str, str]:
+        """What the file sets, flat: grid.lr, train.steps, model, parameterizations (as text)."""
+        out = {}
+        for key, value in self.model_dump(exclude_unset=True, exclude={"name", "description"}).items():
+            if isinstance(value, dict):
+                out.update({f"{key}.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in value.items()})
+            else:
+                out[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        return out
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -149,7 +113,12 @@ class Sweep:
 
     @property
     def spec_hash(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()[:12]
+        return spec_hash(self.text)
+
+
+def spec_hash(text: str) -> str:
+    """Short hash of a sweep file's text: names a version of the sweep (MLflow tag, job id)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _loc(error: dict) -> str:
@@ -188,9 +157,7 @@ def _axis_values(key: str, axis: Any) -> list[Any]:
     return [_coerce(key, v) for v in values]
 
 
-_FLOAT_FIELDS = frozenset(
-    name for name, hint in typing.get_type_hints(TrialConfig).items() if float in (hint, *typing.get_args(hint))
-)
+_FLOAT_FIELDS = frozenset(name for name, kind in FIELD_TYPES.items() if kind is float)
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -216,17 +183,22 @@ def _config(values: dict[str, Any], spec: SweepSpec, source: str) -> TrialConfig
         raise SpecError(f"{source}: {e}") from None
 
 
-def parse_sweep(text: str, source: str = "<sweep>") -> Sweep:
-    """Validate a sweep file's text and expand it; raises SpecError naming the field and the fix."""
+def read_spec(text: str, source: str = "<sweep>") -> SweepSpec:
+    """A sweep file's settings, validated but not expanded (no preset or data needed)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{source}: not valid TOML ({e}); fix the syntax at that line") from None
     try:
-        spec = SweepSpec.model_validate(raw)
+        return SweepSpec.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
         raise SpecError(f"{source}: {_loc(first) or 'file'}: {first['msg']}") from None
+
+
+def parse_sweep(text: str, source: str = "<sweep>") -> Sweep:
+    """Validate a sweep file's text and expand it; raises SpecError naming the field and the fix."""
+    spec = read_spec(text, source)
     _check_keys(spec.grid, "grid", SWEEPABLE)
     _check_keys(spec.train, "train", TRAIN_FIELDS)
     _check_keys(spec.model_overrides, "model_overrides", MODEL_FIELDS)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import typing
 from pathlib import Path
 from typing import Iterable
 
@@ -25,35 +24,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .trial import TrialConfig, TrialResult
+from .trial import CURVE_COLUMNS, ROW_COLUMNS, TrialResult
 
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
-
-
-def _arrow_type(annotation) -> pa.DataType:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return _ARROW[args[0] if args else annotation]
-
-
-def _trial_schema() -> pa.Schema:
-    hints = typing.get_type_hints(TrialConfig)
-    config = [pa.field(name, _arrow_type(hints[name])) for name in TrialConfig.field_names()]
-    result = [
-        ("alpha", pa.float64()), ("tokens", pa.int64()), ("status", pa.string()),
-        ("final_train_loss", pa.float64()), ("final_val_loss", pa.float64()),
-        ("diverged_at_step", pa.int64()), ("steps_done", pa.int64()), ("clip_fraction", pa.float64()),
-        ("flops", pa.float64()), ("n_params", pa.int64()), ("wall_time_s", pa.float64()),
-        ("device", pa.string()), ("worker", pa.string()), ("started_at", pa.string()),
-        ("code_version", pa.string()), ("error", pa.string()),
-    ]
-    return pa.schema([pa.field("trial_id", pa.string()), *config, *(pa.field(n, t) for n, t in result)])
-
-
-TRIAL_SCHEMA = _trial_schema()
-CURVE_SCHEMA = pa.schema([
-    ("trial_id", pa.string()), ("step", pa.int64()), ("tokens", pa.int64()),
-    ("train_loss", pa.float64()), ("val_loss", pa.float64()), ("lr", pa.float64()),
-])
+# Derived from the trial schema (trial.py); nothing here lists a column by hand.
+TRIAL_SCHEMA = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in ROW_COLUMNS.items()])
+CURVE_SCHEMA = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in CURVE_COLUMNS.items()])
 
 
 def write_atomic(path: Path, write) -> None:
@@ -76,15 +52,26 @@ def write_atomic(path: Path, write) -> None:
         os.close(dir_fd)
 
 
+def write_text(path: Path, text: str) -> Path:
+    """A text file written atomically (report tables, exports, the spec, run records)."""
+    path = Path(path)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return path
+
+
 def _write_table(path: Path, rows: list[dict], schema: pa.Schema) -> None:
     table = pa.Table.from_pylist(rows, schema=schema)
     write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def _read_dir(directory: Path) -> list[pd.DataFrame]:
+def _read_dir(directory: Path, ids: Iterable[str] | None = None) -> list[pd.DataFrame]:
+    """Every visible Parquet file of ``directory``, or only those of ``ids`` (one file per trial)."""
     if not directory.is_dir():
         return []
-    files = sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
+    if ids is None:
+        files = sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
+    else:
+        files = [p for p in (directory / f"{i}.parquet" for i in sorted(ids)) if p.is_file()]
     return [pq.read_table(p).to_pandas() for p in files]
 
 
@@ -102,14 +89,13 @@ class ResultStore:
         return self.root / "spec.toml"
 
     def write_spec(self, text: str) -> None:
-        write_atomic(self.spec_path, lambda tmp: Path(tmp).write_text(text))
+        write_text(self.spec_path, text)
 
-    def write_result(self, result: TrialResult, worker: str = "") -> None:
-        self.write_row(result.row(), [vars(p) for p in result.curve], worker=worker)
+    def write_result(self, result: TrialResult) -> None:
+        self.write_row(result.row(), [vars(p) for p in result.curve])
 
-    def write_row(self, row: dict, curve: Iterable[dict], worker: str = "") -> None:
+    def write_row(self, row: dict, curve: Iterable[dict]) -> None:
         """Record one finished trial: curve first, then the row (the commit point)."""
-        row = {**row, "worker": worker}
         trial_id = row["trial_id"]
         if row["status"] == "error":
             _write_table(self.errors_dir / f"{trial_id}.parquet", [row], TRIAL_SCHEMA)
@@ -121,8 +107,7 @@ class ResultStore:
     def record_run(self, record: dict) -> Path:
         """Keep one JSON file per `run` invocation (when, how long, what ran) beside the rows."""
         path = self.root / "runs" / f"{record['started_at'].replace(':', '')}.json"
-        write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
-        return path
+        return write_text(path, json.dumps(record, indent=1))
 
     def runs(self) -> list[dict]:
         runs_dir = self.root / "runs"
@@ -136,16 +121,17 @@ class ResultStore:
             return set()
         return {p.stem for p in self.trials_dir.glob("*.parquet") if not p.name.startswith(".")}
 
-    def load(self, include_errors: bool = True) -> pd.DataFrame:
-        """All trial rows as one DataFrame, one row per trial_id (a finished row beats an error row)."""
-        frames = _read_dir(self.trials_dir) + (_read_dir(self.errors_dir) if include_errors else [])
+    def load(self, include_errors: bool = True, ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Trial rows as one DataFrame, one row per trial_id (a finished row beats an error row);
+        all of them, or only those of ``ids``."""
+        frames = _read_dir(self.trials_dir, ids) + (_read_dir(self.errors_dir, ids) if include_errors else [])
         if not frames:
             return TRIAL_SCHEMA.empty_table().to_pandas()
         df = pd.concat(frames, ignore_index=True)
         return df.drop_duplicates("trial_id", keep="first").reset_index(drop=True)
 
-    def load_curves(self) -> pd.DataFrame:
-        frames = _read_dir(self.curves_dir)
+    def load_curves(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
+        frames = _read_dir(self.curves_dir, ids)
         if not frames:
             return CURVE_SCHEMA.empty_table().to_pandas()
         df = pd.concat(frames, ignore_index=True)

@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .data import TokenSource, load_source
-from .model import ModelConfig, Transformer
+from .model import Transformer
 from .optim import build_optimizer, lr_at, set_lr
 from .parameterization import RULES_VERSION, scaling_rules
 from .trial import CurvePoint, TrialConfig, TrialResult
@@ -63,14 +63,6 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def model_config(config: TrialConfig) -> ModelConfig:
-    return ModelConfig(
-        width=config.width, depth=config.depth, head_dim=config.head_dim, vocab_size=config.vocab_size,
-        seq_len=config.seq_len, mlp_ratio=config.mlp_ratio, bias=config.bias,
-        tie_embeddings=config.tie_embeddings, attn_scale=config.attn_scale, init_std=config.init_std,
-    )
-
-
 def build_model(config: TrialConfig, device: torch.device | str = "cpu") -> Transformer:
     """The trial's model, initialised from ``config.seed`` (same seed → same weights)."""
     rules = scaling_rules(
@@ -78,7 +70,7 @@ def build_model(config: TrialConfig, device: torch.device | str = "cpu") -> Tran
         base_width=config.base_width, base_depth=config.base_depth,
     )
     torch.manual_seed(config.seed)
-    return Transformer(model_config(config), rules).to(device)
+    return Transformer(config.model_config(), rules).to(device)
 
 
 @torch.no_grad()

@@ -1,4 +1,11 @@
-"""One trial's inputs (``TrialConfig``) and its one-row outcome (``TrialResult``).
+"""One trial's inputs (``TrialConfig``) and its one-row outcome (``TrialResult``): the trial schema.
+
+Every ``TrialConfig`` field declares, where it is defined, its ``Role`` (what it means to a sweep) and
+the check its value must pass. Everything else is derived from these declarations: which fields are
+hashed into ``trial_id``, which a model preset or a sweep file's ``[train]`` table may set, which the
+analysis treats as hyperparameters, which become MLflow params, the model config, and the row
+columns (``ROW_COLUMNS``: config, derived, then measured), from which the store builds its Arrow
+schema. Adding a field means adding it here, with a role; a test fails otherwise.
 
 ``trial_id`` is a content hash of every field that can change the result, plus the rules version,
 so re-running a sweep recognises finished trials and extending a grid only runs new points.
@@ -7,37 +14,48 @@ so re-running a sweep recognises finished trials and extending a grid only runs 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import hashlib
 import json
 import math
+import typing
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from .parameterization import RULES_VERSION, get_parameterization
+from .shape import ModelConfig, ShapeError, check_heads
 
-_POSITIVE_INTS = (
-    "width", "depth", "base_width", "base_depth", "head_dim", "vocab_size", "seq_len", "mlp_ratio",
-    "steps", "batch_size", "eval_interval", "eval_batches",
-)
-_POSITIVE_FLOATS = ("lr", "init_std", "eps", "divergence_factor")
-_EXAMPLES = {"lr": "0.0078125 (2^-7)", "init_std": 0.02, "eps": 1e-8, "divergence_factor": 2.0}
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_NON_NEGATIVE = ("weight_decay", "final_lr_ratio", "grad_clip")
-_NON_NEGATIVE_INTS = ("warmup_steps", "seed")
 DECAYS = ("cosine", "linear", "constant")
 
-def flops_per_token(*, width: int, depth: int, vocab_size: int, seq_len: int, mlp_ratio: int = 4) -> float:
-    """Training FLOPs per token: 6 × matmul weights (QKV, out, MLP, unembedding) + 12 × L × T × N.
 
-    The second term is attention scores and their weighted sum (forward 4·L·T·N, ×3 for training);
-    embedding lookups do no matmul. Analytic, so sweeps are estimated without building models.
-    """
-    matmul_weights = depth * (4 + 2 * mlp_ratio) * width * width + vocab_size * width
-    return 6.0 * matmul_weights + 12.0 * depth * seq_len * width
+class Role(enum.Enum):
+    """What a config field means to a sweep; where it may be set follows from it."""
+
+    LABEL = "label"
+    """Names or places the trial (sweep, preset name); cannot change its numbers, not hashed."""
+    PARAMETERIZATION = "parameterization"
+    """Which rules of Table 1 apply."""
+    SHAPE = "shape"
+    """Width and depth of this trial: the axes along which transfer is judged."""
+    BASE_SHAPE = "base_shape"
+    """The shape at which base HPs are tuned (multipliers are 1 there); a preset setting."""
+    MODEL = "model"
+    """Architecture and data, fixed by the model preset (``[model_overrides]`` in a sweep file)."""
+    HP = "hp"
+    """Optimizer hyperparameters (``[train]``); the ones a transfer study sweeps."""
+    TRAINING = "training"
+    """Budget and schedule (``[train]``); an HP too when a sweep varies it."""
+    SEED = "seed"
+    """Seeds init and batch order; the analysis averages over it."""
+    MEASUREMENT = "measurement"
+    """How the outcome is measured (``[train]``); never an HP."""
+
+
+ROLE, CHECK = "role", "check"
+PRESET_ROLES = frozenset({Role.BASE_SHAPE, Role.MODEL})  # a preset's top-level keys, [model_overrides]
+TRAIN_ROLES = frozenset({Role.HP, Role.TRAINING, Role.SEED, Role.MEASUREMENT})  # a preset's [train]
+HP_ROLES = frozenset({Role.HP, Role.TRAINING})  # swept values the analysis finds optima for
 
 
 class ConfigError(ValueError):
@@ -48,75 +66,89 @@ class ConfigError(ValueError):
         self.field = field
 
 
-# Fields that label or place a trial but cannot change its numbers.
-NON_RESULT_FIELDS = frozenset({"sweep", "model"})
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# Checks: (test, what the value must be). Integers must be ints; the type hint says which.
+POSITIVE = (lambda v: _number(v) and v > 0, "a positive number")
+NON_NEGATIVE = (lambda v: _number(v) and v >= 0, "a number >= 0")
+UNIT = (lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")
+ABOVE_ONE = (lambda v: _number(v) and v > 1, "a number > 1")
+DECAYS_CHECK = (lambda v: v in DECAYS, "one of " + ", ".join(DECAYS))
+_EXAMPLES = {"lr": " e.g. lr = 0.0078125 (2^-7)", "init_std": " e.g. init_std = 0.02", "eps": " e.g. eps = 1e-8"}
+
+
+def role(kind: Role, default: Any, check: tuple[Callable[[Any], bool], str] | None = None):
+    """A config field: its default, its role and the check its value must pass."""
+    return field(default=default, metadata={ROLE: kind, CHECK: check})
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrialConfig:
     """Everything one training run needs. Flat, so it hashes, sweeps and logs as one record."""
 
-    sweep: str = "adhoc"
+    sweep: str = role(Role.LABEL, "adhoc")
     """Sweep name (the results folder and MLflow experiment); not part of trial_id."""
-    model: str = "tiny"
+    model: str = role(Role.LABEL, "tiny")
     """Name of the model preset this trial came from; informational, the fields below are what count."""
-    parameterization: str = "completep"
+    parameterization: str = role(Role.PARAMETERIZATION, "completep")
     """sp, mup, completep or alphaX (X in [0.5, 1])."""
-    width: int = 64
+    width: int = role(Role.SHAPE, 64, POSITIVE)
     """d_model N of this trial."""
-    depth: int = 2
+    depth: int = role(Role.SHAPE, 2, POSITIVE)
     """Number of pre-LN blocks L."""
-    base_width: int = 32
+    base_width: int = role(Role.BASE_SHAPE, 32, POSITIVE)
     """N_base: width at which the base HPs are tuned (all multipliers are 1 there)."""
-    base_depth: int = 2
+    base_depth: int = role(Role.BASE_SHAPE, 2, POSITIVE)
     """L_base: depth at which the base HPs are tuned."""
-    head_dim: int = 16
+    head_dim: int = role(Role.MODEL, 16, POSITIVE)
     """Fixed across widths: heads = width / head_dim."""
-    vocab_size: int = 256
+    vocab_size: int = role(Role.MODEL, 256, POSITIVE)
     """Vocabulary size (256 for the built-in byte-level corpus)."""
-    seq_len: int = 64
+    seq_len: int = role(Role.MODEL, 64, POSITIVE)
     """Tokens per sequence."""
-    mlp_ratio: int = 4
+    mlp_ratio: int = role(Role.MODEL, 4, POSITIVE)
     """MLP hidden size = mlp_ratio × width."""
-    bias: bool = True
+    bias: bool = role(Role.MODEL, True)
     """Whether block linears have biases (hidden_bias group)."""
-    tie_embeddings: bool = False
+    tie_embeddings: bool = role(Role.MODEL, False)
     """Tie unembedding to the embedding (untied by default, as in the paper)."""
-    attn_scale: float | None = None
+    attn_scale: float | None = role(Role.MODEL, None, POSITIVE)
     """Attention logit scale; None means 1/sqrt(head_dim), fixed across widths."""
-    data: str = "shakespeare"
+    data: str = role(Role.MODEL, "shakespeare")
     """'shakespeare' (built-in, byte-level) or a directory with nanoGPT-style train.bin/val.bin."""
-    lr: float = 2.0**-7
+    lr: float = role(Role.HP, 2.0**-7, POSITIVE)
     """η_base: AdamW learning rate at the base shape."""
-    init_std: float = 0.02
+    init_std: float = role(Role.HP, 0.02, POSITIVE)
     """σ_base: init std of embedding, hidden and unembedding weights at the base shape."""
-    weight_decay: float = 0.0
+    weight_decay: float = role(Role.HP, 0.0, NON_NEGATIVE)
     """λ_base: AdamW weight decay (PyTorch style: decay = lr·λ·θ)."""
-    eps: float = 1e-8
+    eps: float = role(Role.HP, 1e-8, POSITIVE)
     """ε_base: AdamW epsilon."""
-    beta1: float = 0.9
+    beta1: float = role(Role.HP, 0.9, UNIT)
     """AdamW β1."""
-    beta2: float = 0.95
+    beta2: float = role(Role.HP, 0.95, UNIT)
     """AdamW β2."""
-    warmup_steps: int = 50
+    warmup_steps: int = role(Role.TRAINING, 50, NON_NEGATIVE)
     """Linear warmup steps of the shared LR schedule."""
-    decay: str = "cosine"
+    decay: str = role(Role.TRAINING, "cosine", DECAYS_CHECK)
     """Decay after warmup: 'cosine', 'linear' or 'constant'."""
-    final_lr_ratio: float = 0.1
+    final_lr_ratio: float = role(Role.TRAINING, 0.1, NON_NEGATIVE)
     """LR at the last step as a fraction of the peak."""
-    grad_clip: float = 0.0
+    grad_clip: float = role(Role.TRAINING, 0.0, NON_NEGATIVE)
     """Global gradient-norm clip; 0 disables (Table 1 has none)."""
-    steps: int = 600
+    steps: int = role(Role.TRAINING, 600, POSITIVE)
     """Optimizer steps (the token budget is steps × batch_size × seq_len)."""
-    batch_size: int = 16
+    batch_size: int = role(Role.TRAINING, 16, POSITIVE)
     """Sequences per step."""
-    seed: int = 0
+    seed: int = role(Role.SEED, 0, NON_NEGATIVE)
     """Seeds init and batch order."""
-    eval_interval: int = 100
+    eval_interval: int = role(Role.MEASUREMENT, 100, POSITIVE)
     """Steps between validation evaluations (and the last step always)."""
-    eval_batches: int = 8
+    eval_batches: int = role(Role.MEASUREMENT, 8, POSITIVE)
     """Validation batches per evaluation (fixed, seed-independent)."""
-    divergence_factor: float = 2.0
+    divergence_factor: float = role(Role.MEASUREMENT, 2.0, ABOVE_ONE)
     """Stop as diverged when the train loss exceeds this × the first step's loss (or is not finite)."""
 
     def __post_init__(self) -> None:
@@ -125,38 +157,12 @@ class TrialConfig:
         except ValueError as e:
             raise ConfigError("parameterization", str(e)) from None
         object.__setattr__(self, "parameterization", p.name)
-        for name in _POSITIVE_INTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, f"{name} must be a positive integer (got {value!r})")
-        for name in _POSITIVE_FLOATS:
-            value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value > 0):
-                raise ConfigError(name, f"{name} must be a positive number (got {value!r}); e.g. {name} = {_EXAMPLES[name]}")
-        for name in _NON_NEGATIVE:
-            value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value >= 0):
-                raise ConfigError(name, f"{name} must be a number >= 0 (got {value!r})")
-        for name in _NON_NEGATIVE_INTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(name, f"{name} must be an integer >= 0 (got {value!r})")
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not (_is_number(value) and 0 <= value < 1):
-                raise ConfigError(name, f"{name} must be in [0, 1) (got {value!r})")
-        if self.decay not in DECAYS:
-            raise ConfigError("decay", f"decay must be one of {', '.join(DECAYS)} (got {self.decay!r})")
-        if self.width % self.head_dim:
-            raise ConfigError("width", f"width {self.width} must be a multiple of head_dim {self.head_dim}")
-        if self.divergence_factor <= 1:
-            raise ConfigError("divergence_factor", f"divergence_factor must be > 1 (got {self.divergence_factor})")
-        for name in ("bias", "tie_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(name, f"{name} must be true or false (got {getattr(self, name)!r})")
-        for name in ("data", "decay", "sweep", "model"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(name, f"{name} must be a string (got {getattr(self, name)!r})")
+        for f in fields(self):
+            _check_field(f, getattr(self, f.name))
+        try:
+            check_heads(self.width, self.head_dim)
+        except ShapeError as e:
+            raise ConfigError(e.field, str(e)) from None
 
     @property
     def alpha(self) -> float | None:
@@ -166,18 +172,19 @@ class TrialConfig:
     def tokens(self) -> int:
         return self.steps * self.batch_size * self.seq_len
 
+    def model_config(self) -> ModelConfig:
+        """The architecture this trial builds: its fields of the same names."""
+        return ModelConfig(**{name: getattr(self, name) for name in ModelConfig.field_names()})
+
     @property
     def flops(self) -> float:
         """Training FLOPs of the whole token budget."""
-        return self.tokens * flops_per_token(width=self.width, depth=self.depth, vocab_size=self.vocab_size,
-                                             seq_len=self.seq_len, mlp_ratio=self.mlp_ratio)
-
-    def result_fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NON_RESULT_FIELDS}
+        return self.tokens * self.model_config().flops_per_token()
 
     @functools.cached_property  # frozen: the inputs never change, so hash once
     def trial_id(self) -> str:
-        payload = {**self.result_fields(), "rules_version": RULES_VERSION}
+        payload = {name: getattr(self, name) for name in HASHED_FIELDS}
+        payload["rules_version"] = RULES_VERSION
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -190,6 +197,61 @@ class TrialConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "TrialConfig":
+        """The config of a stored row (its config columns; Parquet's null for None comes back as NaN)."""
+        values = {}
+        for name in cls.field_names():
+            v = row[name]
+            if isinstance(v, float) and math.isnan(v) and cls.__dataclass_fields__[name].default is None:
+                v = None
+            values[name] = v.item() if hasattr(v, "item") else v  # numpy scalars -> Python
+        return cls(**values)
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    hint = FIELD_TYPES[f.name]
+    if hint is bool or hint is str:
+        if not isinstance(value, hint):
+            kind = "true or false" if hint is bool else "a string"
+            raise ConfigError(f.name, f"{f.name} must be {kind} (got {value!r})")
+        if f.metadata[CHECK] and not f.metadata[CHECK][0](value):
+            raise ConfigError(f.name, f"{f.name} must be {f.metadata[CHECK][1]} (got {value!r})")
+        return
+    if value is None and f.default is None:  # optional numbers (attn_scale): None means "derived"
+        return
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f.name, f"{f.name} must be an integer (got {value!r})")
+    test, what = f.metadata[CHECK] or (_number, "a finite number")
+    if not test(value):
+        raise ConfigError(f.name, f"{f.name} must be {what} (got {value!r});{_EXAMPLES.get(f.name, '')}".rstrip(";"))
+
+
+def _base_type(hint: Any) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def check_roles(cls: type) -> None:
+    """Every field of a config dataclass declares a Role (via ``role()``); raises TypeError naming one
+    that does not, so adding a field without deciding what it means fails at import."""
+    for f in fields(cls):
+        if not isinstance(f.metadata.get(ROLE), Role):
+            raise TypeError(f"{cls.__name__}.{f.name} has no role: declare it as "
+                            f"`{f.name}: type = role(Role.<KIND>, default, check)` (see trial.Role)")
+
+
+check_roles(TrialConfig)
+FIELD_TYPES: dict[str, type] = {name: _base_type(h) for name, h in typing.get_type_hints(TrialConfig).items()}
+
+
+def fields_with(*roles: Role) -> tuple[str, ...]:
+    """Names of the config fields with any of ``roles``, in declaration order."""
+    return tuple(f.name for f in fields(TrialConfig) if f.metadata[ROLE] in roles)
+
+
+HASHED_FIELDS = tuple(f.name for f in fields(TrialConfig) if f.metadata[ROLE] is not Role.LABEL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,7 +267,7 @@ class CurvePoint:
 
 @dataclass(frozen=True, kw_only=True)
 class TrialResult:
-    """The outcome of one trial: the config, and what was measured."""
+    """The outcome of one trial: the config, and what was measured (one row; the curve apart)."""
 
     config: TrialConfig
     status: str
@@ -215,21 +277,32 @@ class TrialResult:
     final_val_loss: float
     """Validation loss at the last step (NaN when diverged before it)."""
     diverged_at_step: int | None
+    """The step at which the loss blew up (None when it did not)."""
     steps_done: int
+    """Optimizer steps taken (the budget's steps unless diverged)."""
     clip_fraction: float
     """Fraction of steps where gradient clipping fired (0 when clipping is off)."""
     flops: float
-    """Training FLOPs estimate: tokens × (6 × matmul params + 12 × depth × seq_len × width)."""
+    """Training FLOPs of the steps done (ModelConfig.flops_per_token × tokens seen)."""
     n_params: int
+    """Parameters of the model, shared tensors counted once."""
     wall_time_s: float
+    """Seconds from start to result, data loading and evaluation included."""
     device: str
+    """Where it ran, e.g. cpu or cuda:0."""
+    worker: str = ""
+    """Ray node id of the worker (set by the driver when it records the row)."""
     started_at: str
+    """UTC start time, ISO 8601."""
     code_version: str
+    """Package version, rules version and git commit of the code that computed it."""
     error: str = ""
+    """The error text of a trial that raised after its retries (status 'error')."""
     curve: tuple[CurvePoint, ...] = field(default=(), repr=False)
 
     @classmethod
-    def failed(cls, config: TrialConfig, error: str, *, wall_time_s: float = 0.0, device: str = "", started_at: str = "") -> "TrialResult":
+    def failed(cls, config: TrialConfig, error: str, *, wall_time_s: float = 0.0, device: str = "",
+               started_at: str = "") -> "TrialResult":
         """The row of a trial that raised (after retries): status 'error', losses NaN."""
         return cls(
             config=config, status="error", final_train_loss=math.nan, final_val_loss=math.nan,
@@ -238,24 +311,21 @@ class TrialResult:
         )
 
     def row(self) -> dict[str, Any]:
-        """The flat Parquet/MLflow record (curve excluded; it has its own file)."""
+        """The flat Parquet/MLflow record: config, derived, then measured columns (see ROW_COLUMNS)."""
         c = self.config
-        return {
-            "trial_id": c.trial_id,
-            **c.to_dict(),
-            "alpha": c.alpha,
-            "tokens": c.tokens,  # the budget; steps_done says how far a diverged trial got
-            "status": self.status,
-            "final_train_loss": self.final_train_loss,
-            "final_val_loss": self.final_val_loss,
-            "diverged_at_step": self.diverged_at_step,
-            "steps_done": self.steps_done,
-            "clip_fraction": self.clip_fraction,
-            "flops": self.flops,
-            "n_params": self.n_params,
-            "wall_time_s": self.wall_time_s,
-            "device": self.device,
-            "started_at": self.started_at,
-            "code_version": self.code_version,
-            "error": self.error,
-        }
+        derived = {"alpha": c.alpha, "tokens": c.tokens}  # tokens: the budget; steps_done says how far
+        measured = {name: getattr(self, name) for name in MEASURED_COLUMNS}
+        return {"trial_id": c.trial_id, **c.to_dict(), **derived, **measured}
+
+
+# The row, declared once: the store's Arrow schema, the analysis and MLflow read these.
+MEASURED_COLUMNS = tuple(f.name for f in fields(TrialResult) if f.name not in ("config", "curve"))
+_RESULT_TYPES = {name: _base_type(h) for name, h in typing.get_type_hints(TrialResult).items()}
+ROW_COLUMNS: dict[str, type] = {
+    "trial_id": str,
+    **FIELD_TYPES,
+    "alpha": float,  # None for SP and µP (no depth exponent)
+    "tokens": int,
+    **{name: _RESULT_TYPES[name] for name in MEASURED_COLUMNS},
+}
+CURVE_COLUMNS: dict[str, type] = {"trial_id": str, **typing.get_type_hints(CurvePoint)}

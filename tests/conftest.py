@@ -1,16 +1,28 @@
-"""Test-wide settings: loopback-only Ray and MLflow, deterministic CPU torch, headless plots."""
+"""Test-wide settings (loopback-only Ray and MLflow, one-thread torch, headless plots) and the
+helpers every test module shares, as fixtures: test modules never import each other."""
 
+from __future__ import annotations
+
+import math
 import os
+import socket
+from pathlib import Path
 
-# Set before anything imports Ray or MLflow (see README, "Machine notes").
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-os.environ.setdefault("HTTP_PROXY", "http://127.0.0.1:9")
-os.environ.setdefault("NO_PROXY", "localhost,127.0.0.1")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+ROOT = Path(__file__).resolve().parents[1]
+# Set before anything imports Ray or MLflow (see README, "Machine notes"); one file declares them.
+for _line in (ROOT / "loopback.env").read_text().splitlines():
+    if _line.strip() and not _line.startswith("#"):
+        os.environ.setdefault(*_line.split("=", 1))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+
+from completep_sweep.parameterization import get_parameterization  # noqa: E402
+from completep_sweep.trial import CurvePoint, TrialConfig, TrialResult  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +31,9 @@ def _one_thread_torch():
 
     torch.set_num_threads(1)
     yield
+
+
+# ---------------------------------------------------------------- sweep files and the CLI
 
 
 def sweep_text(name: str, *, parameterizations=("mup", "completep"), depths=(2, 4), lrs=(2**-7, 2**-6),
@@ -54,3 +69,97 @@ def make_spec(tmp_path):
         path.write_text(sweep_text(name, **kw))
         return path
     return make
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``completep-sweep ARGS`` in process: (exit code, stdout, stderr); argparse exits too."""
+    from completep_sweep.cli import main
+
+    def run(*argv):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return run
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    def find() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    return find
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _result(*, lr: float = 0.01, status: str = "ok", curve_steps=(10, 20), final_val_loss: float | None = None,
+            worker: str = "", code_version: str = "test", flops: float = 1e9, wall_time_s: float = 1.5,
+            **config) -> TrialResult:
+    config = TrialConfig(**{"sweep": "s", "lr": lr, **config})
+    ok = status == "ok"
+    curve = tuple(CurvePoint(step=s, tokens=s * 10, train_loss=4 - s / 100 + lr, val_loss=4.1 - s / 100 + lr, lr=lr)
+                  for s in curve_steps)
+    val = final_val_loss if final_val_loss is not None else (curve[-1].val_loss if ok else math.nan)
+    return TrialResult(config=config, status=status, final_train_loss=curve[-1].train_loss, final_val_loss=val,
+                       diverged_at_step=None if ok else 5, steps_done=curve_steps[-1] if ok else 5, clip_fraction=0.0,
+                       flops=flops, n_params=1000, wall_time_s=wall_time_s, device="cpu", worker=worker,
+                       started_at="2026-01-01T00:00:00+00:00", code_version=code_version, curve=curve)
+
+
+@pytest.fixture(scope="session")
+def make_result():
+    """A finished TrialResult without training: ``make_result(lr=..., status=..., **config fields)``."""
+    return _result
+
+
+DEFAULTS = TrialConfig().to_dict()
+MEASURED = dict(final_train_loss=np.nan, diverged_at_step=None, steps_done=600, clip_fraction=0.0,
+                n_params=1000, wall_time_s=1.0, device="cpu", worker="", started_at="", code_version="test",
+                error="", tokens=600 * 16 * 64)
+
+
+def _trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 32), width=64,
+            base_width=64, base_depth=2, lr_log2=range(-12, -3), seeds=(0,), noise=0.0,
+            c=0.05, l0=lambda depth, width: 3.0, diverge_log2=math.inf, rng_seed=0,
+            flops=lambda depth, width: 1e12 * depth, extra=None) -> pd.DataFrame:
+    """Synthetic rows: loss(lr) = l0(depth, width) + c·(log2 lr − opt_log2(depth, width))² + noise;
+    lr above ``diverge_log2`` diverges."""
+    rng = np.random.default_rng(rng_seed)
+    widths = width if isinstance(width, (tuple, list)) else (width,)
+    rows = []
+    for w in widths:
+        for depth in depths:
+            for e in lr_log2:
+                for seed in seeds:
+                    diverged = e > diverge_log2
+                    loss = l0(depth, w) + c * (e - opt_log2(depth, w)) ** 2 + noise * rng.standard_normal()
+                    rows.append({
+                        **DEFAULTS, **MEASURED, **(extra or {}),
+                        "trial_id": f"{parameterization}-{w}-{depth}-{e}-{seed}",
+                        "parameterization": parameterization, "width": w, "depth": depth,
+                        "alpha": get_parameterization(parameterization).alpha,
+                        "base_width": base_width, "base_depth": base_depth, "lr": 2.0**e,
+                        "seed": seed, "status": "diverged" if diverged else "ok",
+                        "final_val_loss": np.nan if diverged else loss,
+                        "diverged_at_step": 10 if diverged else None,
+                        "flops": flops(depth, w),
+                    })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def make_trials():
+    """Synthetic trial rows with a known optimum (see ``_trials``), for analysis and report tests."""
+    return _trials
+
+
+@pytest.fixture(scope="session")
+def release_fixture() -> Path:
+    """Real rows written by completep-sweep 0.1.0 (see tests/fixtures/release-0.1.0/spec.toml)."""
+    return FIXTURES / "release-0.1.0"

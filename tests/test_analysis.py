@@ -1,4 +1,4 @@
-"""Analysis on synthetic sweeps with known answers.
+"""Analysis on synthetic sweeps with known answers (the ``make_trials`` fixture, conftest.py):
 
 loss(lr) = L0(depth) + c·(log2 lr − log2 opt(depth))² + noise, lr on a grid of powers of two;
 lr above ``diverge_log2`` diverges.
@@ -13,50 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from completep_sweep.analysis import (
-    analyze,
-    hp_slice,
-    optimum_table,
-    swept_hps,
-    transfer_table,
-    transferred_hps,
-)
-from completep_sweep.parameterization import get_parameterization, scaling_rules
-from completep_sweep.trial import TrialConfig
-
-DEFAULTS = TrialConfig().to_dict()
-RESULTS = dict(final_train_loss=np.nan, diverged_at_step=None, steps_done=600, clip_fraction=0.0,
-               n_params=1000, wall_time_s=1.0, device="cpu", started_at="", code_version="test",
-               error="", tokens=600 * 16 * 64)
+from completep_sweep.analysis import KEY, analyze, swept_hps, transferred_hps
+from completep_sweep.parameterization import scaling_rules
 
 
-def make_trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 32), width=64,
-                base_width=64, base_depth=2, lr_log2=range(-12, -3), seeds=(0,), noise=0.0,
-                c=0.05, l0=lambda depth, width: 3.0, diverge_log2=math.inf, rng_seed=0,
-                flops=lambda depth, width: 1e12 * depth, extra=None):
-    """Trials DataFrame; ``opt_log2(depth, width)`` is the true continuous optimum in octaves."""
-    rng = np.random.default_rng(rng_seed)
-    widths = width if isinstance(width, (tuple, list)) else (width,)
-    rows = []
-    for w in widths:
-        for depth in depths:
-            for e in lr_log2:
-                for seed in seeds:
-                    diverged = e > diverge_log2
-                    loss = l0(depth, w) + c * (e - opt_log2(depth, w)) ** 2 + noise * rng.standard_normal()
-                    rows.append({
-                        **DEFAULTS, **RESULTS, **(extra or {}),
-                        "trial_id": f"{parameterization}-{w}-{depth}-{e}-{seed}",
-                        "parameterization": parameterization, "width": w, "depth": depth,
-                        "alpha": get_parameterization(parameterization).alpha,
-                        "base_width": base_width, "base_depth": base_depth, "lr": 2.0**e,
-                        "seed": seed, "status": "diverged" if diverged else "ok",
-                        "final_val_loss": np.nan if diverged else loss,
-                        "diverged_at_step": 10 if diverged else None,
-                        "flops": flops(depth, w),
-                    })
-    return pd.DataFrame(rows)
+def optimum_table(df, **kw):
+    return analyze(df, **kw).optima
 
+
+def hp_slice(df, *, parameterization, width, depth, hp):
+    s = analyze(df).slices[hp]
+    at = s[(s.parameterization == parameterization) & (s.width == width) & (s.depth == depth)]
+    return at.drop(columns=list(KEY)).reset_index(drop=True)
 
 def row(df, **where):
     mask = np.ones(len(df), bool)
@@ -66,14 +34,14 @@ def row(df, **where):
     return df[mask].iloc[0]
 
 
-def test_swept_hps_are_the_varying_numeric_config_columns():
+def test_swept_hps_are_the_varying_numeric_config_columns(make_trials):
     df = make_trials(lambda d, w: -7.0)
     assert swept_hps(df) == ("lr",)
     df["init_std"] = np.where(df["depth"] > 4, 0.01, 0.02)
     assert swept_hps(df) == ("lr", "init_std")
 
 
-def test_refined_optimum_beats_grid_argmin_between_grid_points():
+def test_refined_optimum_beats_grid_argmin_between_grid_points(make_trials):
     truth = {2: -7.3, 4: -7.45, 8: -8.4, 16: -6.75, 32: -9.6}
     df = make_trials(lambda d, w: truth[d], noise=0.0005, seeds=(0,))
     optima = optimum_table(df)
@@ -88,14 +56,14 @@ def test_refined_optimum_beats_grid_argmin_between_grid_points():
         assert not r.at_edge and r.n_points == 9 and r.n_seeds == 1
 
 
-def test_parabola_is_exact_without_noise():
+def test_parabola_is_exact_without_noise(make_trials):
     df = make_trials(lambda d, w: -7.3)
     r = optimum_table(df).iloc[0]
     assert math.log2(r.optimum_refined) == pytest.approx(-7.3, abs=1e-9)
     assert r.loss == pytest.approx(3.0 + 0.05 * 0.3**2)
 
 
-def test_drifting_family_drifts_and_stable_family_transfers():
+def test_drifting_family_drifts_and_stable_family_transfers(make_trials):
     drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup",
                         lr_log2=range(-14, -2), seeds=(0, 1, 2), noise=0.002)
     stable = make_trials(lambda d, w: -7.2, parameterization="completep", seeds=(0, 1, 2), noise=0.002)
@@ -112,14 +80,14 @@ def test_drifting_family_drifts_and_stable_family_transfers():
     assert set(a.transfer["axis"]) == {"depth"}  # one width: no width row
 
 
-def test_tolerance_changes_the_verdict():
+def test_tolerance_changes_the_verdict(make_trials):
     # 1 octave over depth 2..32; three seeds make the per-depth intervals tight.
     df = make_trials(lambda d, w: -7.0 - 0.25 * math.log2(d), seeds=(0, 1, 2), noise=0.001)
     assert row(analyze(df, tolerance_octaves=1.5).transfer, axis="depth").verdict == "transfers"
     assert row(analyze(df, tolerance_octaves=0.5).transfer, axis="depth").verdict == "drifts"
 
 
-def test_optimum_on_grid_edge_is_inconclusive():
+def test_optimum_on_grid_edge_is_inconclusive(make_trials):
     df = make_trials(lambda d, w: -7.0 if d < 32 else -3.5, lr_log2=range(-10, -3))
     a = analyze(df)
     assert row(a.optima, depth=32).at_edge and not row(a.optima, depth=2).at_edge
@@ -127,21 +95,21 @@ def test_optimum_on_grid_edge_is_inconclusive():
     assert t.verdict == "inconclusive" and "edge" in t.reason and "32" in t.reason
 
 
-def test_fewer_than_three_depths_is_inconclusive():
+def test_fewer_than_three_depths_is_inconclusive(make_trials):
     a = analyze(make_trials(lambda d, w: -7.0, depths=(2, 4)))
     t = row(a.transfer, axis="depth")
     assert t.verdict == "inconclusive" and "only 2 shapes" in t.reason
     assert math.isnan(t.slope_low)
 
 
-def test_wide_interval_is_inconclusive():
+def test_wide_interval_is_inconclusive(make_trials):
     # Optima scattered by ±2 octaves around a flat line: the fit cannot pin the shift down.
     scatter = {2: -7, 4: -9, 8: -5, 16: -9, 32: -5}
     t = row(analyze(make_trials(lambda d, w: scatter[d], lr_log2=range(-13, -2))).transfer, axis="depth")
     assert t.verdict == "inconclusive" and "wider" in t.reason
 
 
-def test_diverged_trials_count_as_inf_and_in_n_diverged():
+def test_diverged_trials_count_as_inf_and_in_n_diverged(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), seeds=(0, 1), diverge_log2=-5)
     # One seed of one otherwise good point diverges: that point must become inf.
     i = df.index[(df.depth == 2) & (df.lr == 2.0**-7) & (df.seed == 1)][0]
@@ -156,7 +124,7 @@ def test_diverged_trials_count_as_inf_and_in_n_diverged():
     assert np.isinf(s.loc[s.lr > 2.0**-5, "loss"]).all() and s.n_diverged.sum() == 3
 
 
-def test_error_trials_are_excluded_and_counted():
+def test_error_trials_are_excluded_and_counted(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8))
     i = df.index[(df.depth == 4) & (df.lr == 2.0**-7)][0]
     df.loc[i, ["status", "final_val_loss", "error"]] = ["error", np.nan, "boom"]
@@ -166,7 +134,7 @@ def test_error_trials_are_excluded_and_counted():
     assert a.n_error == 1
 
 
-def test_missing_trials_are_handled():
+def test_missing_trials_are_handled(make_trials):
     df = make_trials(lambda d, w: -7.3, seeds=(0, 1), noise=0.001)
     drop = (df.depth == 8) & (df.lr == 2.0**-8) | (df.depth == 16) & (df.seed == 1) & (df.lr < 2.0**-9)
     a = analyze(df[~drop])
@@ -178,7 +146,7 @@ def test_missing_trials_are_handled():
     assert row(a.transfer, axis="depth").verdict == "transfers"
 
 
-def test_all_diverged_shape_gives_no_optimum_and_inconclusive():
+def test_all_diverged_shape_gives_no_optimum_and_inconclusive(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8, 16))
     bad = df.depth == 16
     df.loc[bad, ["status", "final_val_loss"]] = ["diverged", np.nan]
@@ -189,7 +157,7 @@ def test_all_diverged_shape_gives_no_optimum_and_inconclusive():
     json.dumps(a.to_json_dict(), allow_nan=False)
 
 
-def test_other_hp_fixed_at_its_best_value():
+def test_other_hp_fixed_at_its_best_value(make_trials):
     good = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), extra={"init_std": 0.02})
     bad = make_trials(lambda d, w: -9.0, depths=(2, 4, 8), l0=lambda d, w: 3.5, extra={"init_std": 0.05})
     bad["trial_id"] += "-b"
@@ -203,7 +171,7 @@ def test_other_hp_fixed_at_its_best_value():
     assert (s.init_std == 0.02).all()
 
 
-def test_bootstrap_interval_covers_the_truth_with_several_seeds():
+def test_bootstrap_interval_covers_the_truth_with_several_seeds(make_trials):
     rng = np.random.default_rng(1)
     truth = {d: t for d, t in zip((2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32), rng.uniform(-8.5, -6.5, 12))}
     df = make_trials(lambda d, w: truth[d], depths=tuple(truth), seeds=range(6), noise=0.01, rng_seed=3)
@@ -219,12 +187,12 @@ def test_bootstrap_interval_covers_the_truth_with_several_seeds():
     assert 0 < np.median(widths) < 1.5  # informative, not vacuous
 
 
-def test_bootstrap_is_deterministic():
+def test_bootstrap_is_deterministic(make_trials):
     df = make_trials(lambda d, w: -7.3, depths=(2, 4, 8), seeds=range(4), noise=0.01)
     pd.testing.assert_frame_equal(optimum_table(df), optimum_table(df))
 
 
-def test_one_seed_band_contains_the_argmin():
+def test_one_seed_band_contains_the_argmin(make_trials):
     df = make_trials(lambda d, w: -7.0, seeds=(0,), noise=0.002, c=0.01)
     optima = optimum_table(df, band_tolerance=0.01)
     for r in optima.itertuples():
@@ -235,7 +203,7 @@ def test_one_seed_band_contains_the_argmin():
         assert 1 <= math.log2(r.interval_high / r.interval_low) <= 4
 
 
-def test_regret_zero_where_optima_coincide_and_positive_where_not():
+def test_regret_zero_where_optima_coincide_and_positive_where_not(make_trials):
     stable = make_trials(lambda d, w: -7.0, parameterization="completep")
     drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup", lr_log2=range(-14, -2))
     a = analyze(pd.concat([stable, drift], ignore_index=True))
@@ -249,20 +217,20 @@ def test_regret_zero_where_optima_coincide_and_positive_where_not():
     assert (mup.base_depth == 2).all() and np.allclose(mup.base_optimum, 2.0**-7)
 
 
-def test_regret_is_inf_when_the_base_optimum_diverges():
+def test_regret_is_inf_when_the_base_optimum_diverges(make_trials):
     df = make_trials(lambda d, w: -7.0 if d == 2 else -9.0, depths=(2, 4, 8), lr_log2=range(-12, -4))
     df.loc[(df.depth == 8) & (df.lr >= 2.0**-7), ["status", "final_val_loss"]] = ["diverged", np.nan]
     reg = analyze(df).regret.set_index("depth")
     assert np.isinf(reg.loc[8, "regret_percent"]) and reg.loc[4, "regret_percent"] > 0
 
 
-def test_regret_base_falls_back_to_smallest_depth_when_base_not_run():
+def test_regret_base_falls_back_to_smallest_depth_when_base_not_run(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(4, 8, 16), base_width=32, base_depth=2)
     reg = analyze(df).regret
     assert (reg.base_depth == 4).all() and (reg.base_width == 64).all()
 
 
-def test_savings_twenty_percent_fewer_flops():
+def test_savings_twenty_percent_fewer_flops(make_trials):
     a_, b_ = 5.0, -0.1  # L_ref(F) = a + b ln F
     ref = make_trials(lambda d, w: -7.0, parameterization="mup",
                       l0=lambda d, w: a_ + b_ * math.log(1e12 * d))
@@ -276,7 +244,7 @@ def test_savings_twenty_percent_fewer_flops():
     assert (s.reference == "mup").all()
 
 
-def test_savings_caveat_and_empty_cases():
+def test_savings_caveat_and_empty_cases(make_trials):
     ref = make_trials(lambda d, w: -7.0, parameterization="mup", depths=(2, 4),
                       l0=lambda d, w: 4.0 - 0.1 * math.log(d))
     s = analyze(ref).savings
@@ -287,7 +255,7 @@ def test_savings_caveat_and_empty_cases():
     assert analyze(make_trials(lambda d, w: -7.0)).savings.empty
 
 
-def test_to_json_dict_contract_and_strict_json():
+def test_to_json_dict_contract_and_strict_json(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), diverge_log2=-5, seeds=(0, 1), noise=0.001)
     sp = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), parameterization="sp")  # alpha None
     d = analyze(pd.concat([df, sp], ignore_index=True)).to_json_dict()
@@ -308,7 +276,7 @@ def test_to_json_dict_contract_and_strict_json():
     assert alphas == {"completep": 1.0, "sp": None}
 
 
-def test_width_axis_and_fixed_slice():
+def test_width_axis_and_fixed_slice(make_trials):
     df = make_trials(lambda d, w: -7.0 - math.log2(w / 64), width=(64, 128, 256, 512), depths=(2,),
                      parameterization="sp")
     deep = make_trials(lambda d, w: -7.0, width=64, depths=(4, 8), parameterization="sp")
@@ -320,7 +288,7 @@ def test_width_axis_and_fixed_slice():
     assert d.fixed_value == 64 and d.n_shapes == 3 and d.verdict == "transfers"
 
 
-def test_transferred_hps_apply_the_rules():
+def test_transferred_hps_apply_the_rules(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), width=256, base_width=256)
     a = analyze(df)
     t = transferred_hps(a, target_width=512, target_depth=8).set_index("group")
@@ -335,7 +303,7 @@ def test_transferred_hps_apply_the_rules():
     assert (t.tuned_depth == 2).all() and len(t) == 6
 
 
-def test_analyze_rejects_bad_input():
+def test_analyze_rejects_bad_input(make_trials):
     df = make_trials(lambda d, w: -7.0, lr_log2=[-7])
     with pytest.raises(ValueError, match="no swept HP"):
         analyze(df)
@@ -345,7 +313,7 @@ def test_analyze_rejects_bad_input():
         analyze(make_trials(lambda d, w: -7.0), tolerance_octaves=0)
 
 
-def test_hp_grid_with_zero_weight_decay():
+def test_hp_grid_with_zero_weight_decay(make_trials):
     rows = []
     for wd, penalty in ((0.0, 0.0), (1e-4, 0.01), (1e-3, 0.02), (1e-2, 0.1)):
         t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4),
@@ -361,7 +329,7 @@ def test_hp_grid_with_zero_weight_decay():
     json.dumps(a.to_json_dict(), allow_nan=False)
 
 
-def test_provenance_columns_do_not_split_the_grid():
+def test_provenance_columns_do_not_split_the_grid(make_trials):
     # Rows from two runs differ in worker, code_version, wall time, steps_done: still one slice.
     trials = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), diverge_log2=-5)
     trials["worker"] = np.resize(["node-a", "node-b"], len(trials))

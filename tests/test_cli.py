@@ -5,14 +5,9 @@ import pytest
 from completep_sweep.cli import main
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
-
-def test_explain_json_worked_example(capsys):
-    code, out, _ = run(capsys, "explain", "--parameterization", "alpha0.5", "--width", "512", "--depth", "8",
+def test_explain_json_worked_example(cli):
+    code, out, _ = cli("explain", "--parameterization", "alpha0.5", "--width", "512", "--depth", "8",
                        "--base-width", "256", "--base-depth", "2", "--json")
     assert code == 0
     d = json.loads(out)
@@ -27,14 +22,14 @@ def test_explain_json_worked_example(capsys):
     assert d["groups"]["final_norm"]["weight_decay_mult"] == 0
 
 
-def test_explain_mup_alpha_is_null(capsys):
-    code, out, _ = run(capsys, "explain", "--parameterization", "mup", "--width", "64", "--depth", "4",
+def test_explain_mup_alpha_is_null(cli):
+    code, out, _ = cli("explain", "--parameterization", "mup", "--width", "64", "--depth", "4",
                        "--base-width", "32", "--base-depth", "2", "--json")
     assert code == 0 and json.loads(out)["alpha"] is None
 
 
-def test_explain_human_readable(capsys):
-    code, out, _ = run(capsys, "explain", "--parameterization", "completep", "--width", "512", "--depth", "8",
+def test_explain_human_readable(cli):
+    code, out, _ = cli("explain", "--parameterization", "completep", "--width", "512", "--depth", "8",
                        "--base-width", "256", "--base-depth", "2")
     assert code == 0 and "hidden_weight" in out and "0.125" in out and "residual multiplier 0.25" in out
 
@@ -63,13 +58,13 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, names):
     (["trial", "--parameterization", "mup", "--width", "40", "--depth", "2", "--lr", "0.01"], "head_dim"),
     (["coord-check", "--axis", "width", "--values", "32,40"], "--values"),
 ])
-def test_bad_values_after_parsing_exit_2(capsys, argv, names):
-    code, out, err = run(capsys, *argv)
+def test_bad_values_after_parsing_exit_2(argv, names, cli):
+    code, out, err = cli(*argv)
     assert code == 2 and names in err and len(err.strip().splitlines()) == 1 and out == ""
 
 
-def test_trial_json(capsys):
-    code, out, _ = run(capsys, "trial", "--parameterization", "completep", "--width", "64", "--depth", "2",
+def test_trial_json(cli):
+    code, out, _ = cli("trial", "--parameterization", "completep", "--width", "64", "--depth", "2",
                        "--lr", "0.01", "--steps", "10", "--batch-size", "4", "--json")
     assert code == 0
     d = json.loads(out)
@@ -77,8 +72,8 @@ def test_trial_json(capsys):
     assert d["parameterization"] == "completep" and d["width"] == 64 and d["steps"] == 10
 
 
-def test_coord_check_json(capsys):
-    code, out, _ = run(capsys, "coord-check", "--axis", "depth", "--values", "2,4,8", "--steps", "3",
+def test_coord_check_json(cli):
+    code, out, _ = cli("coord-check", "--axis", "depth", "--values", "2,4,8", "--steps", "3",
                        "--parameterizations", "mup,completep", "--json")
     assert code == 0
     d = json.loads(out)
@@ -87,25 +82,25 @@ def test_coord_check_json(capsys):
     assert d["slopes"]["mup"] > d["slopes"]["completep"]
 
 
-def test_trial_json_diverged_is_valid_json(capsys):
-    code, out, _ = run(capsys, "trial", "--parameterization", "sp", "--width", "64", "--depth", "2",
+def test_trial_json_diverged_is_valid_json(cli):
+    code, out, _ = cli("trial", "--parameterization", "sp", "--width", "64", "--depth", "2",
                        "--lr", "50", "--steps", "30", "--batch-size", "4", "--json")
     assert code == 0
     d = json.loads(out)  # strict JSON: NaN became null
     assert d["status"] == "diverged" and d["final_val_loss"] is None and d["diverged_at_step"] is not None
 
 
-def test_unreachable_address_exits_2_before_writing(tmp_path, capsys, make_spec):
+def test_unreachable_address_exits_2_before_writing(tmp_path, make_spec, cli):
     import socket
 
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     results = tmp_path / "results"
-    code, _, err = run(capsys, "run", str(make_spec("addr")), "--results", str(results),
+    code, _, err = cli("run", str(make_spec("addr")), "--results", str(results),
                        "--address", f"127.0.0.1:{port}", "--no-mlflow")
     assert code == 2 and "--address" in err and not results.exists()
-    code, _, err = run(capsys, "run", str(make_spec("addr")), "--results", str(results), "--address", "nonsense")
+    code, _, err = cli("run", str(make_spec("addr")), "--results", str(results), "--address", "nonsense")
     assert code == 2 and "HOST:PORT" in err and not results.exists()
 
 
@@ -116,14 +111,14 @@ def test_bad_device_exits_2(capsys, device):
     assert exc.value.code == 2 and "--device" in capsys.readouterr().err
 
 
-def test_submit_to_nothing_exits_2_naming_the_address(tmp_path, capsys, make_spec):
+def test_submit_to_nothing_exits_2_naming_the_address(tmp_path, make_spec, cli):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     spec = str(make_spec("sub"))
-    code, _, err = run(capsys, "submit", spec, "--address", f"http://127.0.0.1:{port}")
+    code, _, err = cli("submit", spec, "--address", f"http://127.0.0.1:{port}")
     assert code == 2 and "--address" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run(capsys, "submit", spec, "--address", "http://nohost")
+    code, _, err = cli("submit", spec, "--address", "http://nohost")
     assert code == 2 and "--address" in err

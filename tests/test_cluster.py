@@ -1,7 +1,6 @@
 """Cluster behaviour (slow): multi-node placement and Ray Job submission, all on 127.0.0.1."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ from completep_sweep.store import ResultStore
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_trials_spread_over_nodes(make_spec, tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    from completep_sweep.runner import run_sweep
+    from completep_sweep.runner.sweep import run_sweep
 
     ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
@@ -44,7 +37,7 @@ def test_trials_spread_over_nodes(make_spec, tmp_path):
         cluster.shutdown()
 
 
-def test_submit_runs_the_sweep_as_a_ray_job(make_spec, tmp_path):
+def test_submit_runs_the_sweep_as_a_ray_job(make_spec, tmp_path, free_port):
     bin_dir = Path(sys.executable).parent
     gcs, dashboard = free_port(), free_port()
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}

@@ -6,14 +6,13 @@ import json
 
 import pandas as pd
 import pytest
-from test_analysis import make_trials
 
 from completep_sweep.cli import main
 from completep_sweep.store import ResultStore
 
 
 @pytest.fixture
-def results(tmp_path):
+def results(tmp_path, make_trials):
     """A results folder: CompleteP's optimum stays at 2^-7 across depth, µP's falls an octave per doubling."""
     store = ResultStore(tmp_path / "demo")
     stable = make_trials(lambda d, w: -7.0, parameterization="completep", depths=(2, 4, 8, 16), base_width=64)
@@ -25,14 +24,9 @@ def results(tmp_path):
     return store
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
-
-def test_report_json_verdicts(results, capsys):
-    code, out, _ = run(capsys, "report", results.root, "--json", "--no-mlflow")
+def test_report_json_verdicts(results, cli):
+    code, out, _ = cli("report", results.root, "--json", "--no-mlflow")
     assert code == 0
     d = json.loads(out)
     assert {"optima", "transfer", "regret"} <= set(d)
@@ -43,18 +37,18 @@ def test_report_json_verdicts(results, capsys):
     assert any(p.suffix == ".png" for p in (results.root / "report").iterdir())
 
 
-def test_report_text_names_the_tolerance(results, capsys):
-    code, out, _ = run(capsys, "report", results.root, "--no-mlflow", "--tolerance", "0.5")
+def test_report_text_names_the_tolerance(results, cli):
+    code, out, _ = cli("report", results.root, "--no-mlflow", "--tolerance", "0.5")
     assert code == 0 and "0.5" in out and "drifts" in out and "transfers" in out and "report:" in out
 
 
-def test_export_formats_parse_back(results, capsys, tmp_path):
-    code, out, _ = run(capsys, "export", results.root, "--format", "csv")
+def test_export_formats_parse_back(results, tmp_path, cli):
+    code, out, _ = cli("export", results.root, "--format", "csv")
     assert code == 0
     df = pd.read_csv(io.StringIO(out))
     assert {"parameterization", "depth", "hp", "optimum"} <= set(df.columns) and len(df) == 8
     target = tmp_path / "hps.json"
-    code, _, _ = run(capsys, "export", results.root, "--format", "json", "-o", target,
+    code, _, _ = cli("export", results.root, "--format", "json", "-o", target,
                      "--target-width", "1024", "--target-depth", "64")
     assert code == 0
     rows = json.loads(target.read_text())
@@ -77,7 +71,7 @@ def test_bad_report_arguments_exit_2(results, capsys, argv, field):
     assert code == 2 and field in err
 
 
-def test_report_on_empty_results_says_run_first(tmp_path, capsys):
+def test_report_on_empty_results_says_run_first(tmp_path, cli):
     (tmp_path / "empty" / "trials").mkdir(parents=True)
-    code, _, err = run(capsys, "report", tmp_path / "empty", "--no-mlflow")
+    code, _, err = cli("report", tmp_path / "empty", "--no-mlflow")
     assert code == 2 and "run" in err

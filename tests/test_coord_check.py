@@ -1,7 +1,7 @@
 import pytest
 
 from completep_sweep.coord_check import run_coord_check
-from completep_sweep.spec import preset_config
+from completep_sweep.presets import preset_config
 
 
 @pytest.fixture(scope="module")

@@ -49,8 +49,18 @@ def test_schedule_shape():
     assert lr_at(55, decay="linear", **kw) == pytest.approx(0.55)
     assert lr_at(55, decay="cosine", **kw) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lr_at(70, decay="constant", **kw) == 1.0
-    with pytest.raises(ValueError, match="decay"):
-        lr_at(0, decay="step", **kw)
+
+
+def test_every_decay_a_config_accepts_has_a_schedule():
+    from completep_sweep.optim import DECAY_SHAPES
+    from completep_sweep.trial import DECAYS, ConfigError, TrialConfig
+
+    kw = dict(lr=1.0, total_steps=101, warmup_steps=10, final_lr_ratio=0.1)
+    assert set(DECAY_SHAPES) | {"constant"} == set(DECAYS)
+    for decay in DECAYS:
+        assert lr_at(100, decay=decay, **kw) == pytest.approx(1.0 if decay == "constant" else 0.1)
+    with pytest.raises(ConfigError, match="decay"):  # a name without a schedule never reaches lr_at
+        TrialConfig(decay="step")
 
 
 def test_weight_decay_is_lr_times_lambda():

@@ -13,25 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from completep_sweep import report
 from completep_sweep.analysis import analyze
-from completep_sweep.report import (
-    export_table,
-    format_table,
-    plot_coord_check,
-    plot_lr_curves,
-    plot_optimum_drift,
-    verdict_text,
-    write_report,
-)
-from completep_sweep.store import write_atomic
-from test_analysis import make_trials  # tests/ is on sys.path under pytest's default import mode
+from completep_sweep.plots import plot_coord_check, plot_lr_curves, plot_optimum_drift
+from completep_sweep.report import verdict_text, write_report
+from completep_sweep.store import write_atomic, write_text
+from completep_sweep.tables import export_table, format_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def trials() -> pd.DataFrame:
+def trials(make_trials) -> pd.DataFrame:
     drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup", lr_log2=range(-14, -2),
                         seeds=(0, 1), noise=0.002, diverge_log2=-4,
                         l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d))
@@ -139,7 +131,7 @@ def test_plots_write_valid_png_and_svg(trials, analysis, tmp_path):
     import matplotlib.pyplot as plt
 
     before = plt.get_fignums()
-    curves = plot_lr_curves(trials, analysis, tmp_path / "curves", hp="lr", axis="depth")
+    curves = plot_lr_curves(analysis, tmp_path / "curves", hp="lr", axis="depth")
     drift = plot_optimum_drift(analysis, tmp_path / "drift", hp="lr", axis="depth")
     for paths in (curves, drift):
         assert [p.suffix for p in paths] == [".png", ".svg"]
@@ -151,7 +143,7 @@ def test_plots_write_valid_png_and_svg(trials, analysis, tmp_path):
 
 
 def test_lr_curve_title_says_what_is_fixed(trials, analysis, tmp_path):
-    plot_lr_curves(trials, analysis, tmp_path / "curves")
+    plot_lr_curves(analysis, tmp_path / "curves")
     svg = (tmp_path / "curves.svg").read_text()
     # matplotlib writes text as glyph paths, with the string kept in a comment.
     assert "final val loss vs log2(lr)" in svg and "width 64" in svg
@@ -171,7 +163,7 @@ def test_coord_check_plot(tmp_path):
 
 def test_write_report_writes_what_it_says(trials, analysis, tmp_path):
     out = tmp_path / "report"
-    written = write_report(trials, analysis, out)
+    written = write_report(analysis, out)
     names = set(written)
     assert {"optima.csv", "optima.md", "transfer.csv", "regret.csv", "savings.csv", "verdict.json",
             "curves_lr_vs_depth.png", "drift_lr_vs_depth.png", "curves_lr_vs_depth.svg"} <= names
@@ -189,9 +181,9 @@ def test_write_report_writes_what_it_says(trials, analysis, tmp_path):
     assert savings.set_index("parameterization").loc["completep", "flops_saving_percent"] == pytest.approx(20, abs=2)
 
 
-def test_write_report_skips_empty_savings(tmp_path):
+def test_write_report_skips_empty_savings(tmp_path, make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8))
-    written = write_report(df, analyze(df), tmp_path)
+    written = write_report(analyze(df), tmp_path)
     assert "savings.csv" not in written and "verdict.json" in written
 
 
@@ -205,12 +197,12 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomic(target, boom)  # what every report file goes through
     assert list(tmp_path.iterdir()) == []
-    report._write_text(target, "ok\n")
+    write_text(target, "ok\n")
     assert target.read_text() == "ok\n" and [p.name for p in tmp_path.iterdir()] == ["x.txt"]
 
 
 @pytest.mark.filterwarnings("error")
-def test_plots_handle_a_zero_grid_value(tmp_path):
+def test_plots_handle_a_zero_grid_value(tmp_path, make_trials):
     parts = []
     for wd, penalty in ((0.0, 0.0), (1e-4, 0.01), (1e-3, 0.02)):
         t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4),
@@ -218,6 +210,6 @@ def test_plots_handle_a_zero_grid_value(tmp_path):
         t["trial_id"] += f"-{wd}"
         parts.append(t)
     df = pd.concat(parts, ignore_index=True)
-    written = write_report(df, analyze(df), tmp_path)
+    written = write_report(analyze(df), tmp_path)
     assert_png(written["curves_weight_decay_vs_depth.png"])
     assert "weight_decay=0" in written["curves_weight_decay_vs_depth.svg"].read_text()

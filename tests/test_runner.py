@@ -1,12 +1,16 @@
-"""The sweep driver's progress line (no Ray cluster needed)."""
+"""The sweep driver without a Ray cluster: the progress line and the row writer (``Recorder``)."""
+
+import io
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from completep_sweep.runner.sweep import Progress, Recorder
+from completep_sweep.store import ResultStore
 
 
 def test_progress_eta_weighs_trials_by_flops():
-    import io
-    import time
-
-    from completep_sweep.runner import Progress
-
     p = Progress(total=4, done_before=0, flops_pending=100.0, stream=io.StringIO())
     assert "ETA -" in p.line()
     p.first_trial = time.monotonic() - 10.0  # 10 s of work done 10% of the FLOPs
@@ -15,4 +19,58 @@ def test_progress_eta_weighs_trials_by_flops():
     assert eta.startswith("1m3") or eta.startswith("1m2")  # about 90 s left, not 3 trials x 10 s
     p.finish("diverged", 90.0)
     p.finish("error", 0.0)
-    assert "2 ok" not in p.line() and "1 diverged, 1 error" in p.line()
+    assert "[3/4] 1 ok, 1 diverged, 1 error, 0 running" in p.line()
+
+
+class Sink:
+    def __init__(self):
+        self.logged = []
+
+    def log_trial(self, trial_id):
+        self.logged.append(trial_id)
+
+
+def fake_trial(result, *, error: Exception | None = None):
+    """What Tune hands a callback: the trial's config, status, last result and error."""
+    return SimpleNamespace(config={"trial": result.config.to_dict()}, status="TERMINATED",
+                           last_result=None, get_error=lambda: error)
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    store = ResultStore(tmp_path / "sweep")
+    progress = Progress(total=3, done_before=0, flops_pending=3.0, stream=io.StringIO())
+    return Recorder(store, progress, Sink())
+
+
+def test_recorder_writes_each_trial_once_and_tells_the_sink(recorder, make_result):
+    ok, diverged = make_result(lr=2.0**-7, worker="node-a"), make_result(lr=1.0, status="diverged")
+    for result in (ok, ok, diverged):  # Ray may deliver a result twice after a restore
+        trial = fake_trial(result)
+        report = {"row": result.row(), "curve": [vars(p) for p in result.curve]}
+        recorder.on_trial_result(0, [trial], trial, report)
+        trial.last_result = report
+        recorder.on_trial_complete(0, [trial], trial)
+    store = recorder.store
+    assert store.completed_ids() == {ok.config.trial_id, diverged.config.trial_id}
+    rows = store.load().set_index("trial_id")
+    assert rows.loc[ok.config.trial_id, "worker"] == "node-a"
+    assert rows.loc[diverged.config.trial_id, "status"] == "diverged"
+    assert len(store.load_curves()) == 2 * len(ok.curve)  # no duplicated curve points
+    assert recorder.sink.logged == [ok.config.trial_id, diverged.config.trial_id]
+    assert (recorder.progress.ok, recorder.progress.diverged) == (1, 1)
+    assert "lr=2^-7 seed 0: val" in recorder.progress.stream.getvalue()
+
+
+def test_recorder_keeps_an_error_apart_until_the_trial_succeeds(recorder, make_result):
+    result = make_result(lr=2.0**-6)
+    trial = fake_trial(result, error=RuntimeError("CUDA out of memory"))
+    recorder.on_trial_error(0, [trial], trial)
+    store = recorder.store
+    assert store.completed_ids() == set()  # an errored trial is pending: the next run retries it
+    errors = store.load()
+    assert list(errors.status) == ["error"] and "out of memory" in errors.error.iloc[0]
+    assert recorder.progress.errored == 1 and recorder.sink.logged == []
+    recorder.on_trial_result(0, [trial], trial, {"row": result.row(), "curve": []})
+    assert store.completed_ids() == {result.config.trial_id}
+    assert list(store.load().status) == ["ok"] and not any(store.errors_dir.iterdir())

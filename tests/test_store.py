@@ -4,23 +4,18 @@ import pandas as pd
 import pytest
 
 from completep_sweep.store import TRIAL_SCHEMA, ResultStore
-from completep_sweep.trial import CurvePoint, TrialConfig, TrialResult
+from completep_sweep.trial import TrialConfig, TrialResult
 
 
-def result(lr=0.01, status="ok", **kw) -> TrialResult:
-    config = TrialConfig(sweep="s", lr=lr, **kw)
-    curve = (CurvePoint(step=10, tokens=100, train_loss=3.0, val_loss=3.1, lr=lr),
-             CurvePoint(step=20, tokens=200, train_loss=2.5, val_loss=2.6, lr=lr))
-    return TrialResult(config=config, status=status, final_train_loss=2.5, final_val_loss=2.6 if status == "ok" else math.nan,
-                       diverged_at_step=None if status == "ok" else 5, steps_done=20, clip_fraction=0.0, flops=1e9,
-                       n_params=1000, wall_time_s=1.5, device="cpu", started_at="2026-01-01T00:00:00+00:00",
-                       code_version="test", curve=curve)
+@pytest.fixture
+def result(make_result):
+    return lambda lr=0.01, status="ok", **kw: make_result(lr=lr, status=status, final_val_loss=2.6 if status == "ok" else None, **kw)
 
 
-def test_roundtrip_and_completed_ids(tmp_path):
+def test_roundtrip_and_completed_ids(tmp_path, result):
     store = ResultStore(tmp_path / "s")
-    a, b = result(0.01), result(0.02, status="diverged")
-    store.write_result(a, worker="node1")
+    a, b = result(0.01, worker="node1"), result(0.02, status="diverged")
+    store.write_result(a)
     store.write_result(b)
     assert store.completed_ids() == {a.config.trial_id, b.config.trial_id}
     df = store.load()
@@ -34,7 +29,7 @@ def test_roundtrip_and_completed_ids(tmp_path):
     assert len(curves) == 4 and list(curves[curves.trial_id == a.config.trial_id].step) == [10, 20]
 
 
-def test_error_rows_are_kept_apart_and_retried(tmp_path):
+def test_error_rows_are_kept_apart_and_retried(tmp_path, result):
     store = ResultStore(tmp_path / "s")
     config = TrialConfig(sweep="s", lr=0.5)
     store.write_result(TrialResult.failed(config, "RuntimeError: boom"))
@@ -45,7 +40,7 @@ def test_error_rows_are_kept_apart_and_retried(tmp_path):
     assert store.load().status.tolist() == ["ok"]  # the error row is gone
 
 
-def test_readers_ignore_hidden_temp_files_and_duplicates(tmp_path):
+def test_readers_ignore_hidden_temp_files_and_duplicates(tmp_path, result):
     store = ResultStore(tmp_path / "s")
     r = result()
     store.write_result(r)
@@ -56,7 +51,7 @@ def test_readers_ignore_hidden_temp_files_and_duplicates(tmp_path):
     assert store.completed_ids() == {r.config.trial_id}
 
 
-def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch, result):
     store = ResultStore(tmp_path / "s")
     import completep_sweep.store as mod
 

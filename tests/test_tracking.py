@@ -8,8 +8,11 @@ import sys
 import pytest
 
 from completep_sweep import tracking
+from completep_sweep.fmt import pow2
 from completep_sweep.store import ResultStore
-from completep_sweep.tracking import Tracker, TrackingError, sync
+from completep_sweep.tracking import TrackingError, sync
+from completep_sweep.tracking.tracker import Tracker
+from completep_sweep.tracking.ui import serve_ui, ui_url
 from completep_sweep.trial import CurvePoint, TrialConfig, TrialResult
 
 SPEC = """name = "demo"
@@ -24,19 +27,18 @@ STEPS = (100, 200, 300)
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 
-def trial(parameterization="completep", lr=2.0**-7, depth=2, weight_decay=0.0) -> TrialResult:
-    config = TrialConfig(sweep="demo", parameterization=parameterization, lr=lr, depth=depth,
-                         weight_decay=weight_decay, steps=300)
-    curve = tuple(CurvePoint(step=s, tokens=s * 1024, train_loss=4 - s / 100 + lr, val_loss=4.1 - s / 100 + lr, lr=lr)
-                  for s in STEPS)
-    return TrialResult(config=config, status="ok", final_train_loss=1.0 + lr, final_val_loss=1.1 + lr,
-                       diverged_at_step=None, steps_done=300, clip_fraction=0.0, flops=2e9, n_params=1000,
-                       wall_time_s=3.0, device="cpu", started_at="2026-01-01T00:00:00+00:00",
-                       code_version="abc123", curve=curve)
+@pytest.fixture
+def trial(make_result):
+    """A finished trial of the demo sweep: 300 steps, evaluated at STEPS."""
+    def make(parameterization="completep", lr=2.0**-7, depth=2, weight_decay=0.0) -> TrialResult:
+        return make_result(sweep="demo", parameterization=parameterization, lr=lr, depth=depth,
+                           weight_decay=weight_decay, steps=300, curve_steps=STEPS, flops=2e9, wall_time_s=3.0,
+                           code_version="abc123")
+    return make
 
 
 @pytest.fixture
-def sweep_dir(tmp_path):
+def sweep_dir(tmp_path, trial):
     """results/demo with 8 trials (2 parameterizations × 2 lrs × 2 depths), a spec and a report."""
     store = ResultStore(tmp_path / "results" / "demo")
     store.write_spec(SPEC)
@@ -85,8 +87,8 @@ def test_default_tracking_uri(tmp_path, monkeypatch):
 
 
 def test_pow2_names_octaves_and_falls_back_to_digits():
-    assert tracking._pow2(2.0**-7) == "2^-7" and tracking._pow2(2.0**-7.5) == "2^-7.5"
-    assert tracking._pow2(1.0) == "2^0" and tracking._pow2(0.003) == "0.003"
+    assert pow2(2.0**-7) == "2^-7" and pow2(2.0**-7.5) == "2^-7.5"
+    assert pow2(1.0) == "2^0" and pow2(0.003) == "0.003"
 
 
 def test_sync_creates_one_parent_and_one_child_per_trial(sweep_dir, monkeypatch):
@@ -115,12 +117,14 @@ def test_sync_creates_one_parent_and_one_child_per_trial(sweep_dir, monkeypatch)
         assert float(child["params.lr"]) == expected.lr and int(child["params.depth"]) == expected.depth
         assert child["params.parameterization"] == expected.parameterization
         assert child["params.alpha"] == ("none" if expected.parameterization == "mup" else "1.0")
-        assert child["params.tokens"] == str(expected.tokens) and child["params.batch_size"] == str(expected.batch_size)
+        assert child["params.tokens"] == str(expected.tokens) and child["params.seed"] == str(expected.seed)
+        assert child["params.base_width"] == str(expected.base_width)
         assert child["metrics.final_val_loss"] == expected.final_val_loss
         assert child["metrics.log2_lr"] == pytest.approx(-7 if expected.lr == 2.0**-7 else -6)
         assert child["metrics.flops"] == 2e9 and child["metrics.wall_time_s"] == 3.0
         assert child["metrics.val_loss"] == pytest.approx(4.1 - 3 + expected.lr)  # the last step's value
-    assert "params.weight_decay" not in children  # constant in this sweep: not a child param
+    # Constant in this sweep: not a child param (the parent holds the sweep file's settings).
+    assert "params.weight_decay" not in children and "params.batch_size" not in children
 
     from mlflow import MlflowClient
 
@@ -132,7 +136,7 @@ def test_sync_creates_one_parent_and_one_child_per_trial(sweep_dir, monkeypatch)
     assert {a.path for a in client.list_artifacts(parent.run_id, "report")} == {"report/verdict.json", "report/lr_vs_loss.png"}
 
 
-def test_sync_twice_adds_nothing_and_a_resumed_sweep_adds_only_new_trials(sweep_dir):
+def test_sync_twice_adds_nothing_and_a_resumed_sweep_adds_only_new_trials(sweep_dir, trial):
     uri = uri_of(sweep_dir)
     sync(sweep_dir, uri)
     _, children = runs(uri)
@@ -257,16 +261,16 @@ def test_sync_to_unreachable_server_raises_naming_the_uri(sweep_dir):
 def test_ui_url_points_at_the_experiment(sweep_dir):
     uri = uri_of(sweep_dir)
     root = sweep_dir.parent
-    assert tracking.ui_url(root, port=5123, tracking_uri=uri) == "http://127.0.0.1:5123/"
+    assert ui_url(root, port=5123, tracking_uri=uri) == "http://127.0.0.1:5123/"
     sync(sweep_dir, uri)
     parents, _ = runs(uri)
     expected = f"http://127.0.0.1:5123/#/experiments/{parents.experiment_id.iloc[0]}/runs"
-    assert tracking.ui_url(root, "demo", port=5123, tracking_uri=uri) == expected
+    assert ui_url(root, "demo", port=5123, tracking_uri=uri) == expected
 
 
 def test_serve_ui_refuses_a_remote_server():
     with pytest.raises(TrackingError, match="already a server"):
-        tracking.serve_ui(None, tracking_uri="http://127.0.0.1:5555")
+        serve_ui(None, tracking_uri="http://127.0.0.1:5555")
 
 
 def test_a_diverged_trial_keeps_its_status_and_nan_points(tmp_path):

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from urllib.parse import quote
@@ -10,10 +9,11 @@ from urllib.parse import quote
 import pytest
 
 from completep_sweep import tracking
+from completep_sweep.tracking import ui
 from completep_sweep.store import ResultStore
-from completep_sweep.trial import CurvePoint, TrialConfig, TrialResult
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "results" / "mlflow-ui.png"
+# The screenshot goes to the test's tmp dir; set COMPLETEP_UI_SCREENSHOT=path to keep a copy.
+KEEP_SCREENSHOT = os.environ.get("COMPLETEP_UI_SCREENSHOT")
 # Chromium isolated from the network and from any profile; the SPA needs virtual time to render.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -26,25 +26,13 @@ def chromium() -> str | None:
     return found or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_sweep(root: Path) -> list[str]:
+def write_sweep(root: Path, make_result) -> list[str]:
     store = ResultStore(root / "ui-demo")
     store.write_spec('name = "ui-demo"\nparameterizations = ["mup", "completep"]\n[grid]\nlr = [0.00390625, 0.0078125, 0.015625]\n')
     for p in ("mup", "completep"):
         for e in (-8, -7, -6):
-            lr = 2.0**e
-            config = TrialConfig(sweep="ui-demo", parameterization=p, lr=lr, depth=4, steps=200)
-            curve = tuple(CurvePoint(step=s, tokens=s * 1024, train_loss=3 - s / 200 + lr, val_loss=3.1 - s / 200 + lr, lr=lr)
-                          for s in (50, 100, 150, 200))
-            store.write_result(TrialResult(
-                config=config, status="ok", final_train_loss=2 + lr, final_val_loss=2.1 + lr, diverged_at_step=None,
-                steps_done=200, clip_fraction=0.0, flops=1e9, n_params=1000, wall_time_s=2.0, device="cpu",
-                started_at="2026-01-01T00:00:00+00:00", code_version="ui-test", curve=curve))
+            store.write_result(make_result(sweep="ui-demo", parameterization=p, lr=2.0**e, depth=4, steps=200,
+                                           curve_steps=(50, 100, 150, 200), code_version="ui-test"))
     return [f"{p} d4 w64 lr=2^{e} s0" for p in ("mup", "completep") for e in (-8, -7, -6)]
 
 
@@ -55,28 +43,29 @@ def browse(browser: str, url: str, profile: Path, *extra: str) -> str:
 
 
 @pytest.mark.slow
-def test_mlflow_ui_lists_the_sweeps_runs(tmp_path):
+def test_mlflow_ui_lists_the_sweeps_runs(tmp_path, free_port, make_result):
     browser = chromium()
     if browser is None:
         pytest.skip("chromium not found (install it with `apt-get install chromium`; .ci/run does)")
     root = tmp_path / "results"
-    names = write_sweep(root)
+    names = write_sweep(root, make_result)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     tracking.sync(root / "ui-demo", uri)
     port = free_port()
-    proc = tracking.serve_ui(root, port=port, tracking_uri=uri)
+    proc = ui.serve_ui(root, port=port, tracking_uri=uri)
     try:
-        tracking.wait_for_ui(proc, tracking.ui_url(root, port=port), timeout=120)
-        url = tracking.ui_url(root, "ui-demo", port=port, tracking_uri=uri)
+        ui.wait_for_ui(proc, ui.ui_url(root, port=port), timeout=120)
+        url = ui.ui_url(root, "ui-demo", port=port, tracking_uri=uri)
         assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/") and url.endswith("/runs")
         dom = browse(browser, url + BY_NAME, tmp_path / "profile-dom", "--dump-dom")
         assert "ui-demo (sweep)" in dom
         for name in names:
             assert name in dom, f"run {name!r} missing from the rendered runs table"
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        SCREENSHOT.unlink(missing_ok=True)
-        browse(browser, url + BY_NAME, tmp_path / "profile-shot", f"--screenshot={SCREENSHOT}", "--window-size=1400,900")
-        assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        screenshot = tmp_path / "mlflow-ui.png"
+        browse(browser, url + BY_NAME, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,900")
+        assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if KEEP_SCREENSHOT:
+            shutil.copyfile(screenshot, KEEP_SCREENSHOT)
     finally:
-        tracking.stop_ui(proc)
+        ui.stop_ui(proc)
     assert proc.poll() is not None

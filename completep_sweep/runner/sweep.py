@@ -1,13 +1,14 @@
-"""Ray Tune controller: the only module that imports Ray.
+"""The Tune controller: pending trials in, one Parquet row per trial out.
 
 The driver expands the sweep, drops trials that already have a row, and hands Tune a grid of the
 pending ones. Workers only compute: each trial returns its row and curve in one final report. A
-driver-side Tune callback writes them to Parquet as they arrive, so the driver is the only writer,
-no shared filesystem is needed, and a killed driver loses only the trials in flight.
+driver-side Tune callback (``Recorder``) writes them to Parquet as they arrive, so the driver is the
+only writer, no shared filesystem is needed, and a killed driver loses only the trials in flight.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -16,24 +17,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
+import ray
+from ray import tune
 
-# Before importing Ray, which reads these once.
-# Tune's per-trial JSON/CSV/TensorBoard loggers cost time and disk and duplicate our Parquet rows.
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
-# The progress line below is the sweep's console output; Tune's tables and banners would bury it.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# Trials read data by the path the driver validated; Tune's per-trial chdir would break relative ones.
-os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
-
-from .spec import Sweep  # noqa: E402
-from .store import ResultStore  # noqa: E402
-from .trial import TrialConfig, TrialResult  # noqa: E402
+from ..fmt import describe, duration
+from ..spec import Sweep
+from ..store import ResultStore
+from ..trial import TrialConfig, TrialResult
+from .cluster import concurrency, connect
 
 for _name in ("ray", "ray.tune", "ray.train"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -47,32 +40,15 @@ class TrialSink(Protocol):
 
 def run_trial_on_worker(param_space: dict) -> None:
     """Tune function trainable: train one trial and report its row and curve once."""
-    from .train import Runtime, train_trial
+    from ..train import Runtime, train_trial
 
     config = TrialConfig(**param_space["trial"])
     gpus, cpus = param_space["gpus"], param_space["cpus"]
     # CPU-only trials say "cpu" explicitly so they never touch a GPU Ray did not give them.
     runtime = Runtime(device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)))
     result = train_trial(config, runtime=runtime)
-    tune.report({
-        "row": result.row(),
-        "curve": [vars(p) for p in result.curve],
-        "worker": ray.get_runtime_context().get_node_id(),
-    })
-
-
-def init_ray(address: str | None) -> None:
-    """Connect to ``address`` (a running cluster, or 'auto'), or start Ray in this process."""
-    if ray.is_initialized():
-        return
-    env = {"runtime_env": {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}}
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, **env)
-    else:
-        # "local" always starts a fresh instance: a plain ray.init() would attach to whatever cluster
-        # /tmp/ray/ray_current_cluster names, even a dead one.
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, **env)
+    result = dataclasses.replace(result, worker=ray.get_runtime_context().get_node_id())
+    tune.report({"row": result.row(), "curve": [vars(p) for p in result.curve]})
 
 
 @dataclass
@@ -102,9 +78,9 @@ class Progress:
         elapsed = time.monotonic() - self.started
         left = self.flops_pending - self.flops_done
         working = time.monotonic() - (self.first_trial or self.started)
-        eta = _duration(working * left / self.flops_done) if self.flops_done and done < self.total else "-"
-        text = (f"[{done}/{self.total}] {self.diverged} diverged, {self.errored} error, {self.running} running"
-                f" | {_duration(elapsed)} elapsed, ETA {eta}")
+        eta = duration(working * left / self.flops_done) if self.flops_done and done < self.total else "-"
+        text = (f"[{done}/{self.total}] {self.ok} ok, {self.diverged} diverged, {self.errored} error, "
+                f"{self.running} running | {duration(elapsed)} elapsed, ETA {eta}")
         return f"{text} | {last}" if last else text
 
     def show(self, last: str = "") -> None:
@@ -115,18 +91,7 @@ class Progress:
         self.stream.flush()
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def _describe(row: dict) -> str:
-    loss = row["final_val_loss"]
-    outcome = row["status"] if row["status"] != "ok" else f"val {loss:.4f}"
-    return f"{row['parameterization']} w{row['width']} d{row['depth']} lr={row['lr']:.3g} seed {row['seed']}: {outcome}"
-
-
-class _Recorder(tune.Callback):
+class Recorder(tune.Callback):
     """Driver-side: the only writer of trial rows."""
 
     def __init__(self, store: ResultStore, progress: Progress, sink: TrialSink | None):
@@ -148,7 +113,7 @@ class _Recorder(tune.Callback):
         if "row" not in result:
             return
         row, curve = result["row"], result["curve"]
-        self.store.write_row(row, curve, worker=result.get("worker", ""))
+        self.store.write_row(row, curve)
         if row["trial_id"] in self.recorded:
             return
         self.recorded.add(row["trial_id"])
@@ -159,7 +124,7 @@ class _Recorder(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.progress.running = _running(trials)
         row = (trial.last_result or {}).get("row")
-        self.progress.show(_describe(row) if row else "")
+        self.progress.show(_outcome(row) if row else "")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.progress.running = _running(trials)
@@ -167,7 +132,12 @@ class _Recorder(tune.Callback):
         self.progress.finish("error", config.flops)
         message = _error_text(trial)
         self.store.write_result(TrialResult.failed(config, message))
-        self.progress.show(f"{config.parameterization} w{config.width} d{config.depth} lr={config.lr:.3g}: error")
+        self.progress.show(f"{describe(config)}: error")
+
+
+def _outcome(row: dict) -> str:
+    outcome = f"val {row['final_val_loss']:.4f}" if row["status"] == "ok" else row["status"]
+    return f"{describe(row)}: {outcome}"
 
 
 def _running(trials) -> int:
@@ -210,7 +180,7 @@ def run_sweep(
                         stream=stream or sys.stderr)
     if not pending:
         return RunSummary(progress.total, progress.done_before, 0, 0, 0, 0, time.monotonic() - t0)
-    init_ray(address)
+    connect(address)
     trainable = tune.with_resources(run_trial_on_worker, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     space = {
         "trial": tune.grid_search([t.to_dict() for t in pending]),
@@ -227,7 +197,7 @@ def run_sweep(
             run_config=tune.RunConfig(
                 name=f"completep-{sweep.name}", storage_path=scratch, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=res.max_retries),
-                callbacks=[_Recorder(store, progress, sink)],
+                callbacks=[Recorder(store, progress, sink)],
             ),
         )
         tuner.fit()
@@ -235,9 +205,8 @@ def run_sweep(
         shutil.rmtree(scratch, ignore_errors=True)
     if progress.stream.isatty():
         progress.stream.write("\n")
-    concurrency = int(limit or max(1, ray.cluster_resources().get("CPU", 1) // res.cpus_per_trial))
     summary = RunSummary(progress.total, progress.done_before, len(pending), progress.ok, progress.diverged,
-                         progress.errored, time.monotonic() - t0, concurrency, started_at)
+                         progress.errored, time.monotonic() - t0, concurrency(res.cpus_per_trial, limit), started_at)
     store.record_run({**asdict(summary), "address": address or "local", "finished_at":
                       datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return summary
@@ -246,64 +215,3 @@ def run_sweep(
 def _trial_name(trial) -> str:
     c = trial.config["trial"]
     return f"{c['parameterization']}_w{c['width']}_d{c['depth']}_{trial.trial_id}"
-
-
-def submit_job(
-    *, address: str, entrypoint: str, submission_id: str, working_dir: str, env: dict[str, str] | None = None,
-    agent_wait_s: float = 60.0,
-) -> tuple[str, str]:
-    """Submit ``entrypoint`` as a Ray Job unless ``submission_id`` already exists; returns (id, state)."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    try:
-        client = JobSubmissionClient(address)
-    except Exception as e:  # connection refused, auth, bad address: one line with the fix
-        raise RuntimeError(f"cannot reach the Ray job server at {address}: {str(e).splitlines()[0]}; check --address "
-                           "(the dashboard address, e.g. http://HOST:8265) and, for token auth, RAY_AUTH_TOKEN") from None
-    # The staged sweep file lives in a git-ignored folder; Ray's upload honours .gitignore unless told
-    # not to, so the excludes below are the whole list of what stays behind.
-    os.environ["RAY_RUNTIME_ENV_IGNORE_GITIGNORE"] = "1"
-    runtime_env: dict[str, Any] = {
-        "working_dir": working_dir,
-        "excludes": [".venv/", "results/", ".git/", "**/__pycache__/", "*.egg-info/", ".pytest_cache/", "build/"],
-        "env_vars": env or {},
-    }
-    deadline = time.monotonic() + agent_wait_s
-    while True:
-        status = _job_status(client, submission_id)
-        if status is not None and status not in (JobStatus.FAILED, JobStatus.STOPPED):
-            return submission_id, f"already submitted ({status.value})"
-        if status is not None:
-            raise RuntimeError(f"job {submission_id} ended {status.value}; resubmit with --attempt N+1 "
-                               "(finished trials are kept and skipped)")
-        try:
-            client.submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env)
-            return submission_id, "submitted"
-        except RuntimeError as e:
-            # A freshly started head answers before its job agent is up ("try again later").
-            if "No available agent" not in str(e) or time.monotonic() > deadline:
-                raise RuntimeError(f"the Ray job server at {address} refused the job: {e}") from None
-            time.sleep(2)
-
-
-def wait_for_job(address: str, submission_id: str, *, poll_s: float = 2.0, on_change=print) -> tuple[str, str]:
-    """Follow a job until it ends; returns (final state, last lines of its logs)."""
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(address)
-    last = None
-    while True:
-        status = client.get_job_status(submission_id)
-        if status != last:
-            on_change(f"{submission_id}: {status.value}")
-            last = status
-        if status.is_terminal():
-            return status.value, "\n".join(client.get_job_logs(submission_id).splitlines()[-20:])
-        time.sleep(poll_s)
-
-
-def _job_status(client, submission_id: str):
-    try:
-        return client.get_job_status(submission_id)
-    except Exception:  # unknown id: not submitted yet
-        return None

@@ -1,0 +1,143 @@
+"""Transfer analysis of a sweep: optimal base HPs per shape, their drift, and what not re-tuning costs.
+
+Input is the trials DataFrame (one row per trial, the ``TrialResult.row()`` schema, deduplicated).
+Pure pandas/numpy: no Ray, no MLflow, no plotting. ``analyze`` prepares the rows once
+(prepare.py) and hands the result to each step: the optimum per shape (optimum.py), its drift and
+verdict (transfer.py), regret and savings (regret.py). The ``Analysis`` it returns carries
+everything the report draws, so report and export need nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..fmt import json_value, records
+from ..parameterization import BASE_HPS, GROUPS, scaling_rules
+from .optimum import BOOTSTRAP_SEED, DEFAULT_BAND_TOLERANCE, N_BOOTSTRAP, OPTIMA_COLUMNS, optima
+from .prepare import KEY, Prepared, best_combo, mode, prepare, slice_table, swept_hps
+from .regret import REGRET_COLUMNS, SAVINGS_COLUMNS, regret, savings, shape_losses
+from .transfer import TRANSFER_COLUMNS, transfer_table
+
+__all__ = ["Analysis", "analyze", "transferred_hps", "swept_hps", "transfer_table", "KEY",
+           "OPTIMA_COLUMNS", "TRANSFER_COLUMNS", "REGRET_COLUMNS", "SAVINGS_COLUMNS"]
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """Everything ``analyze`` found, with the settings and data that produced it."""
+
+    trials: pd.DataFrame
+    """The rows analysed (as given)."""
+    slices: dict[str, pd.DataFrame]
+    """Per swept HP: the loss-vs-HP slice of every shape (seed means; see prepare.slice_table)."""
+    optima: pd.DataFrame
+    transfer: pd.DataFrame
+    regret: pd.DataFrame
+    savings: pd.DataFrame
+    base_hps: pd.DataFrame
+    hps: tuple[str, ...]
+    tolerance_octaves: float
+    loss: str
+    band_tolerance: float
+    savings_reference: str
+    n_error: int
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The CLI's JSON contract; non-finite numbers become null so the output is strict JSON."""
+        optima = self.optima.assign(interval=list(zip(self.optima["interval_low"],
+                                                      self.optima["interval_high"])))
+        transfer = self.transfer.assign(slope_interval=list(zip(self.transfer["slope_low"],
+                                                                self.transfer["slope_high"])))
+        return {
+            "optima": records(optima),
+            "transfer": records(transfer),
+            "regret": records(self.regret),
+            "savings": records(self.savings),
+            "tolerance_octaves": json_value(self.tolerance_octaves),
+        }
+
+
+def analyze(trials: pd.DataFrame, *, tolerance_octaves: float = 1.0, loss: str = "final_val_loss",
+            band_tolerance: float = DEFAULT_BAND_TOLERANCE, savings_reference: str = "mup",
+            n_bootstrap: int = N_BOOTSTRAP, bootstrap_seed: int = BOOTSTRAP_SEED) -> Analysis:
+    """Optima per shape, drift and verdict, regret, and compute savings for one trials DataFrame."""
+    if not tolerance_octaves > 0:
+        raise ValueError(f"tolerance_octaves must be > 0 (got {tolerance_octaves!r})")
+    prep = prepare(trials, loss)
+    if not prep.hps:
+        raise ValueError("no swept HP: no numeric config column (lr, init_std, ...) varies in the trials")
+    found = optima(prep, band_tolerance, n_bootstrap, bootstrap_seed)
+    return Analysis(
+        trials=trials,
+        slices={hp: slice_table(prep, hp) for hp in prep.hps},
+        optima=found,
+        transfer=transfer_table(found, tolerance_octaves=tolerance_octaves),
+        regret=regret(prep, found),
+        savings=savings(shape_losses(prep), savings_reference),
+        base_hps=_base_hps(prep, found),
+        hps=prep.hps,
+        tolerance_octaves=tolerance_octaves,
+        loss=loss,
+        band_tolerance=band_tolerance,
+        savings_reference=savings_reference,
+        n_error=len(prep.errors),
+    )
+
+
+def _base_hps(prep: Prepared, optima: pd.DataFrame) -> pd.DataFrame:
+    """Per parameterization: the HPs to transfer, read at the declared base shape when it was run,
+    else at the run shape nearest to it in octaves. Swept HPs take their refined optimum; the
+    others keep the value the trials used. Every value is a base HP (η_base, σ_base, ...)."""
+    rows = []
+    for p, group in optima.groupby("parameterization", sort=True):
+        base_w, base_d = int(mode(group["base_width"])), int(mode(group["base_depth"]))
+        distance = (np.abs(np.log2(group["width"] / base_w)) + np.abs(np.log2(group["depth"] / base_d)))
+        at = group.loc[distance.idxmin()]
+        key = (p, int(at["width"]), int(at["depth"]))
+        row = {"parameterization": p, "base_width": base_w, "base_depth": base_d,
+               "tuned_width": key[1], "tuned_depth": key[2]}
+        best = best_combo(prep.rows("points", key), prep.combo)
+        trials = prep.rows("trials", key)
+        for hp in BASE_HPS:
+            row[hp] = best[hp] if hp in best else (mode(trials[hp]) if hp in trials else math.nan)
+        tuned = group[group["width"].eq(key[1]) & group["depth"].eq(key[2])]
+        for r in tuned.itertuples(index=False):
+            row[r.hp] = r.optimum_refined
+        row["any_at_edge"] = bool(tuned["at_edge"].any())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def transferred_hps(analysis: Analysis, *, target_width: int, target_depth: int) -> pd.DataFrame:
+    """Per parameterization and parameter group: the values a run at the target shape should use.
+
+    Base HPs (``analysis.base_hps``) times the group multipliers of ``scaling_rules`` at the target
+    shape relative to the base shape. init_std is NaN for groups with a fixed init (norms, biases);
+    weight_decay is 0 for groups that never decay.
+    """
+    rows = []
+    for b in analysis.base_hps.itertuples(index=False):
+        rules = scaling_rules(b.parameterization, width=target_width, depth=target_depth,
+                              base_width=b.base_width, base_depth=b.base_depth)
+        for group in GROUPS:
+            g = rules.groups[group]
+            rows.append({
+                "parameterization": b.parameterization, "group": group,
+                "target_width": target_width, "target_depth": target_depth,
+                "base_width": b.base_width, "base_depth": b.base_depth,
+                "lr": b.lr * g.lr_mult,
+                "init_std": b.init_std * g.init_std_mult if g.init_std_mult is not None else math.nan,
+                "weight_decay": b.weight_decay * g.weight_decay_mult,
+                "eps": b.eps * g.eps_mult,
+                "residual_multiplier": rules.residual_multiplier,
+                "output_multiplier": rules.output_multiplier,
+                "base_lr": b.lr, "base_init_std": b.init_std,
+                "tuned_width": b.tuned_width, "tuned_depth": b.tuned_depth,
+                "any_at_edge": b.any_at_edge,
+            })
+    return pd.DataFrame(rows)

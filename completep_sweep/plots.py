@@ -1,0 +1,231 @@
+"""Figures of an ``Analysis`` and of coordinate checks, as PNG and SVG.
+
+Figures are built on ``matplotlib.figure.Figure`` directly (never pyplot), so no global figure state
+leaks between calls and nothing needs closing. Every file is written atomically (store.write_atomic),
+so readers (MLflow artifact upload, a user's browser) never see half a file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .analysis import Analysis
+from .store import write_atomic
+from .tables import cell
+
+FIGURE_FORMATS = ("png", "svg")
+PANEL_SIZE = (4.2, 3.4)  # inches per panel
+
+
+def _save_figure(fig: Figure, path_stem: Path | str) -> list[Path]:
+    stem, written = Path(path_stem), []
+    for fmt in FIGURE_FORMATS:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        write_atomic(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=120))
+        written.append(path)
+    return written
+
+
+def _panels(n: int, ncols: int | None = None, nrows: int = 1) -> tuple[Figure, np.ndarray]:
+    ncols = ncols or max(n, 1)
+    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
+    return fig, axes
+
+
+def _other(axis: str) -> str:
+    if axis not in ("depth", "width"):
+        raise ValueError(f"axis must be 'depth' or 'width' (got {axis!r})")
+    return "width" if axis == "depth" else "depth"
+
+
+def _fixed_value(analysis: Analysis, parameterization: str, hp: str, axis: str) -> Any:
+    """The other axis's value held fixed for this drift: the analysis's choice, else the mode."""
+    t = analysis.transfer
+    hit = t[t["parameterization"].eq(parameterization) & t["hp"].eq(hp) & t["axis"].eq(axis)]
+    if len(hit):
+        return hit["fixed_value"].iloc[0]
+    o = analysis.optima
+    return o.loc[o["parameterization"].eq(parameterization), _other(axis)].mode().iloc[0]
+
+
+def _describe_fixed(lines: pd.DataFrame, trials: pd.DataFrame, hp: str, analysis: Analysis) -> str:
+    """'init_std 0.02, 600 steps': the other HPs as the curves hold them."""
+    parts = []
+    for col in [c for c in ("lr", "init_std", *analysis.hps) if c != hp]:
+        if col in lines.columns:
+            values = lines[col].dropna().unique()
+            parts.append(f"{col} {cell(values[0])}" if len(values) == 1 else f"{col} best per shape")
+        elif col in trials.columns and trials[col].nunique() == 1:
+            parts.append(f"{col} {cell(trials[col].iloc[0])}")
+    parts = list(dict.fromkeys(parts))  # lr/init_std may also be among the swept HPs
+    if "steps" in trials.columns and trials["steps"].nunique() == 1:
+        parts.append(f"{int(trials['steps'].iloc[0])} steps")
+    return ", ".join(parts)
+
+
+def plot_lr_curves(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
+                   axis: str = "depth") -> list[Path]:
+    """Loss against log2(hp), one panel per parameterization, one curve per ``axis`` value.
+
+    The other axis is held at the value the drift fit used. Refined optima are stars; diverged grid
+    points are 'x' markers along the top edge of the panel.
+    """
+    other = _other(axis)
+    slices = analysis.slices[hp]
+    names = sorted(slices["parameterization"].unique())
+    fig, axes = _panels(len(names))
+    plotted, held = [], []
+    for ax, p in zip(axes[0], names):
+        fixed = _fixed_value(analysis, p, hp, axis)
+        lines = slices[slices["parameterization"].eq(p) & slices[other].eq(fixed)]
+        _draw_curves(ax, lines, analysis.optima, p, hp, axis)
+        ax.set_title(f"{p} ({other} {fixed})")
+        plotted.append(lines)
+        held.append(f"{other} {fixed}")
+    described = _describe_fixed(pd.concat(plotted), analysis.trials, hp, analysis) if plotted else ""
+    title = ", ".join([*dict.fromkeys(held), *([described] if described else [])])
+    fig.suptitle(_wrap(f"{analysis.loss.replace('_', ' ')} vs log2({hp}) — {title}",
+                       width=50 * max(len(names), 1)))
+    return _save_figure(fig, path_stem)
+
+
+def _log2_axis(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """log2 positions for the x axis; values ≤ 0 (e.g. weight_decay 0) have no log2, so they sit
+    1.5 octaves left of the smallest positive value, labelled '<hp>=0' and set off by a dotted line."""
+    positive = values[values > 0]
+    zero_x = (np.log2(positive.min()) if positive.size else 0.0) - 1.5
+
+    def position(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        return np.where(v > 0, np.log2(np.where(v > 0, v, 1.0)), zero_x)
+
+    position.zero_x = zero_x if (values <= 0).any() else None
+    return position
+
+
+def _wrap(text: str, width: int) -> str:
+    """Break a title at ', ' so that 'init_std 0.02' never splits from its value."""
+    lines = [""]
+    for part in text.split(", "):
+        if lines[-1] and len(lines[-1]) + len(part) + 2 > width:
+            lines[-1] += ","
+            lines.append(part)
+        else:
+            lines[-1] = f"{lines[-1]}, {part}" if lines[-1] else part
+    return "\n".join(lines)
+
+
+def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str, axis: str) -> None:
+    finite = lines[np.isfinite(lines["loss"])]
+    top = finite["loss"].max() if len(finite) else 1.0
+    bottom = finite["loss"].min() if len(finite) else 0.0
+    pad = 0.05 * (top - bottom or 1.0)
+    position = _log2_axis(lines[hp].to_numpy(float))
+    values = sorted(lines[axis].unique())
+    for color, v in zip(_colors(len(values)), values):
+        line = lines[lines[axis].eq(v)].sort_values(hp)
+        ok = np.isfinite(line["loss"]).to_numpy()
+        x = position(line[hp].to_numpy(float))
+        ax.plot(x[ok], line["loss"][ok], "o-", ms=3, color=color, label=f"{axis} {v}")
+        if (~ok).any():
+            ax.plot(x[~ok], np.full((~ok).sum(), top + pad), "x", color=color, ms=6)
+        o = optima[optima["parameterization"].eq(p) & optima["hp"].eq(hp) & optima[axis].eq(v)
+                   & optima[_other(axis)].eq(line[_other(axis)].iloc[0])]
+        if len(o) and not math.isnan(o["optimum_refined"].iloc[0]):
+            ax.plot(position(o["optimum_refined"].iloc[0]), o["loss"].iloc[0], "*", ms=11,
+                    color=color, markeredgecolor="black", markeredgewidth=0.5)
+    if position.zero_x is not None:
+        ax.axvline(position.zero_x + 0.75, color="grey", lw=0.5, ls=":")
+        ax.text(position.zero_x, 0.99, f"{hp}=0", ha="center", va="top", fontsize=7,
+                transform=ax.get_xaxis_transform())
+    ax.set_ylim(bottom - pad, top + 2 * pad)
+    ax.set_xlabel(f"log2({hp})")
+    ax.set_ylabel("loss (mean over seeds)")
+    ax.legend(fontsize=7, title="x: diverged, *: optimum", title_fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1) * 0.9) for i in range(n)]
+
+
+def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
+                       axis: str = "depth") -> list[Path]:
+    """Refined optimum against ``axis`` per parameterization, interval bars, log2 axes, verdict in
+    the legend. Hollow markers are optima on the grid edge (bounds, not estimates)."""
+    other = _other(axis)
+    o = analysis.optima[analysis.optima["hp"].eq(hp)]
+    fig, axes = _panels(1)
+    ax = axes[0, 0]
+    for color, p in zip(_colors(o["parameterization"].nunique()), sorted(o["parameterization"].unique())):
+        fixed = _fixed_value(analysis, p, hp, axis)
+        rows = o[o["parameterization"].eq(p) & o[other].eq(fixed)].sort_values(axis)
+        rows = rows[np.isfinite(rows["optimum_refined"]) & (rows["optimum_refined"] > 0)]
+        if rows.empty:
+            continue
+        y = rows["optimum_refined"].to_numpy(float)
+        low = np.nan_to_num(y - rows["interval_low"].to_numpy(float), nan=0.0)
+        high = np.nan_to_num(rows["interval_high"].to_numpy(float) - y, nan=0.0)
+        ax.errorbar(rows[axis], y, yerr=[low, high], fmt="-", color=color, capsize=3,
+                    label=_verdict_label(analysis, p, hp, axis))
+        edge = rows["at_edge"].astype(bool).to_numpy()
+        ax.plot(rows[axis][~edge], y[~edge], "o", color=color)
+        ax.plot(rows[axis][edge], y[edge], "o", mfc="none", color=color)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel(axis)
+    ax.set_ylabel(f"optimal {hp} (refined)")
+    ax.set_title(f"optimal {hp} vs {axis} (tolerance ±{analysis.tolerance_octaves:g} octave)")
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return _save_figure(fig, path_stem)
+
+
+def _verdict_label(analysis: Analysis, p: str, hp: str, axis: str) -> str:
+    t = analysis.transfer
+    hit = t[t["parameterization"].eq(p) & t["hp"].eq(hp) & t["axis"].eq(axis)]
+    if hit.empty:
+        return p
+    r = hit.iloc[0]
+    return f"{p}: {r['verdict']} (shift {cell(r['shift_octaves'], 2)} oct)"
+
+
+def plot_coord_check(df: pd.DataFrame, path_stem: Path | str) -> list[Path]:
+    """Coordinate check: mean |x| of the residual stream (step 0 and last step) and of the logits
+    (last step) against depth or width, log-log; one panel per parameterization (a row per axis)."""
+    names = sorted(df["parameterization"].unique())
+    axes_present = [a for a in ("depth", "width") if (df["axis"] == a).any()]
+    fig, axes = _panels(len(names), ncols=len(names), nrows=len(axes_present))
+    for r, axis in enumerate(axes_present):
+        for c, p in enumerate(names):
+            _draw_coord_panel(axes[r, c], df[df["parameterization"].eq(p) & df["axis"].eq(axis)])
+            axes[r, c].set_title(f"{p}: vs {axis}")
+            axes[r, c].set_xlabel(axis)
+    fig.suptitle("coordinate check: mean |x| (flat = stable)")
+    return _save_figure(fig, path_stem)
+
+
+def _draw_coord_panel(ax, d: pd.DataFrame) -> None:
+    if d.empty:
+        ax.set_visible(False)
+        return
+    last = d["step"].max()
+    for site, step, style in (("residual", 0, "o--"), ("residual", last, "o-"), ("logits", last, "s:")):
+        s = d[d["site"].eq(site) & d["step"].eq(step)].groupby("value")["mean_abs"].mean()
+        if len(s):
+            ax.plot(s.index, s.to_numpy(), style, ms=4, label=f"{site}, step {step}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_ylabel("mean |x|")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)

@@ -1,0 +1,68 @@
+"""MLflow mirror of the Parquet results: the only package that imports mlflow (lazily, it is slow).
+
+Parquet is the source of truth; MLflow is a view of it that can always be rebuilt with ``sync``.
+- ``mirror``: one idempotent pass that makes MLflow hold what the results folder holds.
+- ``tracker``: the sweep driver's background thread that syncs each trial as its row lands.
+- ``ui``: the MLflow UI server on 127.0.0.1, pointed at a sweep's runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# MLflow retries an unreachable server with exponential backoff for minutes by default (7 retries,
+# 120 s timeout); a sweep must never wait on that. setdefault: a user's explicit choice wins.
+_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or refused a write; the message names the URI and the fix."""
+
+
+def default_tracking_uri(results_root: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store beside the sweeps (the file store is refused)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(results_root).resolve() / 'mlflow.db'}"
+
+
+def connect(uri: str, results_root: Path):
+    for key, value in _HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    if uri.startswith("sqlite:///"):
+        Path(results_root).mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not the folder
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        client.search_experiments(max_results=1)  # fail here, with one clear message, not mid-sync
+    except Exception as e:
+        raise tracking_error(uri, e) from e
+    return client
+
+
+def reason(e: BaseException) -> str:
+    """The first line of the underlying error: MLflow's messages carry whole tracebacks."""
+    root = e.__cause__ if isinstance(e, TrackingError) and e.__cause__ else e
+    return (str(root).strip().splitlines() or [type(root).__name__])[0][:300]
+
+
+def tracking_error(uri: str, e: BaseException) -> TrackingError:
+    return TrackingError(
+        f"MLflow tracking store {uri} failed: {reason(e)}. Start that server, or fix or unset MLFLOW_TRACKING_URI "
+        f"(unset means the local SQLite store results/mlflow.db), then run `completep-sweep sync` again; "
+        f"the Parquet results are unaffected."
+    )
+
+
+def sync(results_dir: Path, tracking_uri: str | None = None, *, report_dir: Path | None = None) -> dict:
+    """Mirror one sweep's results (``results/<sweep>``) into MLflow; returns created/updated/skipped counts.
+
+    ``report_dir`` defaults to ``results_dir/report``; its files and spec.toml become parent artifacts.
+    Raises TrackingError when the store cannot be reached or refuses a write.
+    """
+    from .mirror import sync_trials
+
+    results_dir = Path(results_dir)
+    uri = tracking_uri or default_tracking_uri(results_dir.parent)
+    return sync_trials(results_dir, uri, None, report_dir or results_dir / "report")

@@ -1,0 +1,250 @@
+"""One idempotent pass that makes MLflow hold what a results folder holds.
+
+Layout: experiment = sweep name; one parent run per sweep (tag ``completep.role=parent``); one child
+run per trial (tag ``trial_id``, nested via ``mlflow.parentRunId``). Every sync reads the experiment's
+runs with one ``search_runs`` and logs only what is missing, so re-runs, resumed sweeps and repeated
+syncs create no twin runs and no repeated metric steps. A child is marked FINISHED only after all its
+metrics are logged (a trial's row, hence its curve, is final), so an interrupted child is still
+RUNNING and the next sync compares its metric history step by step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..fmt import pow2
+from ..spec import SpecError, read_spec, spec_hash
+from ..store import ResultStore
+from ..trial import Role, fields_with
+from . import connect, tracking_error
+
+# Every child shows what identifies its trial; any other config field that varies in the sweep is
+# added, and what all trials share is a param of the parent (the sweep file's settings).
+CHILD_PARAMS = (*fields_with(Role.PARAMETERIZATION, Role.SHAPE, Role.BASE_SHAPE, Role.SEED), "alpha", "tokens")
+VARYING_CANDIDATES = fields_with(Role.MODEL, Role.HP, Role.TRAINING, Role.MEASUREMENT)
+SCALAR_METRICS = ("final_train_loss", "final_val_loss", "wall_time_s", "flops", "diverged_at_step")
+CURVE_METRICS = ("train_loss", "val_loss")
+# MLflow 3's UI opens experiments of unknown kind on its GenAI (traces) pages; this kind opens the runs.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def _spec(store: ResultStore) -> tuple[dict[str, str], str, str, list[str]]:
+    """(settings as params, description, hash, grid axes) of the recorded sweep file; empty if none."""
+    if not store.spec_path.is_file():
+        return {}, "", "", []
+    text = store.spec_path.read_text()
+    try:
+        spec = read_spec(text, str(store.spec_path))
+    except SpecError:  # a file an older release accepted: the rows still sync, the parent gets no params
+        return {}, "", spec_hash(text), []
+    return spec.settings(), spec.description, spec_hash(text), list(spec.grid)
+
+
+def _read_results(store: ResultStore, trial_ids: set[str] | None) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Finished trial rows and their curves: all of them, or only ``trial_ids``."""
+    rows = store.load(include_errors=False, ids=trial_ids).to_dict("records")
+    curves = store.load_curves(ids=trial_ids)
+    return rows, {tid: g.to_dict("records") for tid, g in curves.groupby("trial_id")}
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _text(value: Any) -> str:
+    return str(value) if _present(value) else "none"
+
+
+# ---------------------------------------------------------------- what a run should hold
+
+
+def _run_name(row: dict, varying: set[str]) -> str:
+    name = f"{row['parameterization']} d{row['depth']} w{row['width']} lr={pow2(row['lr'])}"
+    if "init_std" in varying:
+        name += f" std={pow2(row['init_std'])}"
+    return f"{name} s{row['seed']}"
+
+
+def _child_params(row: dict, varying: set[str]) -> dict[str, str]:
+    keys = list(CHILD_PARAMS) + sorted(varying - set(CHILD_PARAMS))
+    return {k: _text(row.get(k)) for k in keys if k in row}
+
+
+def _child_tags(row: dict, parent_id: str) -> dict[str, str]:
+    return {"trial_id": row["trial_id"], "mlflow.parentRunId": parent_id, "completep.role": "child",
+            "completep.sweep": str(row["sweep"]), "status": str(row["status"]),
+            "completep.code_version": _text(row.get("code_version"))}
+
+
+def _scalar_metrics(row: dict) -> dict[str, float]:
+    values = {k: row.get(k) for k in SCALAR_METRICS if _present(row.get(k))}
+    values["log2_lr"] = math.log2(row["lr"])  # MLflow's chart view: final loss vs lr, grouped by depth
+    return {k: float(v) for k, v in values.items()}
+
+
+def _varying(rows: list[dict], grid: list[str]) -> set[str]:
+    """Config columns that differ between trials: the sweep file's grid axes plus what the rows show."""
+    return set(grid) | {k for k in VARYING_CANDIDATES if len({_text(r.get(k)) for r in rows}) > 1}
+
+
+def _start_ms(row: dict) -> int:
+    try:
+        return int(datetime.fromisoformat(str(row.get("started_at"))).timestamp() * 1000)
+    except ValueError:
+        return int(time.time() * 1000)
+
+
+# ---------------------------------------------------------------- the sync
+
+
+class _Sync:
+    """One pass: find or create the experiment and parent, then add what each child lacks."""
+
+    def __init__(self, client, store: ResultStore, results_root: Path):
+        self.client, self.store, self.results_root = client, store, results_root
+        self.sweep = store.root.name
+        self.counts = {"created": 0, "updated": 0, "skipped": 0}
+
+    def run(self, rows: list[dict], curves: dict[str, list[dict]], *, artifacts: Path | None) -> dict:
+        settings, description, hash_, grid = _spec(self.store)
+        experiment_id = self._experiment()
+        parent, children = self._existing_runs(experiment_id)
+        parent_id = self._parent(experiment_id, parent, settings, description, hash_, rows)
+        varying = _varying(rows, grid)
+        for row in rows:
+            self._child(experiment_id, parent_id, children.get(row["trial_id"]), row,
+                        curves.get(row["trial_id"], []), varying)
+        if artifacts is not None:
+            self._artifacts(parent_id, artifacts)
+        return self.counts
+
+    def _experiment(self) -> str:
+        found = self.client.get_experiment_by_name(self.sweep)
+        if found is None:
+            location = None
+            if self.client.tracking_uri.startswith("sqlite:"):  # a local store keeps artifacts beside it
+                location = (self.results_root.resolve() / "mlartifacts" / self.sweep).as_uri()
+            return self.client.create_experiment(self.sweep, artifact_location=location, tags=EXPERIMENT_TAGS)
+        if found.lifecycle_stage == "deleted":
+            raise TrackingError(f"MLflow experiment {self.sweep!r} is deleted; restore it with "
+                                f"`mlflow experiments restore --experiment-id {found.experiment_id}` and sync again")
+        for key, value in EXPERIMENT_TAGS.items():
+            if found.tags.get(key) != value:
+                self.client.set_experiment_tag(found.experiment_id, key, value)
+        return found.experiment_id
+
+    def _existing_runs(self, experiment_id: str):
+        """The parent and {trial_id: child} from one paged search_runs (not one search per trial)."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([experiment_id], max_results=5000, page_token=token,
+                                           order_by=["attributes.start_time ASC"])
+            runs += list(page)
+            token = page.token
+            if not token:
+                break
+        parents = [r for r in runs if r.data.tags.get("completep.role") == "parent"]
+        children = {}
+        for r in runs:  # the oldest wins should an old race have left twins
+            if r.data.tags.get("completep.role") == "child":
+                children.setdefault(r.data.tags.get("trial_id"), r)
+        return (parents[0] if parents else None), children
+
+    def _parent(self, experiment_id: str, parent, settings: dict[str, str], description: str, hash_: str,
+                rows: list[dict]) -> str:
+        from mlflow.entities import Param, RunTag
+
+        tags = {"completep.sweep": self.sweep, "completep.role": "parent", "completep.spec_hash": hash_}
+        if description:
+            tags["mlflow.note.content"] = description
+        if parent is None:
+            parent = self.client.create_run(experiment_id, tags=tags, run_name=f"{self.sweep} (sweep)")
+            self.client.set_terminated(parent.info.run_id, "FINISHED")
+        old_params, old_tags = parent.data.params, parent.data.tags
+        # The tracker syncs a few trials at a time: add their code versions to those already listed.
+        versions = set(filter(None, old_tags.get("completep.code_version", "").split(",")))
+        versions |= {str(r["code_version"]) for r in rows if r.get("code_version")}
+        tags["completep.code_version"] = ",".join(sorted(versions))
+        params = settings
+        # Params are immutable in MLflow: when the sweep file changes (an extended grid), the first values
+        # stay and the new ones go to tags spec.<key>; spec_hash and spec.toml always show the latest.
+        tags.update({f"spec.{k}": v for k, v in params.items() if k in old_params and old_params[k] != v})
+        new_params = [Param(k, v) for k, v in params.items() if k not in old_params]
+        new_tags = [RunTag(k, v) for k, v in tags.items() if old_tags.get(k) != v]
+        if new_params or new_tags:
+            self.client.log_batch(parent.info.run_id, params=new_params, tags=new_tags)
+        return parent.info.run_id
+
+    def _child(self, experiment_id, parent_id, run, row, curve, varying) -> None:
+        from mlflow.entities import Param, RunTag
+
+        created = run is None
+        if created:
+            run = self.client.create_run(experiment_id, start_time=_start_ms(row), run_name=_run_name(row, varying),
+                                         tags=_child_tags(row, parent_id))
+            self.counts["created"] += 1
+        data = run.data
+        complete = run.info.status == "FINISHED"  # set last, after every metric (see module docstring)
+        if complete:
+            missing = {}
+        else:  # a new child gets the whole curve; an interrupted one only the steps it lacks
+            missing = {k: curve for k in CURVE_METRICS} if created else self._missing_points(run.info.run_id, curve)
+        params = [Param(k, v) for k, v in _child_params(row, varying).items() if k not in data.params]
+        tags = [RunTag(k, v) for k, v in _child_tags(row, parent_id).items() if data.tags.get(k) != v]
+        scalars = {k: v for k, v in _scalar_metrics(row).items() if k not in data.metrics}
+        if complete and not (params or tags or scalars):
+            self.counts["skipped"] += 1
+            return
+        if not created:
+            self.counts["updated"] += 1
+        self.client.log_batch(run.info.run_id, metrics=self._metrics(missing, scalars), params=params, tags=tags)
+        wall = row.get("wall_time_s")
+        end_ms = _start_ms(row) + int(1000 * wall) if _present(wall) else None
+        self.client.set_terminated(run.info.run_id, "FINISHED", end_time=end_ms)
+
+    def _missing_points(self, run_id: str, curve: list[dict]) -> dict[str, list[dict]]:
+        """Per curve metric, the points not yet logged (a child interrupted mid-way)."""
+        missing = {}
+        for key in CURVE_METRICS:
+            logged = {m.step for m in self.client.get_metric_history(run_id, key)}
+            missing[key] = [p for p in curve if int(p["step"]) not in logged]
+        return missing
+
+    @staticmethod
+    def _metrics(curve: dict[str, list[dict]], scalars: dict[str, float]) -> list:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        out = [Metric(k, float(p[k]), now, int(p["step"])) for k, points in curve.items() for p in points]
+        return out + [Metric(k, v, now, 0) for k, v in scalars.items()]
+
+    def _artifacts(self, parent_id: str, report_dir: Path) -> None:
+        """spec.toml and the report files, uploaded only when absent or changed in size."""
+        files = [(self.store.spec_path, None)] if self.store.spec_path.is_file() else []
+        if report_dir.is_dir():
+            for f in sorted(p for p in report_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                rel = f.parent.relative_to(report_dir)
+                files.append((f, "report" if rel == Path(".") else f"report/{rel.as_posix()}"))
+        listed: dict[str | None, dict[str, int]] = {}
+        for path, folder in files:
+            if folder not in listed:
+                listed[folder] = {Path(i.path).name: i.file_size for i in self.client.list_artifacts(parent_id, folder)}
+            if listed[folder].get(path.name) != path.stat().st_size:
+                self.client.log_artifact(parent_id, str(path), folder)
+
+
+def sync_trials(results_dir: Path, uri: str, trial_ids: set[str] | None, report_dir: Path | None) -> dict:
+    """Sync ``trial_ids`` (all finished trials when None) and the report's files; see ``tracking.sync``."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(uri, results_dir.parent)
+    store = ResultStore(results_dir)
+    rows, curves = _read_results(store, trial_ids)
+    try:
+        return _Sync(client, store, results_dir.parent).run(rows, curves, artifacts=report_dir)
+    except (MlflowException, OSError) as e:
+        raise tracking_error(uri, e) from e
