@@ -171,6 +171,8 @@ def build_parser() -> Parser:
         p.add_argument("--tolerance", type=positive_float("--tolerance"), default=1.0,
                        help="octaves the optimum may move and still 'transfer' (default 1)")
         p.add_argument("--loss", default="final_val_loss", choices=["final_val_loss", "final_train_loss"])
+        p.add_argument("--include-stale", action="store_true",
+                       help="also use rows of earlier versions of the sweep that differ only in swept values")
         p.set_defaults(func=func)
     report_p, export_p = sub.choices["report"], sub.choices["export"]
     report_p.add_argument("--json", action="store_true", help="print optima, transfer and regret as one JSON object")
@@ -199,19 +201,30 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
+    from .interrupt import Interrupted, interruptible
     from .runner.cluster import ClusterError
     from .spec import SpecError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
-    except (UsageError, SpecError, DataError, ClusterError) as e:
+        with interruptible():
+            return args.func(args)
+    except (UsageError, SpecError, ClusterError) as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except DataError as e:
+        print(f"{parser.prog} {args.command}: error: {e.field}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Interrupted as e:
+        print(f"{parser.prog} {args.command}: interrupted by {e.name}; finished work is kept", file=sys.stderr)
+        return e.exit_code
+    except (KeyboardInterrupt, SystemError) as e:  # a second Ctrl-C during the clean stop
+        cause = e if isinstance(e, KeyboardInterrupt) else (e.__cause__ or e.__context__)
+        if not isinstance(cause, (KeyboardInterrupt, Interrupted)):
+            raise  # inside Ray's C code an exception surfaces as SystemError; only a stop is ours
         print(f"{parser.prog} {args.command}: interrupted; finished work is kept", file=sys.stderr)
-        return 130
+        return getattr(cause, "exit_code", 130)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ A preset's top-level keys are the fields with a preset role (architecture, data,
 from __future__ import annotations
 
 import tomllib
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from .trial import PRESET_ROLES, TRAIN_ROLES, TrialConfig, fields_with
 PRESET_DIRS = (Path.cwd() / "models", Path(__file__).resolve().parents[1] / "models")
 MODEL_FIELDS = frozenset(fields_with(*PRESET_ROLES))
 TRAIN_FIELDS = frozenset(fields_with(*TRAIN_ROLES))
+# What a preset must say (the architecture, data and base shape); optional ones default to None.
+REQUIRED_FIELDS = frozenset(f.name for f in fields(TrialConfig) if f.name in MODEL_FIELDS and f.default is not None)
 
 
 class SpecError(ValueError):
@@ -52,6 +55,10 @@ def load_preset(name: str) -> dict[str, Any]:
         raise SpecError(f"model preset {path}: [train] must be a table")
     _unknown(path, "top level", set(raw), MODEL_FIELDS)
     _unknown(path, "[train]", set(train), TRAIN_FIELDS)
+    missing = sorted(REQUIRED_FIELDS - set(raw))
+    if missing:
+        raise SpecError(f"model preset {path}: missing {', '.join(missing)}; a preset fixes the architecture, "
+                        "data and base shape (see models/tiny.toml)")
     return {"model": path.stem, **raw, **train}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .data import DataError, check_source, resolve_data
+from .data import DataError, check_source, fingerprint, resolve_data
 from .parameterization import get_parameterization
 from .presets import MODEL_FIELDS, TRAIN_FIELDS, SpecError, load_preset
 from .trial import FIELD_TYPES, ConfigError, Role, TrialConfig, fields_with
@@ -25,6 +25,7 @@ _CONFIG_FIELDS = MODEL_FIELDS | TRAIN_FIELDS
 # ---------------------------------------------------------------- sweep files
 SWEEPABLE = tuple(sorted(_CONFIG_FIELDS | set(fields_with(Role.SHAPE))))
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RESERVED_NAMES = frozenset({"mlflow.db", "mlartifacts"})  # beside the sweeps in results/
 
 
 class Log2Range(BaseModel):
@@ -50,6 +51,8 @@ class Resources(BaseModel):
     gpus_per_trial: float = Field(default=0, ge=0, description="GPUs per trial; fractional shares a GPU")
     max_concurrent: int | None = Field(default=None, ge=1, description="at most this many trials at once")
     max_retries: int = Field(default=2, ge=0, description="re-runs of a trial whose worker died or raised")
+    autoscale_wait_s: float = Field(default=0, ge=0, description="on an autoscaling cluster: seconds to wait for "
+                                    "a node that fits a trial before giving up (0: refuse at once)")
 
 
 class SweepSpec(BaseModel):
@@ -80,6 +83,8 @@ class SweepSpec(BaseModel):
     def _name(cls, v: str) -> str:
         if not _NAME_RE.match(v):
             raise ValueError("use letters, digits, '.', '_' and '-' only (it names results/<name>/)")
+        if v in RESERVED_NAMES:
+            raise ValueError(f"{v!r} is the local MLflow store's name in results/; pick another name")
         return v
 
     @field_validator("parameterizations")
@@ -219,13 +224,23 @@ def parse_sweep(text: str, source: str = "<sweep>") -> Sweep:
         for v in values:
             _config({**fixed, **first, key: v}, spec, source)
     template = _config({**fixed, **first}, spec, source)
-    trials = tuple(_expand(template, spec.parameterizations, axes))
-    for data, vocab_size in sorted({(t.data, t.vocab_size) for t in trials}):
-        try:
-            check_source(data, vocab_size)
-        except DataError as e:
-            raise SpecError(f"{source}: {_where('data', spec)}: {e}") from None
+    trials = _check_data(tuple(_expand(template, spec.parameterizations, axes)), spec, source)
     return Sweep(spec, text, trials)
+
+
+def _check_data(trials: tuple[TrialConfig, ...], spec: SweepSpec, source: str) -> tuple[TrialConfig, ...]:
+    """Every (data, vocab_size, seq_len) the trials use is checked now, before any compute; token
+    files add their content hash to each trial's id (changed data means new trials)."""
+    fingerprints = {}
+    for data, vocab_size, seq_len in sorted({(t.data, t.vocab_size, t.seq_len) for t in trials}):
+        try:
+            check_source(data, vocab_size, seq_len)
+            fingerprints[data] = fingerprint(data)
+        except DataError as e:
+            raise SpecError(f"{source}: {_where(e.field, spec)}: {e}") from None
+    if any(fingerprints.values()):
+        trials = tuple(t.replace(data_fingerprint=fingerprints[t.data]) for t in trials)
+    return trials
 
 
 def _expand(template: TrialConfig, parameterizations: list[str], axes: dict[str, list[Any]]):

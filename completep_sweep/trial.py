@@ -50,9 +50,11 @@ class Role(enum.Enum):
     """Seeds init and batch order; the analysis averages over it."""
     MEASUREMENT = "measurement"
     """How the outcome is measured (``[train]``); never an HP."""
+    DERIVED = "derived"
+    """Computed by the tool from other fields (the data's content hash); never set by hand."""
 
 
-ROLE, CHECK = "role", "check"
+ROLE, CHECK, ADDED = "role", "check", "added"
 PRESET_ROLES = frozenset({Role.BASE_SHAPE, Role.MODEL})  # a preset's top-level keys, [model_overrides]
 TRAIN_ROLES = frozenset({Role.HP, Role.TRAINING, Role.SEED, Role.MEASUREMENT})  # a preset's [train]
 HP_ROLES = frozenset({Role.HP, Role.TRAINING})  # swept values the analysis finds optima for
@@ -79,9 +81,14 @@ DECAYS_CHECK = (lambda v: v in DECAYS, "one of " + ", ".join(DECAYS))
 _EXAMPLES = {"lr": " e.g. lr = 0.0078125 (2^-7)", "init_std": " e.g. init_std = 0.02", "eps": " e.g. eps = 1e-8"}
 
 
-def role(kind: Role, default: Any, check: tuple[Callable[[Any], bool], str] | None = None):
-    """A config field: its default, its role and the check its value must pass."""
-    return field(default=default, metadata={ROLE: kind, CHECK: check})
+def role(kind: Role, default: Any, check: tuple[Callable[[Any], bool], str] | None = None, *,
+         added: str | None = None):
+    """A config field: its default, its role and the check its value must pass.
+
+    ``added``: the release that introduced the field. Such a field is hashed into ``trial_id`` only
+    when it differs from its default, so every id (and row) of an earlier release stays valid.
+    """
+    return field(default=default, metadata={ROLE: kind, CHECK: check, ADDED: added})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +125,8 @@ class TrialConfig:
     """Attention logit scale; None means 1/sqrt(head_dim), fixed across widths."""
     data: str = role(Role.MODEL, "shakespeare")
     """'shakespeare' (built-in, byte-level) or a directory with nanoGPT-style train.bin/val.bin."""
+    data_fingerprint: str = role(Role.DERIVED, "", added="0.2.0")
+    """Content hash of the token files ('' for the built-in corpus), set when a sweep is expanded."""
     lr: float = role(Role.HP, 2.0**-7, POSITIVE)
     """η_base: AdamW learning rate at the base shape."""
     init_std: float = role(Role.HP, 0.02, POSITIVE)
@@ -183,7 +192,8 @@ class TrialConfig:
 
     @functools.cached_property  # frozen: the inputs never change, so hash once
     def trial_id(self) -> str:
-        payload = {name: getattr(self, name) for name in HASHED_FIELDS}
+        payload = {f.name: getattr(self, f.name) for f in HASHED_FIELDS
+                   if not (f.metadata[ADDED] and getattr(self, f.name) == f.default)}
         payload["rules_version"] = RULES_VERSION
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -200,13 +210,14 @@ class TrialConfig:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "TrialConfig":
-        """The config of a stored row (its config columns; Parquet's null for None comes back as NaN)."""
+        """The config of a stored row. Parquet's null for None comes back as NaN; a field added
+        after the row was written (absent or NaN) takes its default."""
         values = {}
-        for name in cls.field_names():
-            v = row[name]
-            if isinstance(v, float) and math.isnan(v) and cls.__dataclass_fields__[name].default is None:
-                v = None
-            values[name] = v.item() if hasattr(v, "item") else v  # numpy scalars -> Python
+        for f in fields(cls):
+            v = row.get(f.name, f.default)
+            if isinstance(v, float) and math.isnan(v) and (f.default is None or f.metadata[ADDED]):
+                v = f.default
+            values[f.name] = v.item() if hasattr(v, "item") else v  # numpy scalars -> Python
         return cls(**values)
 
 
@@ -244,6 +255,8 @@ def check_roles(cls: type) -> None:
 
 check_roles(TrialConfig)
 FIELD_TYPES: dict[str, type] = {name: _base_type(h) for name, h in typing.get_type_hints(TrialConfig).items()}
+# Fields a later release added, with the value an earlier release's rows implicitly had.
+ADDED_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrialConfig) if f.metadata[ADDED]}
 
 
 def fields_with(*roles: Role) -> tuple[str, ...]:
@@ -251,7 +264,7 @@ def fields_with(*roles: Role) -> tuple[str, ...]:
     return tuple(f.name for f in fields(TrialConfig) if f.metadata[ROLE] in roles)
 
 
-HASHED_FIELDS = tuple(f.name for f in fields(TrialConfig) if f.metadata[ROLE] is not Role.LABEL)
+HASHED_FIELDS = tuple(f for f in fields(TrialConfig) if f.metadata[ROLE] is not Role.LABEL)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +16,8 @@ for _line in (ROOT / "loopback.env").read_text().splitlines():
     if _line.strip() and not _line.startswith("#"):
         os.environ.setdefault(*_line.split("=", 1))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Token-file scans are cached under XDG_CACHE_HOME: keep the tests' cache out of the user's home.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="completep-test-cache-")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -159,7 +163,8 @@ def make_trials():
     return _trials
 
 
-@pytest.fixture(scope="session")
-def release_fixture() -> Path:
-    """Real rows written by completep-sweep 0.1.0 (see tests/fixtures/release-0.1.0/spec.toml)."""
-    return FIXTURES / "release-0.1.0"
+@pytest.fixture
+def release_fixture(tmp_path) -> Path:
+    """A copy of real rows written by completep-sweep 0.1.0 (tests/fixtures/release-0.1.0/spec.toml
+    says how): reading may index or quarantine files, never in the repository."""
+    return Path(shutil.copytree(FIXTURES / "release-0.1.0", tmp_path / "release-0.1.0"))

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from completep_sweep import trial as trial_module
-from completep_sweep.trial import ROW_COLUMNS, Role, TrialConfig, check_roles, role
+from completep_sweep.trial import ROW_COLUMNS, Role, TrialConfig, check_roles, fields_with, role
 
 PACKAGE = Path(trial_module.__file__).resolve().parent
 MAX_MODULE_LINES = 350
@@ -44,7 +44,8 @@ def test_everything_else_is_derived_from_the_roles():
     labels = {"sweep", "model"}
     # Every field is settable in exactly one place, or is a label, the parameterization or the shape.
     assert MODEL_FIELDS.isdisjoint(TRAIN_FIELDS)
-    assert MODEL_FIELDS | TRAIN_FIELDS | labels | {"parameterization", "width", "depth"} == names
+    derived = set(fields_with(Role.DERIVED))
+    assert MODEL_FIELDS | TRAIN_FIELDS | labels | derived | {"parameterization", "width", "depth"} == names
     assert {"lr", "init_std", "steps"} <= set(HP_FIELDS) and "seed" not in HP_FIELDS
     assert set(ModelConfig.field_names()) <= names  # model config = the trial's fields of those names
     assert TRIAL_SCHEMA.names == list(ROW_COLUMNS)

@@ -47,7 +47,7 @@ def test_missing_token_file_names_it(tmp_path):
     with pytest.raises(DataError, match="val.bin"):
         load_source(str(tmp_path), 4096, 16)
     with pytest.raises(DataError, match="val.bin"):
-        check_source(str(tmp_path))
+        check_source(str(tmp_path), 4096)
 
 
 def test_builtin_needs_byte_vocab():

@@ -222,7 +222,7 @@ def test_a_child_missing_some_steps_gets_only_those(sweep_dir):
 
 def test_tracker_logs_in_the_background(sweep_dir, capsys):
     uri = uri_of(sweep_dir)
-    tracker = Tracker(sweep_dir, uri)
+    tracker = Tracker(sweep_dir, uri, backfill=False)
     ids = sorted(ResultStore(sweep_dir).completed_ids())
     for tid in ids[:5]:
         tracker.log_trial(tid)
@@ -233,6 +233,33 @@ def test_tracker_logs_in_the_background(sweep_dir, capsys):
     assert len(parents) == 1 and set(children["tags.trial_id"]) == set(ids[:5])
     assert set(history_lengths(uri, children).values()) == {len(STEPS)}
     assert sync(sweep_dir, uri)["created"] == 3
+
+
+def test_tracker_backfills_rows_a_killed_driver_never_logged(sweep_dir):
+    uri = uri_of(sweep_dir)
+    tracker = Tracker(sweep_dir, uri)  # nothing logged through it: the rows were already there
+    tracker.close(timeout=120)
+    parents, children = runs(uri)
+    assert len(parents) == 1 and set(children["tags.trial_id"]) == ResultStore(sweep_dir).completed_ids()
+    assert sync(sweep_dir, uri) == {"created": 0, "updated": 0, "skipped": 8}
+
+
+def test_a_store_killed_while_being_created_is_never_left_half_made(tmp_path, monkeypatch):
+    import completep_sweep.tracking as tracking_package
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path / "mlflow.db"
+
+    def dies_midway(self, *a, **k):
+        raise KeyboardInterrupt  # the driver killed while MLflow creates its tables
+
+    monkeypatch.setattr(MlflowClient, "search_experiments", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        tracking_package.connect(f"sqlite:///{db}", tmp_path)
+    assert not db.exists() and not list(tmp_path.glob(".mlflow.db*"))
+    monkeypatch.undo()
+    tracking_package.connect(f"sqlite:///{db}", tmp_path)
+    assert db.exists()
 
 
 def test_tracker_with_unreachable_server_warns_once_and_sync_fills_in_later(sweep_dir, capsys):

@@ -27,7 +27,7 @@ from ..trial import HP_ROLES, Role, fields_with
 KEY = ("parameterization", "width", "depth")
 HP_FIELDS = fields_with(*HP_ROLES)
 # Varying values of these split grid points; the seed is averaged over, labels change nothing.
-SPLIT_FIELDS = fields_with(Role.BASE_SHAPE, Role.MODEL, Role.HP, Role.TRAINING, Role.MEASUREMENT)
+SPLIT_FIELDS = fields_with(Role.BASE_SHAPE, Role.MODEL, Role.DERIVED, Role.HP, Role.TRAINING, Role.MEASUREMENT)
 
 
 @dataclass(frozen=True, eq=False)

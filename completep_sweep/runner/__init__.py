@@ -16,5 +16,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
 # The progress line is the sweep's console output; Tune's tables and banners would bury it.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Stop signals are ours (interrupt.py): Tune's own SIGINT handler would end the run as if it finished.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 # Trials read data by the path the driver validated; Tune's per-trial chdir would break relative ones.
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")

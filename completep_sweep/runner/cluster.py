@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+import time
 
 
 class ClusterError(ValueError):
@@ -59,3 +60,44 @@ def concurrency(cpus_per_trial: float, limit: int | None = None) -> int:
     cpus = ray.cluster_resources().get("CPU", 1) if up else (os.cpu_count() or 1)
     by_cpu = max(1, int(cpus // cpus_per_trial))
     return min(by_cpu, limit) if limit else by_cpu
+
+
+def check_local_cpus(cpus_per_trial: float) -> None:
+    """Before Ray starts here: one trial must fit this machine."""
+    have = os.cpu_count() or 1
+    if cpus_per_trial > have:
+        raise ClusterError(f"resources.cpus_per_trial = {cpus_per_trial:g}: this machine has {have} CPU(s), so no "
+                           f"trial could ever start; set cpus_per_trial <= {have}, or run on a cluster (--address)")
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float, *, wait_s: float = 0.0,
+                    stream=sys.stderr) -> None:
+    """After ``connect``: some live node must fit one trial, else Tune would wait forever.
+
+    ``wait_s`` > 0 (an autoscaling cluster): warn once and wait that long for such a node to join.
+    Raises ClusterError naming the resource field and the fix.
+    """
+    import ray
+
+    deadline, warned = time.monotonic() + wait_s, False
+    while True:
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        if any(n.get("CPU", 0) >= cpus_per_trial and n.get("GPU", 0) >= gpus_per_trial for n in nodes):
+            return
+        if time.monotonic() >= deadline:
+            break
+        if not warned:
+            stream.write(f"warning: no node fits a trial ({cpus_per_trial:g} CPU, {gpus_per_trial:g} GPU) yet; "
+                         f"waiting up to {wait_s:g} s for the autoscaler (resources.autoscale_wait_s)\n")
+            warned = True
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+    most_gpu = max((n.get("GPU", 0) for n in nodes), default=0)
+    most_cpu = max((n.get("CPU", 0) for n in nodes), default=0)
+    where = "this machine" if len(nodes) == 1 else f"any of the {len(nodes)} nodes"
+    if gpus_per_trial > most_gpu:
+        raise ClusterError(f"resources.gpus_per_trial = {gpus_per_trial:g}: {where} has at most {most_gpu:g} GPU(s); "
+                           "set gpus_per_trial = 0 to train on CPUs, or run on a GPU cluster (run --address or "
+                           "submit)")
+    raise ClusterError(f"resources.cpus_per_trial = {cpus_per_trial:g}: {where} has at most {most_cpu:g} CPU(s) "
+                       f"{'with the GPUs asked for ' if gpus_per_trial else ''}; set cpus_per_trial <= {most_cpu:g}"
+                       + ("" if wait_s else ", or, on an autoscaling cluster, resources.autoscale_wait_s = 600"))

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ import ray
 from ray import tune
 
 from ..fmt import describe, duration
+from ..interrupt import Interrupted, deferred, interruptible, reap, requested
 from ..spec import Sweep
 from ..store import ResultStore
 from ..trial import TrialConfig, TrialResult
@@ -113,13 +115,14 @@ class Recorder(tune.Callback):
         if "row" not in result:
             return
         row, curve = result["row"], result["curve"]
-        self.store.write_row(row, curve)
-        if row["trial_id"] in self.recorded:
-            return
-        self.recorded.add(row["trial_id"])
-        self.progress.finish(row["status"], TrialConfig(**trial.config["trial"]).flops)
-        if self.sink is not None:
-            self.sink.log_trial(row["trial_id"])
+        with deferred():  # a stop signal waits until the row is on disk and counted
+            self.store.write_row(row, curve)
+            if row["trial_id"] in self.recorded:
+                return
+            self.recorded.add(row["trial_id"])
+            self.progress.finish(row["status"], TrialConfig(**trial.config["trial"]).flops)
+            if self.sink is not None:
+                self.sink.log_trial(row["trial_id"])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.progress.running = _running(trials)
@@ -128,10 +131,12 @@ class Recorder(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.progress.running = _running(trials)
+        if requested():
+            return  # stopped by the user (Ctrl-C reaches the workers too): not an error of the trial
         config = TrialConfig(**trial.config["trial"])
-        self.progress.finish("error", config.flops)
-        message = _error_text(trial)
-        self.store.write_result(TrialResult.failed(config, message))
+        with deferred():
+            self.progress.finish("error", config.flops)
+            self.store.write_result(TrialResult.failed(config, _error_text(trial)))
         self.progress.show(f"{describe(config)}: error")
 
 
@@ -163,6 +168,12 @@ class RunSummary:
     wall_time_s: float
     concurrency: int = 0
     started_at: str = ""
+    interrupted: str = ""
+    """The signal that stopped the run (SIGINT, SIGTERM), or '' when every pending trial ran."""
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + signal.Signals[self.interrupted].value if self.interrupted else 0
 
 
 def run_sweep(
@@ -188,6 +199,7 @@ def run_sweep(
         "gpus": res.gpus_per_trial,
     }
     scratch = tempfile.mkdtemp(prefix="completep-tune-")
+    stopped = None
     try:
         tuner = tune.Tuner(
             trainable,
@@ -197,19 +209,41 @@ def run_sweep(
             run_config=tune.RunConfig(
                 name=f"completep-{sweep.name}", storage_path=scratch, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=res.max_retries),
-                callbacks=[Recorder(store, progress, sink)],
+                callbacks=[Recorder(store, progress, sink)], stop=_StopOnSignal(),
             ),
         )
-        tuner.fit()
+        with interruptible(), deferred():  # a stop signal ends the experiment via _StopOnSignal
+            tuner.fit()
+    except Interrupted as e:
+        stopped = e.name
+        _stop_ray(local=address is None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if progress.stream.isatty():
         progress.stream.write("\n")
-    summary = RunSummary(progress.total, progress.done_before, len(pending), progress.ok, progress.diverged,
-                         progress.errored, time.monotonic() - t0, concurrency(res.cpus_per_trial, limit), started_at)
+    ran = progress.ok + progress.diverged + progress.errored
+    summary = RunSummary(progress.total, progress.done_before, ran, progress.ok, progress.diverged, progress.errored,
+                         time.monotonic() - t0, concurrency(res.cpus_per_trial, limit), started_at, stopped or "")
     store.record_run({**asdict(summary), "address": address or "local", "finished_at":
                       datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return summary
+
+
+class _StopOnSignal(tune.Stopper):
+    """Ends the whole experiment at Tune's next step once Ctrl-C or SIGTERM has arrived."""
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return requested()
+
+
+def _stop_ray(*, local: bool) -> None:
+    """After a stop signal: end the trials in flight; a Ray this process started goes with them."""
+    ray.shutdown()
+    if local:
+        reap()
 
 
 def _trial_name(trial) -> str:

@@ -8,7 +8,9 @@ Parquet is the source of truth; MLflow is a view of it that can always be rebuil
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 
 # MLflow retries an unreachable server with exponential backoff for minutes by default (7 retries,
@@ -29,8 +31,10 @@ def default_tracking_uri(results_root: Path) -> str:
 def connect(uri: str, results_root: Path):
     for key, value in _HTTP_LIMITS.items():
         os.environ.setdefault(key, value)
+    # MLflow's INFO lines ("Creating initial MLflow database tables...") would break the progress line.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     if uri.startswith("sqlite:///"):
-        Path(results_root).mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not the folder
+        _create_sqlite(Path(uri.removeprefix("sqlite:///")))
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
@@ -39,6 +43,27 @@ def connect(uri: str, results_root: Path):
     except Exception as e:
         raise tracking_error(uri, e) from e
     return client
+
+
+def _create_sqlite(db: Path) -> None:
+    """A new SQLite store is built under a temporary name and linked into place complete: a driver
+    killed while MLflow creates its tables must not leave a half-made store that no sync can open."""
+    if db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not the folder
+    from mlflow.tracking import MlflowClient
+
+    tmp = db.with_name(f".{db.name}.{os.getpid()}.{time.time_ns()}.new")  # a new name: MLflow caches stores by URI
+    tmp.unlink(missing_ok=True)
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        os.link(tmp, db)  # atomic, and never over a store another process just made
+    except FileExistsError:
+        pass
+    except Exception as e:
+        raise tracking_error(f"sqlite:///{db}", e) from e
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def reason(e: BaseException) -> str:

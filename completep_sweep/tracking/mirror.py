@@ -20,12 +20,12 @@ from ..fmt import pow2
 from ..spec import SpecError, read_spec, spec_hash
 from ..store import ResultStore
 from ..trial import Role, fields_with
-from . import connect, tracking_error
+from . import TrackingError, connect, tracking_error
 
 # Every child shows what identifies its trial; any other config field that varies in the sweep is
 # added, and what all trials share is a param of the parent (the sweep file's settings).
 CHILD_PARAMS = (*fields_with(Role.PARAMETERIZATION, Role.SHAPE, Role.BASE_SHAPE, Role.SEED), "alpha", "tokens")
-VARYING_CANDIDATES = fields_with(Role.MODEL, Role.HP, Role.TRAINING, Role.MEASUREMENT)
+VARYING_CANDIDATES = fields_with(Role.MODEL, Role.DERIVED, Role.HP, Role.TRAINING, Role.MEASUREMENT)
 SCALAR_METRICS = ("final_train_loss", "final_val_loss", "wall_time_s", "flops", "diverged_at_step")
 CURVE_METRICS = ("train_loss", "val_loss")
 # MLflow 3's UI opens experiments of unknown kind on its GenAI (traces) pages; this kind opens the runs.

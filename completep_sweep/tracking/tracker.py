@@ -11,18 +11,25 @@ from . import default_tracking_uri, reason
 from .mirror import sync_trials
 
 
+_EVERY_ROW = "*"  # queued first: mirror every row already on disk
+
+
 class Tracker:
     """Mirrors trials into MLflow from a daemon thread, so tracking never stops or slows the sweep.
 
-    The driver writes Parquet first, then calls ``log_trial(trial_id)``. The first failure prints one
-    warning and the tracker stops trying; ``completep-sweep sync`` fills the gap later.
+    The driver writes Parquet first, then calls ``log_trial(trial_id)``. With ``backfill`` the first
+    pass mirrors every row already on disk (trials a killed driver finished but never logged); a
+    sync logs only what is missing, so this costs one search when nothing is. The first failure
+    prints one warning and the tracker stops trying; ``completep-sweep sync`` fills the gap later.
     """
 
-    def __init__(self, results_dir: Path, tracking_uri: str | None = None):
+    def __init__(self, results_dir: Path, tracking_uri: str | None = None, *, backfill: bool = True):
         self.results_dir = Path(results_dir)
         self.uri = tracking_uri or default_tracking_uri(self.results_dir.parent)
         self.failed = False
         self._queue: queue.Queue[str | None] = queue.Queue()
+        if backfill:
+            self._queue.put(_EVERY_ROW)
         self._thread = threading.Thread(target=self._work, name="completep-mlflow", daemon=True)
         self._thread.start()
 
@@ -49,7 +56,7 @@ class Tracker:
             batch.discard(None)
             if batch:
                 try:
-                    sync_trials(self.results_dir, self.uri, batch, None)
+                    sync_trials(self.results_dir, self.uri, None if _EVERY_ROW in batch else batch, None)
                 except Exception as e:  # noqa: BLE001 - whatever MLflow does, the sweep goes on
                     self.failed = True
                     print(f"warning: MLflow at {self.uri} unreachable: {reason(e)}; rows are safe in Parquet; "

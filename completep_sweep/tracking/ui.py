@@ -66,13 +66,19 @@ def stop_ui(proc: subprocess.Popen, timeout: float = 10) -> None:
 
 def run_ui(results_root: Path, *, port: int = 5000, host: str = "127.0.0.1", tracking_uri: str | None = None,
            sweep: str | None = None) -> int:
-    """Blocking ``completep-sweep ui``: serve until Ctrl-C, printing the sweep's URL once it answers."""
+    """Blocking ``completep-sweep ui``: serve until Ctrl-C (exit 0), printing the sweep's URL once it
+    answers. Any way out, SIGTERM included (the CLI raises it as ``Interrupted``), stops the server:
+    it runs in its own session, so nothing else would."""
+    from ..interrupt import Interrupted
+
     proc = serve_ui(results_root, port=port, host=host, tracking_uri=tracking_uri)
     try:
         wait_for_ui(proc, ui_url(results_root, port=port, host=host))
         print(ui_url(results_root, sweep, port=port, host=host, tracking_uri=tracking_uri), flush=True)
         return proc.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as e:
+        if isinstance(e, Interrupted) and e.name != "SIGINT":
+            raise
         return 0
     finally:
         stop_ui(proc)

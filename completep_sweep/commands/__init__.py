@@ -1,0 +1,50 @@
+"""What each ``completep-sweep`` command does, given its parsed arguments (cli.py parses).
+
+One module per group: ``tools`` (explain, trial, coord-check), ``sweeps`` (validate, run, status,
+submit), ``results`` (report, export, sync, ui). Every handler returns an exit status. Bad input
+raises ``UsageError`` (or ``SpecError``, ``DataError``, ``ClusterError``) before anything is
+written or started; the CLI turns those into one line and exit 2. Heavy modules (torch, Ray,
+MLflow, matplotlib) are imported inside the handlers that need them, so ``--help`` and
+``validate`` stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_RESULTS = "results"
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+class UsageError(Exception):
+    """Bad input detected after parsing: one line, exit 2, nothing started."""
+
+
+def resolve_results(target: str, results_root: str) -> Path:
+    """A results folder given as a path (results/<sweep>) or as a sweep name under ``results_root``."""
+    path = Path(target)
+    if (path / "trials").is_dir() or (path / "spec.toml").is_file():
+        return path
+    named = Path(results_root) / target
+    if named.is_dir():
+        return named
+    raise UsageError(f"RESULTS_DIR_OR_NAME: {target!r} is neither a results folder nor a sweep name "
+                     f"under {results_root}/")
+
+
+def stale_note(results) -> str:
+    """'; 6 stale row(s) of earlier versions ...' for status and report headers ('' when none)."""
+    if not len(results.stale):
+        return ""
+    extra = (f"; --include-stale would use the {results.n_stale_compatible} compatible one(s)"
+             if results.n_stale_compatible else "")
+    return f"; {len(results.stale)} stale row(s) of earlier versions of the sweep, not used{extra}"
+
+
+from .results import cmd_export, cmd_report, cmd_sync, cmd_ui  # noqa: E402
+from .sweeps import cmd_run, cmd_status, cmd_submit, cmd_validate  # noqa: E402
+from .tools import cmd_coord_check, cmd_explain, cmd_trial  # noqa: E402
+
+__all__ = ["DEFAULT_RESULTS", "EXIT_OK", "EXIT_FAILED", "UsageError", "cmd_coord_check", "cmd_explain",
+           "cmd_export", "cmd_report", "cmd_run", "cmd_status", "cmd_submit", "cmd_sync", "cmd_trial", "cmd_ui",
+           "cmd_validate"]

@@ -1,0 +1,205 @@
+"""``validate``, ``run``, ``status``, ``submit``: a sweep file, checked, run, followed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ..fmt import duration
+from . import DEFAULT_RESULTS, EXIT_FAILED, EXIT_OK, UsageError, resolve_results, stale_note
+
+# Seconds per trial = 1.6 + FLOPs / 65e9 + 2.7e-3 × depth × steps: fitted here (tiny preset, one
+# core, batch 16 x 64, widths 32-64, depths 2-32) and used until finished trials give their own fit.
+COST_MODEL = (1.6, 1 / 65e9, 2.7e-3)
+RAY_START_S = 10.0
+LARGE_SWEEP = 20_000
+
+
+def _sweep_and_store(args):
+    from ..spec import load_sweep
+    from ..store import ResultStore
+
+    sweep = load_sweep(args.spec)
+    return sweep, ResultStore(Path(args.results) / sweep.name)
+
+
+def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, str]:
+    """(FLOPs of pending trials, wall seconds, where the cost model came from).
+
+    Cost of a trial = a fixed overhead (model build, data, evaluation) + FLOPs at a rate + a cost
+    per layer-step (small matmuls run below the machine's FLOP rate: a deep, narrow model costs
+    more than its FLOPs say). Fitted to the finished trials when they vary enough, else the
+    values measured here for the tiny preset (one core, batch 16 x 64).
+    """
+    import numpy as np
+
+    def features(rows):  # rows: objects or a DataFrame with flops, depth, steps
+        return np.column_stack([np.ones(len(rows["flops"])), rows["flops"], rows["depth"] * rows["steps"]])
+
+    coef, how = np.array(COST_MODEL), "measured here for the tiny preset on one core"
+    done = store.load(include_errors=False)
+    done = done[(done.status == "ok") & (done.wall_time_s > 0)]
+    if len(done) >= 4 and len({(f, d) for f, d in zip(done.flops, done.depth * done.steps)}) >= 3:
+        fit, *_ = np.linalg.lstsq(features(done), done.wall_time_s.to_numpy(float), rcond=None)
+        if (fit >= 0).all():
+            coef, how = fit, f"fitted to {len(done)} finished trials"
+    todo = {"flops": np.array([t.flops for t in pending]), "depth": np.array([t.depth for t in pending]),
+            "steps": np.array([t.steps for t in pending])}
+    seconds = float((features(todo) @ coef).sum()) / max(1, concurrency) + (RAY_START_S if pending else 0)
+    return float(todo["flops"].sum()), seconds, how
+
+
+def cmd_validate(args) -> int:
+    from ..runner.cluster import concurrency as trials_at_once
+
+    sweep, store = _sweep_and_store(args)
+    done = store.completed_ids()
+    ids, pending = sweep.ids, sweep.pending(done)
+    res = sweep.spec.resources
+    concurrency = trials_at_once(res.cpus_per_trial, res.max_concurrent)
+    flops, seconds, how = _estimate(sweep, store, pending, concurrency)
+    spec = sweep.spec
+    sizes = {k: len({getattr(t, k) for t in sweep.trials}) for k in spec.grid}
+    axes = ", ".join(f"{k} x{n}" for k, n in sizes.items())
+    print(f"{args.spec}: valid. sweep {spec.name!r}, model {spec.model}, "
+          f"{len(spec.parameterizations)} parameterizations x {axes or 'no grid'}")
+    print(f"  {len(ids)} trials, {len(ids & done)} done, {len(pending)} pending (results: {store.root})")
+    print(f"  pending work: {flops:.3g} FLOPs, about {duration(seconds)} at {concurrency} concurrent "
+          f"trial(s) here ({how})")
+    if len(pending) > LARGE_SWEEP:
+        print(f"  warning: {len(pending):,} trials is a large grid; most of them sit far from any optimum. "
+              "Fewer depths or a coarser grid, then more seeds near the optima, buy a firmer answer.")
+    _warn_resources(res)
+    return EXIT_OK
+
+
+def _warn_resources(res) -> None:
+    """What `run` here would refuse (validate accepts files meant for a cluster, but says so)."""
+    from ..runner.cluster import ClusterError, check_local_cpus
+
+    try:
+        check_local_cpus(res.cpus_per_trial)
+        if res.gpus_per_trial > 0 and not _cuda_here():
+            raise ClusterError(f"resources.gpus_per_trial = {res.gpus_per_trial:g}: this machine has no GPU")
+    except ClusterError as e:
+        print(f"  note: `run` here would refuse it: {e}; on a cluster use run --address or submit")
+
+
+def _cuda_here() -> bool:
+    import shutil
+
+    return bool(shutil.which("nvidia-smi")) or Path("/dev/nvidia0").exists()
+
+
+def cmd_run(args) -> int:
+    sweep, store = _sweep_and_store(args)
+    from ..runner.cluster import check_address, check_local_cpus, check_resources, connect
+    from ..store import LockedError
+
+    res = sweep.spec.resources
+    check_address(args.address)
+    if not args.address:
+        check_local_cpus(res.cpus_per_trial)
+    _check_writable(store.root)
+    try:
+        with store.lock(command=" ".join(["completep-sweep", *sys.argv[1:]])):
+            connect(args.address)  # Ray is imported only now that the input is known to be good
+            check_resources(res.cpus_per_trial, res.gpus_per_trial, wait_s=res.autoscale_wait_s)
+            return _run_locked(args, sweep, store)
+    except LockedError as e:
+        raise UsageError(str(e)) from None
+
+
+def _run_locked(args, sweep, store) -> int:
+    from ..runner.sweep import run_sweep
+
+    store.write_spec(sweep.text)
+    sink = None if args.no_mlflow else _tracker(store, args.tracking_uri)
+    print(f"sweep {sweep.name}: {len(sweep.ids)} trials -> {store.root}", file=sys.stderr)
+    try:
+        summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink)
+    finally:
+        if sink is not None:
+            sink.close()  # MLflow gets every trial that finished, interrupted or not
+    print(f"sweep {sweep.name}: {summary.ran} ran ({summary.ok} ok, {summary.diverged} diverged, "
+          f"{summary.errored} error), {summary.skipped} already done, {duration(summary.wall_time_s)}; "
+          f"rows in {store.trials_dir}")
+    if summary.interrupted:
+        left = summary.total - summary.skipped - summary.ran
+        print(f"sweep {sweep.name}: interrupted by {summary.interrupted}; the rows of finished trials are kept, "
+              f"{left} trial(s) did not finish (those in flight were stopped). Resume with: "
+              f"completep-sweep run {args.spec}" + (f" --results {args.results}" if args.results != DEFAULT_RESULTS
+                                                    else ""), file=sys.stderr)
+        return summary.exit_code
+    if summary.errored:
+        print(f"{summary.errored} trial(s) errored after retries: see the 'error' column "
+              f"(completep-sweep status {store.root}); re-running retries them", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _check_writable(folder: Path) -> None:
+    """--results must lead to a folder this process can write; checked (and nothing created) before
+    anything starts: a probe file in the nearest existing ancestor, removed at once."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"--results: {existing} is a file, not a folder; pass --results DIR (a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"--results: cannot write to {existing} ({e.strerror or e}); pass --results DIR "
+                         "on a writable disk, or fix the folder's permissions") from None
+
+
+def _tracker(store, tracking_uri: str | None):
+    from ..tracking.tracker import Tracker
+
+    return Tracker(store.root, tracking_uri=tracking_uri)
+
+
+def cmd_status(args) -> int:
+    from ..fmt import describe
+    from ..results import open_results
+    from ..store import ResultStore
+
+    results = open_results(ResultStore(resolve_results(args.target, args.results)))
+    df = results.rows
+    counts = df.status.value_counts().to_dict() if len(df) else {}
+    of = "" if results.total is None else f" of the {results.total} trials of the current sweep"
+    print(f"{results.store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error")) + of
+          + ("" if results.sweep is None else f"; {len(results.pending)} pending") + stale_note(results))
+    for row in df[df.status == "error"].head(5).to_dict("records"):
+        last = row["error"].strip().splitlines()[-1] if row["error"] else ""
+        print(f"  error {row['trial_id']}: {describe(row)}: {last}")
+    return EXIT_OK
+
+
+def cmd_submit(args) -> int:
+    from ..runner.jobs import dashboard_address, stage_run, submit_job, wait_for_job
+
+    dashboard_address(args.address)
+    sweep, _ = _sweep_and_store(args)
+    submission_id, entrypoint = stage_run(name=sweep.name, text=sweep.text, spec_hash=sweep.spec_hash,
+                                          attempt=args.attempt, results=args.results,
+                                          max_concurrent=args.max_concurrent)
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
+    try:
+        job_id, state = submit_job(address=args.address, entrypoint=entrypoint, submission_id=submission_id,
+                                   env=env)
+    except RuntimeError as e:
+        print(f"completep-sweep submit: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{job_id}: {state}; results on the head node under {args.results}/{sweep.name}")
+    if not args.wait:
+        print(f"follow:  ray job logs --follow --address {args.address} {job_id}")
+        print(f"status:  ray job status --address {args.address} {job_id}")
+        return EXIT_OK
+    final, logs = wait_for_job(args.address, job_id)
+    if final != "SUCCEEDED":
+        print(f"job {job_id} ended {final}; last log lines:\n{logs}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

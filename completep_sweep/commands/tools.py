@@ -1,0 +1,84 @@
+"""``explain``, ``trial``, ``coord-check``: the rules at a shape, one trial, coordinate checks."""
+
+from __future__ import annotations
+
+import json
+
+from ..fmt import json_value
+from . import EXIT_OK, UsageError
+
+
+def cmd_explain(args) -> int:
+    from ..parameterization import scaling_rules
+    from ..tables import rules_table
+
+    rules = scaling_rules(args.parameterization, width=args.width, depth=args.depth,
+                          base_width=args.base_width, base_depth=args.base_depth)
+    if args.json:
+        print(json.dumps(rules.to_dict()))
+    else:
+        print(rules_table(rules, lr=args.lr, init_std=args.init_std, weight_decay=args.weight_decay, eps=args.eps))
+    return EXIT_OK
+
+
+def cmd_trial(args) -> int:
+    from ..fmt import describe
+    from ..presets import preset_config
+    from ..train import Runtime, train_trial
+
+    config = preset_config(
+        args.model, sweep="adhoc", parameterization=args.parameterization, width=args.width, depth=args.depth,
+        base_width=args.base_width, base_depth=args.base_depth, lr=args.lr, init_std=args.init_std,
+        steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+    )
+    if not args.json:
+        print(f"trial {config.trial_id}: {describe(config)}, init_std {config.init_std:g}, "
+              f"{config.steps} steps ({config.tokens:,} tokens)")
+
+    def progress(point):
+        if not args.json:
+            print(f"  step {point.step:>6}  train {point.train_loss:.4f}  val {point.val_loss:.4f}  "
+                  f"lr {point.lr:.3g}", flush=True)
+
+    result = train_trial(config, on_eval=progress, runtime=Runtime(device=args.device, threads=args.threads))
+    if args.json:
+        print(json.dumps(json_value(result.row()), allow_nan=False))
+    else:
+        print(f"{result.status}: final train {result.final_train_loss:.4f}, val {result.final_val_loss:.4f}, "
+              f"{result.wall_time_s:.1f}s on {result.device}, {result.flops:.3g} FLOPs")
+    return EXIT_OK
+
+
+def cmd_coord_check(args) -> int:
+    from ..coord_check import expectation, run_coord_check
+    from ..presets import load_preset, preset_config
+    from ..shape import ShapeError, check_heads
+
+    preset = load_preset(args.model)
+    base = preset_config(args.model, parameterization=args.parameterizations[0],
+                         width=preset.get("base_width", 32), depth=preset.get("base_depth", 2))
+    values = args.values or ([2, 4, 8, 16, 32] if args.axis == "depth" else [base.base_width * m for m in (1, 2, 4, 8)])
+    try:
+        for width in values if args.axis == "width" else ():
+            check_heads(width, base.head_dim, field="--values")
+    except ShapeError as e:
+        raise UsageError(f"--values: {e}") from None
+    result = run_coord_check(base, axis=args.axis, values=values, parameterizations=args.parameterizations,
+                             steps=args.steps, lr=args.lr, threads=args.threads)
+    if args.plot:
+        from ..plots import plot_coord_check
+        plot_coord_check(result.records, args.plot)
+    if args.json:
+        print(json.dumps({"axis": args.axis, "values": values, "steps": args.steps, "lr": args.lr,
+                          "slopes": result.slopes, "passed": result.passed}))
+        return EXIT_OK
+    print(f"coordinate check over {args.axis} {values}: {args.steps} steps at lr {args.lr:g}; "
+          "slope of log2 mean|x| of the final residual stream vs log2 " + args.axis)
+    for p, slope in result.slopes.items():
+        low, high = expectation(p, args.axis)
+        want = "grows" if high == float("inf") else "flat"
+        verdict = "PASS" if result.passed[p] else "FAIL"
+        print(f"  {p:<10} slope {slope:+.3f}   expected {want:<6} {verdict}")
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return EXIT_OK
