@@ -12,12 +12,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from pathlib import Path
+
 from .presets import SpecError
-from .spec import Sweep, parse_sweep
+from .search import Plan, make_plan, outcome
+from .spec import Resolver, Sweep, parse_sweep
 from .store import ResultStore
-from .trial import HASHED_FIELDS, TrialConfig
+from .trial import HASHED_FIELDS, Role, TrialConfig, fields_with
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,35 +36,80 @@ class SweepResults:
     n_stale_compatible: int
     """Stale rows that ``--include-stale`` would use (included in ``rows`` when it was given)."""
     pending: tuple[TrialConfig, ...]
-    """Current trials without a finished row."""
+    """Current trials without a finished row (an adaptive search: those of its current round)."""
+    plan: Plan | None = None
+    """How the sweep chooses its trials (None without a recorded sweep file)."""
 
     @property
     def total(self) -> int | None:
-        return len(self.sweep.ids) if self.sweep else None
+        """Trials of the sweep in all, when that is known up front (a grid)."""
+        if self.plan is None:
+            return None
+        low, high = self.plan.bounds()
+        return low if low == high else None
+
+    def progress(self) -> str:
+        """'of the 12 trials of the current sweep; 0 pending', or the search's bounds."""
+        if self.plan is None:
+            return ""
+        low, high = self.plan.bounds()
+        if low == high:
+            return f" of the {low} trials of the current sweep; {len(self.pending)} pending"
+        method = self.sweep.spec.search.method
+        if self.plan.finished:
+            return f"; the {method} search is complete ({len(self.plan.planned())} trials)"
+        return (f"; the {method} search has {len(self.pending)} trial(s) to run now and will take between "
+                f"{low} and {high} in all")
 
 
-def open_results(store: ResultStore, *, include_stale: bool = False) -> SweepResults:
+def open_results(store: ResultStore, *, include_stale: bool = False, _depth: int = 0) -> SweepResults:
     """The rows of ``store`` split by the sweep file it was last run with (``spec.toml``)."""
     rows = store.load()
-    sweep = _recorded_sweep(store)
+    sweep = _recorded_sweep(store, _depth)
     if sweep is None:
         return SweepResults(store, None, rows, rows.iloc[:0], 0, ())
-    current = rows["trial_id"].isin(sweep.ids)
+    plan = make_plan(sweep, rows, store.root, read_only=True)
+    planned = {c.trial_id: c for c in plan.planned()}
+    current = rows["trial_id"].isin(set(planned))
     stale = rows[~current]
     compatible = stale[_compatible(stale, sweep)] if len(stale) else stale
     used = pd.concat([rows[current], compatible], ignore_index=True) if include_stale else rows[current]
     if include_stale:
         stale = stale[~stale["trial_id"].isin(compatible["trial_id"])]
     done = set(rows.loc[current & rows["status"].ne("error"), "trial_id"])
+    pending = tuple(c for tid, c in planned.items() if tid not in done)
     return SweepResults(store, sweep, used.reset_index(drop=True), stale.reset_index(drop=True),
-                        len(compatible), tuple(sweep.pending(done)))
+                        len(compatible), pending, plan)
 
 
-def _recorded_sweep(store: ResultStore) -> Sweep | None:
+def best_value_resolver(results_root: Path, _depth: int = 0) -> Resolver:
+    """For ``{ around = "sweep" }``: the value of an HP at that sweep's best grid point (lowest mean
+    loss over seeds, a diverged seed making it infinite), from its current rows."""
+    def best(name: str, hp: str) -> float:
+        store = ResultStore(Path(results_root) / name)
+        if _depth > 4:
+            raise SpecError(f"sweeps refer to each other in a loop through {name!r}; break the loop")
+        rows = open_results(store, _depth=_depth + 1).rows if store.root.is_dir() else None
+        if rows is None or rows.empty or not rows["status"].isin(("ok", "diverged")).any():
+            raise SpecError(f"sweep {name!r} has no finished trials in {store.root}; run it first "
+                            f"(completep-sweep run sweeps/{name}.toml)")
+        if hp not in rows:
+            raise SpecError(f"sweep {name!r} has no {hp} column")
+        rows = rows[rows["status"].isin(("ok", "diverged"))].assign(_loss=lambda d: [outcome(r) for r in d.to_dict("records")])
+        point = [c for c in fields_with(Role.HP, Role.TRAINING, Role.SHAPE, Role.PARAMETERIZATION) if c in rows]
+        means = rows.groupby(point, dropna=False)["_loss"].mean()
+        if not np.isfinite(means).any():
+            raise SpecError(f"every trial of sweep {name!r} diverged; it has no best {hp}")
+        return float(dict(zip(means.index.names, means.idxmin()))[hp])
+    return best
+
+
+def _recorded_sweep(store: ResultStore, depth: int = 0) -> Sweep | None:
     if not store.spec_path.is_file():
         return None
     try:
-        return parse_sweep(store.spec_path.read_text(), source=str(store.spec_path))
+        return parse_sweep(store.spec_path.read_text(), source=str(store.spec_path),
+                           resolve=best_value_resolver(store.root.parent, depth))
     except SpecError as e:
         sys.stderr.write(f"warning: the recorded sweep file no longer expands ({e}); every row in {store.root} "
                          "is used; run the sweep again to record a valid one\n")
@@ -70,7 +119,7 @@ def _recorded_sweep(store: ResultStore) -> Sweep | None:
 def _compatible(rows: pd.DataFrame, sweep: Sweep) -> pd.Series:
     """Rows equal to the current sweep on every hashed field it does not sweep (seed aside)."""
     swept = set(sweep.spec.grid) | {"parameterization", "seed"}
-    template = sweep.trials[0]
+    template = sweep.template
     mask = rows["parameterization"].isin(sweep.spec.parameterizations)
     for f in HASHED_FIELDS:
         if f.name in swept or f.name not in rows:

@@ -4,105 +4,41 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
-import math
-import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from .data import DataError, check_source, fingerprint, resolve_data
-from .parameterization import get_parameterization
 from .presets import MODEL_FIELDS, TRAIN_FIELDS, SpecError, load_preset
-from .trial import FIELD_TYPES, ConfigError, Role, TrialConfig, fields_with
+from .sweepfile import Around, Log2Range, SweepSpec
+from .trial import FIELD_TYPES, HP_ROLES, ConfigError, Role, TrialConfig, fields_with
 
 _CONFIG_FIELDS = MODEL_FIELDS | TRAIN_FIELDS
 
 
 # ---------------------------------------------------------------- sweep files
 SWEEPABLE = tuple(sorted(_CONFIG_FIELDS | set(fields_with(Role.SHAPE))))
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-RESERVED_NAMES = frozenset({"mlflow.db", "mlartifacts"})  # beside the sweeps in results/
-
-
-class Log2Range(BaseModel):
-    """Powers of two 2^lo … 2^hi inclusive, every ``step`` octaves."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    log2_range: tuple[float, float]
-    step: float = Field(default=1.0, gt=0)
-
-    def values(self) -> list[float]:
-        lo, hi = self.log2_range
-        if hi < lo:
-            raise ValueError(f"log2_range [{lo:g}, {hi:g}] must be [low, high] with low <= high")
-        n = int(math.floor((hi - lo) / self.step + 1e-9)) + 1
-        if n > 10_000:
-            raise ValueError(f"log2_range with step {self.step:g} gives {n} values; use a larger step")
-        return [2.0 ** (lo + i * self.step) for i in range(n)]
-
-
-class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    cpus_per_trial: float = Field(default=1, gt=0, description="CPUs per trial (torch threads on CPU)")
-    gpus_per_trial: float = Field(default=0, ge=0, description="GPUs per trial; fractional shares a GPU")
-    max_concurrent: int | None = Field(default=None, ge=1, description="at most this many trials at once")
-    max_retries: int = Field(default=2, ge=0, description="re-runs of a trial whose worker died or raised")
-    autoscale_wait_s: float = Field(default=0, ge=0, description="on an autoscaling cluster: seconds to wait for "
-                                    "a node that fits a trial before giving up (0: refuse at once)")
-
-
-class SweepSpec(BaseModel):
-    """A sweep file. Unknown keys are refused, so a typo never silently falls back to a default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    model: str = "tiny"
-    description: str = ""
-    parameterizations: list[str] = Field(min_length=1)
-    grid: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    model_overrides: dict[str, Any] = Field(default_factory=dict)
-    resources: Resources = Field(default_factory=Resources)
-
-    def settings(self) -> dict[str, str]:
-        """What the file sets, flat: grid.lr, train.steps, model, parameterizations (as text)."""
-        out = {}
-        for key, value in self.model_dump(exclude_unset=True, exclude={"name", "description"}).items():
-            if isinstance(value, dict):
-                out.update({f"{key}.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in value.items()})
-            else:
-                out[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        return out
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError("use letters, digits, '.', '_' and '-' only (it names results/<name>/)")
-        if v in RESERVED_NAMES:
-            raise ValueError(f"{v!r} is the local MLflow store's name in results/; pick another name")
-        return v
-
-    @field_validator("parameterizations")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        names = [get_parameterization(p).name for p in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate entries in {v}")
-        return names
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """A validated sweep: the spec, its source text, and every trial it expands to."""
+    """A validated sweep: the spec, its source text, its axes and the trials of its grid.
+
+    For ``[search] method = "bracket"`` the grid's trials are where the search starts; for
+    "optuna" the grid only defines the space (``trials`` is empty). search.make_plan says which
+    trials the sweep consists of once results exist.
+    """
 
     spec: SweepSpec
     text: str
     trials: tuple[TrialConfig, ...]
+    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Grid axis -> its values (log2_range and around resolved)."""
+    template: TrialConfig | None = None
+    """The first grid point: every fixed setting, resolved (data fingerprint included)."""
 
     @property
     def name(self) -> str:
@@ -113,7 +49,7 @@ class Sweep:
         return {t.trial_id for t in self.trials}
 
     def pending(self, done: set[str]) -> list[TrialConfig]:
-        """Trials without a row, each once (a grid may name the same point twice)."""
+        """Grid trials without a row, each once (a grid may name the same point twice)."""
         return list({t.trial_id: t for t in self.trials if t.trial_id not in done}.values())
 
     @property
@@ -141,25 +77,44 @@ def _check_keys(table: dict, where: str, allowed: frozenset[str] | tuple[str, ..
         raise SpecError(f"{where}.{key}: unknown field; allowed: {', '.join(sorted(allowed))}")
 
 
-def _axis_values(key: str, axis: Any) -> list[Any]:
+Resolver = Callable[[str, str], float]
+"""(sweep name, HP) -> that sweep's best value of the HP; raises SpecError when it has none."""
+
+
+def _axis_values(key: str, axis: Any, resolve: Resolver | None) -> list[Any]:
     if isinstance(axis, dict):
+        kind, hint = (Around, "{ around = \"sweep\", octaves = 2, step = 0.5 }") if "around" in axis else (
+            Log2Range, "{ log2_range = [low, high], step = 1 }")
         try:
-            values = Log2Range.model_validate(axis).values()
+            model = kind.model_validate(axis)
+            values = model.values(_best(resolve, model.around, key)) if kind is Around else model.values()
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise SpecError(f"grid.{key}.{where}: {first['msg']}; write {{ log2_range = [low, high], step = 1 }}") from None
+            raise SpecError(f"grid.{key}.{where}: {first['msg']}; write {hint}") from None
+        except SpecError:
+            raise
         except ValueError as e:
             raise SpecError(f"grid.{key}: {e}") from None
     elif isinstance(axis, list):
         values = axis
     else:
-        raise SpecError(f"grid.{key}: expected a list of values or {{ log2_range = [low, high] }} (got {axis!r})")
+        raise SpecError(f"grid.{key}: expected a list of values, {{ log2_range = [low, high] }} or "
+                        f"{{ around = \"sweep\" }} (got {axis!r})")
     if not values:
         raise SpecError(f"grid.{key}: empty list; give at least one value or remove the key")
     if len(set(map(repr, values))) != len(values):
         raise SpecError(f"grid.{key}: duplicate values {values}")
     return [_coerce(key, v) for v in values]
+
+
+def _best(resolve: Resolver | None, sweep: str, key: str) -> float:
+    if resolve is None:
+        raise SpecError(f"grid.{key}.around: {sweep!r} cannot be looked up here (no results folder given)")
+    try:
+        return resolve(sweep, key)
+    except SpecError as e:
+        raise SpecError(f"grid.{key}.around: {e}") from None
 
 
 _FLOAT_FIELDS = frozenset(name for name, kind in FIELD_TYPES.items() if kind is float)
@@ -201,8 +156,11 @@ def read_spec(text: str, source: str = "<sweep>") -> SweepSpec:
         raise SpecError(f"{source}: {_loc(first) or 'file'}: {first['msg']}") from None
 
 
-def parse_sweep(text: str, source: str = "<sweep>") -> Sweep:
-    """Validate a sweep file's text and expand it; raises SpecError naming the field and the fix."""
+def parse_sweep(text: str, source: str = "<sweep>", *, resolve: Resolver | None = None) -> Sweep:
+    """Validate a sweep file's text and expand it; raises SpecError naming the field and the fix.
+
+    ``resolve`` looks up another sweep's best value for ``{ around = "sweep" }`` axes.
+    """
     spec = read_spec(text, source)
     _check_keys(spec.grid, "grid", SWEEPABLE)
     _check_keys(spec.train, "train", TRAIN_FIELDS)
@@ -213,7 +171,7 @@ def parse_sweep(text: str, source: str = "<sweep>") -> Sweep:
     fixed = {**load_preset(spec.model), **spec.model_overrides, **spec.train, "sweep": spec.name,
              "parameterization": spec.parameterizations[0]}
     fixed = {k: _coerce(k, v) for k, v in fixed.items()}
-    axes = {key: _axis_values(key, axis) for key, axis in spec.grid.items()}
+    axes = {key: _axis_values(key, axis, resolve) for key, axis in spec.grid.items()}
     # Relative token-file paths mean "from where the sweep is run", wherever the trials execute.
     if isinstance(fixed.get("data"), str):
         fixed["data"] = resolve_data(fixed["data"])
@@ -223,38 +181,64 @@ def parse_sweep(text: str, source: str = "<sweep>") -> Sweep:
     for key, values in axes.items():  # each value on its own, so the message names the axis and the value
         for v in values:
             _config({**fixed, **first, key: v}, spec, source)
-    template = _config({**fixed, **first}, spec, source)
-    trials = _check_data(tuple(_expand(template, spec.parameterizations, axes)), spec, source)
-    return Sweep(spec, text, trials)
+    prints = _check_data(fixed, axes, spec, source)  # each data source's content hash, part of the ids
+    template = _config({**fixed, **first, "data_fingerprint": prints[first.get("data", fixed["data"])]}, spec, source)
+    _check_search(spec, axes, source)
+    trials = () if spec.search.method == "optuna" else tuple(_expand(template, spec.parameterizations, axes, prints))
+    return Sweep(spec, text, trials, {k: tuple(v) for k, v in axes.items()}, template)
 
 
-def _check_data(trials: tuple[TrialConfig, ...], spec: SweepSpec, source: str) -> tuple[TrialConfig, ...]:
-    """Every (data, vocab_size, seq_len) the trials use is checked now, before any compute; token
-    files add their content hash to each trial's id (changed data means new trials)."""
-    fingerprints = {}
-    for data, vocab_size, seq_len in sorted({(t.data, t.vocab_size, t.seq_len) for t in trials}):
+def _check_data(fixed: dict, axes: dict, spec: SweepSpec, source: str) -> dict[str, str]:
+    """Every (data, vocab_size, seq_len) the grid can combine is checked now, before any compute;
+    returns each data source's content hash ('' for the built-in corpus)."""
+    values = {k: axes.get(k, [fixed[k]]) for k in ("data", "vocab_size", "seq_len")}
+    prints = {}
+    for data, vocab_size, seq_len in itertools.product(*values.values()):
         try:
             check_source(data, vocab_size, seq_len)
-            fingerprints[data] = fingerprint(data)
+            prints[data] = prints.get(data) or fingerprint(data)
         except DataError as e:
             raise SpecError(f"{source}: {_where(e.field, spec)}: {e}") from None
-    if any(fingerprints.values()):
-        trials = tuple(t.replace(data_fingerprint=fingerprints[t.data]) for t in trials)
-    return trials
+    return prints
 
 
-def _expand(template: TrialConfig, parameterizations: list[str], axes: dict[str, list[Any]]):
+def _check_search(spec: SweepSpec, axes: dict, source: str) -> None:
+    """The [search] table against the grid: what the method needs is there."""
+    search = spec.search
+    if search.method == "bracket":
+        hp = search.hp
+        if hp not in axes or FIELD_TYPES.get(hp) is not float or hp not in fields_with(*HP_ROLES):
+            raise SpecError(f"{source}: search.hp: {hp!r} must be a numeric HP swept in [grid] (e.g. lr = "
+                            "{ log2_range = [-9, -5] }); the bracket search starts from its values")
+        if min(axes[hp]) <= 0:
+            raise SpecError(f"{source}: grid.{hp}: the bracket search works in log2({hp}); use positive values")
+    elif search.method == "optuna":
+        single = [k for k in ("width", "depth", "seed", *(k for k in axes if k not in fields_with(*HP_ROLES)))
+                  if len(axes.get(k, ())) > 1]
+        if len(spec.parameterizations) > 1 or single:
+            what = "parameterizations" if len(spec.parameterizations) > 1 else f"grid.{single[0]}"
+            raise SpecError(f"{source}: {what}: method = \"optuna\" tunes base HPs at one shape, one "
+                            "parameterization and one seed; give one value (a transfer study is a bracket search)")
+        if not any(k in fields_with(*HP_ROLES) for k in axes):
+            raise SpecError(f"{source}: grid: method = \"optuna\" needs an HP to tune, e.g. lr = "
+                            "{ log2_range = [-12, -3] }")
+
+
+def _expand(template: TrialConfig, parameterizations: list[str], axes: dict[str, list[Any]], prints: dict):
     keys = list(axes)
     for p in parameterizations:
         for combo in itertools.product(*(axes[k] for k in keys)):
+            values = dict(zip(keys, combo))
+            if "data" in values:
+                values["data_fingerprint"] = prints[values["data"]]
             try:
-                yield template.replace(parameterization=p, **dict(zip(keys, combo)))
+                yield template.replace(parameterization=p, **values)
             except ConfigError as e:  # a combination no single value shows (e.g. width vs head_dim)
                 raise SpecError(f"grid: the combination {dict(zip(keys, combo))} is invalid: {e}") from None
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, *, resolve: Resolver | None = None) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"sweep file {path} does not exist; pass a path such as sweeps/depth-transfer-demo.toml")
-    return parse_sweep(path.read_text(), source=str(path))
+    return parse_sweep(path.read_text(), source=str(path), resolve=resolve)

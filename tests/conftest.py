@@ -6,8 +6,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +101,67 @@ def free_port():
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
     return find
+
+
+# ---------------------------------------------------------------- drivers in their own session
+
+
+CLI = [sys.executable, "-m", "completep_sweep.cli"]
+
+
+class Driver:
+    """`completep-sweep run` in its own session, as a user or a scheduler would start it."""
+
+    def __init__(self, spec: Path, results: Path, log: Path, uri: str | None = None, extra=()):
+        mlflow = ["--tracking-uri", uri] if uri else ["--no-mlflow"]
+        self.log = log
+        self.proc = subprocess.Popen([*CLI, "run", str(spec), "--results", str(results), *mlflow, *extra],
+                                     stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_until(self, predicate, what: str, timeout: float = 300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the driver exited ({self.proc.returncode}) before {what}:\n{self.output()[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.output()[-3000:]}")
+
+    def session(self) -> list[int]:
+        """Live processes of the driver's session (Ray's helpers and workers included)."""
+        alive = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] not in ("Z", "X") and int(fields[3]) == self.proc.pid:  # field 6: session id
+                alive.append(int(entry.name))
+        return alive
+
+    def kill_all(self) -> None:
+        for pid in self.session():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def start_driver():
+    """Start `completep-sweep run` as a child in its own session; whatever is left is killed after."""
+    started = []
+
+    def start(*args, **kwargs) -> Driver:
+        started.append(Driver(*args, **kwargs))
+        return started[-1]
+    yield start
+    for driver in started:
+        driver.kill_all()
 
 
 # ---------------------------------------------------------------- rows

@@ -28,48 +28,6 @@ CLI = [sys.executable, "-m", "completep_sweep.cli"]
 INTERRUPTED = {}  # exit codes seen, for the record (printed at the end of the module)
 
 
-class Driver:
-    """`completep-sweep run` in its own session, as a user or a scheduler would start it."""
-
-    def __init__(self, spec: Path, results: Path, log: Path, uri: str | None = None, extra=()):
-        mlflow = ["--tracking-uri", uri] if uri else ["--no-mlflow"]
-        self.log = log
-        self.proc = subprocess.Popen([*CLI, "run", str(spec), "--results", str(results), *mlflow, *extra],
-                                     stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_until(self, predicate, what: str, timeout: float = 300):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the driver exited ({self.proc.returncode}) before {what}:\n{self.output()[-3000:]}")
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.output()[-3000:]}")
-
-    def session(self) -> list[int]:
-        """Live processes of the driver's session (Ray's helpers and workers included)."""
-        alive = []
-        for entry in Path("/proc").glob("[0-9]*"):
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] not in ("Z", "X") and int(fields[3]) == self.proc.pid:  # field 6: session id
-                alive.append(int(entry.name))
-        return alive
-
-    def kill_all(self) -> None:
-        for pid in self.session():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 def rerun(spec: Path, results: Path, uri: str | None = None) -> subprocess.CompletedProcess:
     mlflow = ["--tracking-uri", uri] if uri else ["--no-mlflow"]
     done = subprocess.run([*CLI, "run", str(spec), "--results", str(results), *mlflow], capture_output=True,
@@ -109,9 +67,9 @@ def rows(results: Path) -> int:
 
 
 @pytest.mark.parametrize("when", ["before the first row", "mid-sweep"])
-def test_a_killed_driver_costs_only_the_trials_in_flight(sweep, tmp_path, when):
+def test_a_killed_driver_costs_only_the_trials_in_flight(sweep, tmp_path, when, start_driver):
     spec, results, uri = sweep
-    driver = Driver(spec, results, tmp_path / "first.log", uri)
+    driver = start_driver(spec, results, tmp_path / "first.log", uri)
     try:
         if when == "mid-sweep":
             driver.wait_until(lambda: rows(results) >= 3, "three rows")
@@ -132,9 +90,9 @@ def test_a_killed_driver_costs_only_the_trials_in_flight(sweep, tmp_path, when):
 
 @pytest.mark.parametrize("signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
                          ids=["ctrl-c", "sigterm"])
-def test_an_interrupted_run_stops_cleanly_and_resumes(sweep, tmp_path, signum, to_group):
+def test_an_interrupted_run_stops_cleanly_and_resumes(sweep, tmp_path, signum, to_group, start_driver):
     spec, results, uri = sweep
-    driver = Driver(spec, results, tmp_path / "first.log", uri)
+    driver = start_driver(spec, results, tmp_path / "first.log", uri)
     try:
         driver.wait_until(lambda: rows(results) >= 2, "two rows")
         (os.killpg if to_group else os.kill)(driver.proc.pid, signum)
@@ -162,7 +120,7 @@ def test_an_interrupted_run_stops_cleanly_and_resumes(sweep, tmp_path, signum, t
     assert_exactly_once(spec, results, uri)
 
 
-def _trial_worker(driver: Driver) -> int | None:
+def _trial_worker(driver) -> int | None:
     for pid in descendants(driver.proc.pid):
         try:
             if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
@@ -172,11 +130,11 @@ def _trial_worker(driver: Driver) -> int | None:
     return None
 
 
-def test_a_killed_worker_is_retried(make_spec, tmp_path):
+def test_a_killed_worker_is_retried(make_spec, tmp_path, start_driver):
     results = tmp_path / "results"
     # Long enough (several seconds per trial) that the kill lands while both trials are in flight.
     spec = make_spec("workerkill", parameterizations=["completep"], depths=[2, 4], lrs=[2**-7], steps=2000)
-    driver = Driver(spec, results, tmp_path / "driver.log")
+    driver = start_driver(spec, results, tmp_path / "driver.log")
     worker = []
     try:
         driver.wait_until(lambda: worker.append(_trial_worker(driver)) or worker[-1], "a worker running a trial")
@@ -202,11 +160,11 @@ def test_a_damaged_row_is_computed_again(sweep, tmp_path):
     assert_exactly_once(spec, results, uri)
 
 
-def test_a_second_driver_is_refused_while_the_first_lives(make_spec, tmp_path):
+def test_a_second_driver_is_refused_while_the_first_lives(make_spec, tmp_path, start_driver):
     # Trials of several seconds: the first driver is surely alive when the second one starts.
     spec = make_spec("faults", depths=[2, 4], lrs=[2**-8, 2**-7, 2**-6], steps=600)
     results, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = Driver(spec, results, tmp_path / "first.log", uri)
+    first = start_driver(spec, results, tmp_path / "first.log", uri)
     try:
         first.wait_until(lambda: rows(results) >= 1, "a row")
         second = subprocess.run([*CLI, "run", str(spec), "--results", str(results), "--tracking-uri", uri],

@@ -153,6 +153,11 @@ def test_shipped_sweep_files_are_valid(tmp_path):
     assert t.tokens == 9155 * 16 * 2048
     with pytest.raises(SpecError, match="model_overrides.data"):
         load_sweep(sweeps / "paper-depth-transfer.toml")  # no token files on this machine: a clear error
+    tune = load_sweep(sweeps / "base-tune.toml")
+    assert tune.spec.search.method == "optuna" and tune.trials == () and tune.template.depth == tune.template.base_depth
+    transfer = load_sweep(sweeps / "transfer-from-base-tune.toml", resolve=lambda name, hp: 2.0**-4.6)
+    assert transfer.spec.search.method == "bracket" and transfer.template.width == tune.template.width
+    assert sorted({t.lr for t in transfer.trials}) == [2.0**e for e in (-7, -6, -5, -4, -3)]  # centre rounded to 2^-5
 
 
 @pytest.mark.parametrize("change, field", [

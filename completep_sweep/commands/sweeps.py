@@ -18,10 +18,11 @@ LARGE_SWEEP = 20_000
 
 
 def _sweep_and_store(args):
+    from ..results import best_value_resolver
     from ..spec import load_sweep
     from ..store import ResultStore
 
-    sweep = load_sweep(args.spec)
+    sweep = load_sweep(args.spec, resolve=best_value_resolver(Path(args.results)))
     return sweep, ResultStore(Path(args.results) / sweep.name)
 
 
@@ -53,24 +54,46 @@ def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, st
 
 def cmd_validate(args) -> int:
     from ..runner.cluster import concurrency as trials_at_once
+    from ..search import make_plan
 
     sweep, store = _sweep_and_store(args)
+    plan = make_plan(sweep, store.load(), store.root, read_only=True)
     done = store.completed_ids()
-    ids, pending = sweep.ids, sweep.pending(done)
-    res = sweep.spec.resources
+    planned = plan.planned()
+    pending = [c for c in planned if c.trial_id not in done]
+    res, spec = sweep.spec.resources, sweep.spec
     concurrency = trials_at_once(res.cpus_per_trial, res.max_concurrent)
-    flops, seconds, how = _estimate(sweep, store, pending, concurrency)
-    spec = sweep.spec
-    sizes = {k: len({getattr(t, k) for t in sweep.trials}) for k in spec.grid}
-    axes = ", ".join(f"{k} x{n}" for k, n in sizes.items())
+    def axis(k, v):
+        grid = spec.grid[k]
+        if spec.search.method == "optuna" and isinstance(grid, dict) and "log2_range" in grid:
+            return f"{k} in 2^{grid['log2_range'][0]:g}..2^{grid['log2_range'][1]:g}"
+        return f"{k} x{len(v)}"
+    axes = ", ".join(axis(k, v) for k, v in sweep.axes.items())
     print(f"{args.spec}: valid. sweep {spec.name!r}, model {spec.model}, "
           f"{len(spec.parameterizations)} parameterizations x {axes or 'no grid'}")
-    print(f"  {len(ids)} trials, {len(ids & done)} done, {len(pending)} pending (results: {store.root})")
-    print(f"  pending work: {flops:.3g} FLOPs, about {duration(seconds)} at {concurrency} concurrent "
-          f"trial(s) here ({how})")
+    low, high = plan.bounds()
+    method = spec.search.method
+    if method == "grid":
+        print(f"  {low} trials, {low - len(pending)} done, {len(pending)} pending (results: {store.root})")
+    elif method == "bracket":
+        print(f"  bracket search over {spec.search.hp}: {len(planned)} trials planned so far ({len(pending)} to "
+              f"run), between {low} and {high} in all; {len(planned) - len(pending)} done (results: {store.root})")
+    else:
+        dims = [k for k in spec.grid if k not in ("width", "depth", "seed")]
+        print(f"  optuna (TPE) over {', '.join(dims)}: {low} trials in {store.root / 'optuna.db'}, "
+              f"{len(planned)} asked so far")
+    flops, seconds, how = _estimate(sweep, store, pending, concurrency)
+    if method == "grid":
+        print(f"  pending work: {flops:.3g} FLOPs, about {duration(seconds)} at {concurrency} concurrent "
+              f"trial(s) here ({how})")
+    else:
+        each = seconds / max(1, len(pending)) if pending else _estimate(sweep, store, [sweep.template], 1)[1]
+        left = [duration(max(0, n - len(planned) + len(pending)) * each / concurrency) for n in (low, high)]
+        span = left[0] if low == high else f"{left[0]} (fewest trials) to {left[1]} (most)"
+        print(f"  pending work: about {span} at {concurrency} concurrent trial(s) here ({how})")
     if len(pending) > LARGE_SWEEP:
         print(f"  warning: {len(pending):,} trials is a large grid; most of them sit far from any optimum. "
-              "Fewer depths or a coarser grid, then more seeds near the optima, buy a firmer answer.")
+              "A bracket search ([search] method = \"bracket\") spends them near the optima instead.")
     _warn_resources(res)
     return EXIT_OK
 
@@ -105,6 +128,8 @@ def cmd_run(args) -> int:
     _check_writable(store.root)
     try:
         with store.lock(command=" ".join(["completep-sweep", *sys.argv[1:]])):
+            if _nothing_to_do(sweep, store):
+                return _run_locked(args, sweep, store)  # says so, without starting Ray
             connect(args.address)  # Ray is imported only now that the input is known to be good
             check_resources(res.cpus_per_trial, res.gpus_per_trial, wait_s=res.autoscale_wait_s)
             return _run_locked(args, sweep, store)
@@ -117,7 +142,9 @@ def _run_locked(args, sweep, store) -> int:
 
     store.write_spec(sweep.text)
     sink = None if args.no_mlflow else _tracker(store, args.tracking_uri)
-    print(f"sweep {sweep.name}: {len(sweep.ids)} trials -> {store.root}", file=sys.stderr)
+    method = sweep.spec.search.method
+    what = f"{len(sweep.ids)} trials" if method == "grid" else f"{method} search"
+    print(f"sweep {sweep.name}: {what} -> {store.root}", file=sys.stderr)
     try:
         summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink)
     finally:
@@ -138,6 +165,12 @@ def _run_locked(args, sweep, store) -> int:
               f"(completep-sweep status {store.root}); re-running retries them", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _nothing_to_do(sweep, store) -> bool:
+    from ..search import make_plan
+
+    return make_plan(sweep, store.load(), store.root, read_only=True).finished
 
 
 def _check_writable(folder: Path) -> None:
@@ -169,9 +202,8 @@ def cmd_status(args) -> int:
     results = open_results(ResultStore(resolve_results(args.target, args.results)))
     df = results.rows
     counts = df.status.value_counts().to_dict() if len(df) else {}
-    of = "" if results.total is None else f" of the {results.total} trials of the current sweep"
-    print(f"{results.store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error")) + of
-          + ("" if results.sweep is None else f"; {len(results.pending)} pending") + stale_note(results))
+    print(f"{results.store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
+          + results.progress() + stale_note(results))
     for row in df[df.status == "error"].head(5).to_dict("records"):
         last = row["error"].strip().splitlines()[-1] if row["error"] else ""
         print(f"  error {row['trial_id']}: {describe(row)}: {last}")

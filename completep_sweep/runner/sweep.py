@@ -28,7 +28,9 @@ from ..interrupt import Interrupted, deferred, interruptible, reap, requested
 from ..spec import Sweep
 from ..store import ResultStore
 from ..trial import TrialConfig, TrialResult
+from ..search import make_plan
 from .cluster import concurrency, connect
+from .searcher import PlanSearcher
 
 for _name in ("ray", "ray.tune", "ray.train"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -57,7 +59,8 @@ def run_trial_on_worker(param_space: dict) -> None:
 class Progress:
     """Counts for the live progress line; the ETA weighs trials by their FLOPs (deep ones cost more)."""
 
-    total: int
+    total: int | None
+    """Trials in all, when known up front (a grid); an adaptive search plans as it goes."""
     done_before: int
     flops_pending: float
     stream: TextIO = field(default_factory=lambda: sys.stderr)
@@ -80,9 +83,11 @@ class Progress:
         elapsed = time.monotonic() - self.started
         left = self.flops_pending - self.flops_done
         working = time.monotonic() - (self.first_trial or self.started)
-        eta = duration(working * left / self.flops_done) if self.flops_done and done < self.total else "-"
-        text = (f"[{done}/{self.total}] {self.ok} ok, {self.diverged} diverged, {self.errored} error, "
-                f"{self.running} running | {duration(elapsed)} elapsed, ETA {eta}")
+        known = self.total is not None
+        eta = duration(working * left / self.flops_done) if known and self.flops_done and done < self.total else "-"
+        text = (f"[{done}/{self.total if known else '?'}] {self.ok} ok, {self.diverged} diverged, "
+                f"{self.errored} error, {self.running} running | {duration(elapsed)} elapsed"
+                + (f", ETA {eta}" if known else ""))
         return f"{text} | {last}" if last else text
 
     def show(self, last: str = "") -> None:
@@ -180,32 +185,31 @@ def run_sweep(
     sweep: Sweep, store: ResultStore, *, address: str | None = None, max_concurrent: int | None = None,
     sink: TrialSink | None = None, stream: TextIO | None = None,
 ) -> RunSummary:
-    """Run every trial of ``sweep`` that has no row in ``store`` yet."""
+    """Run the trials of ``sweep`` that have no row in ``store`` yet, as its [search] plans them."""
     t0 = time.monotonic()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    plan = make_plan(sweep, store.load(), store.root)
     done = store.completed_ids()
-    pending = sweep.pending(done)
+    low, high = plan.bounds()
+    known = plan.planned()
+    pending = [c for c in known if c.trial_id not in done]
     res = sweep.spec.resources
     limit = max_concurrent or res.max_concurrent
-    progress = Progress(total=len(sweep.ids), done_before=len(done & sweep.ids), flops_pending=sum(t.flops for t in pending),
-                        stream=stream or sys.stderr)
-    if not pending:
-        return RunSummary(progress.total, progress.done_before, 0, 0, 0, 0, time.monotonic() - t0)
+    progress = Progress(total=low if low == high else None, done_before=len(known) - len(pending),
+                        flops_pending=sum(t.flops for t in pending), stream=stream or sys.stderr)
+    if plan.finished:
+        return RunSummary(len(known), progress.done_before, 0, 0, 0, 0, time.monotonic() - t0)
     connect(address)
     trainable = tune.with_resources(run_trial_on_worker, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
-    space = {
-        "trial": tune.grid_search([t.to_dict() for t in pending]),
-        "cpus": res.cpus_per_trial,
-        "gpus": res.gpus_per_trial,
-    }
     scratch = tempfile.mkdtemp(prefix="completep-tune-")
     stopped = None
     try:
         tuner = tune.Tuner(
             trainable,
-            param_space=space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=limit, reuse_actors=True,
-                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            param_space={"cpus": res.cpus_per_trial, "gpus": res.gpus_per_trial},  # the trial: from the plan
+            tune_config=tune.TuneConfig(search_alg=PlanSearcher(plan), num_samples=-1, max_concurrent_trials=limit,
+                                        reuse_actors=True, trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(
                 name=f"completep-{sweep.name}", storage_path=scratch, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=res.max_retries),
@@ -222,10 +226,11 @@ def run_sweep(
     if progress.stream.isatty():
         progress.stream.write("\n")
     ran = progress.ok + progress.diverged + progress.errored
-    summary = RunSummary(progress.total, progress.done_before, ran, progress.ok, progress.diverged, progress.errored,
+    total = len(plan.planned())
+    summary = RunSummary(total, progress.done_before, ran, progress.ok, progress.diverged, progress.errored,
                          time.monotonic() - t0, concurrency(res.cpus_per_trial, limit), started_at, stopped or "")
-    store.record_run({**asdict(summary), "address": address or "local", "finished_at":
-                      datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    store.record_run({**asdict(summary), "method": sweep.spec.search.method, "address": address or "local",
+                      "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return summary
 
 

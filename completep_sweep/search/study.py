@@ -1,0 +1,150 @@
+"""``[search] method = "optuna"``: TPE over the swept HPs at one shape, as Optuna ask/tell.
+
+The study lives in ``results/<sweep>/optuna.db`` (Optuna's own RDB storage), so a killed or repeated
+run continues it. Ray Tune's ``OptunaSearch`` is not used: on resume it re-enqueues start points,
+restarts the sampler's random stream (repeating earlier suggestions) and leaves asked-but-never-
+told trials RUNNING for good. Instead, on start:
+- a trial the study still calls RUNNING is told its value when its row is on disk (the driver died
+  after writing it), else marked FAIL (it never finished; it does not count);
+- the sampler is reseeded from the number of trials asked so far, so an interrupted study asks what
+  an uninterrupted one would have asked (exactly so with one trial at a time);
+- a suggestion whose trial already has a row is told that row at once, never run twice.
+``n_trials`` counts COMPLETE and PRUNED (diverged) trials, across runs and interruptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+from ..spec import Sweep
+from ..trial import TrialConfig
+
+STUDY_FILE = "optuna.db"
+
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would bury the progress
+    return optuna
+
+
+def distributions(sweep: Sweep) -> dict:
+    """Each swept HP: a log2_range becomes log-uniform over its range, a list a categorical."""
+    optuna = _optuna()
+    dims = {}
+    for name, axis in sweep.spec.grid.items():
+        if name in ("width", "depth", "seed"):
+            continue
+        if isinstance(axis, dict) and "log2_range" in axis:
+            lo, hi = axis["log2_range"]
+            dims[name] = optuna.distributions.FloatDistribution(2.0**lo, 2.0**hi, log=True)
+        else:
+            dims[name] = optuna.distributions.CategoricalDistribution(list(sweep.axes[name]))
+    return dims
+
+
+class OptunaPlan:
+    """Asks the study for trials until ``n_trials`` have finished (COMPLETE or PRUNED)."""
+
+    def __init__(self, sweep: Sweep, done: dict[str, float], root: Path, *, read_only: bool = False):
+        optuna = _optuna()
+        self.sweep, self.done = sweep, dict(done)
+        search = sweep.spec.search
+        self.n_trials, self.sampler_seed = search.n_trials, search.sampler_seed
+        self.space = distributions(sweep)
+        self.live: dict[str, int] = {}  # trial_id -> optuna trial number
+        path = Path(root) / STUDY_FILE
+        self.study = None
+        if read_only and not path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+        self.study = optuna.create_study(storage=storage, study_name=sweep.name, direction="minimize",
+                                         load_if_exists=True)
+        if not read_only:
+            self._settle_running()
+
+    # ---------------------------------------------------------------- the study's trials as configs
+
+    def _config(self, params: dict) -> TrialConfig:
+        return self.sweep.template.replace(**params)
+
+    def _trials(self, *states):
+        from optuna.trial import TrialState
+
+        wanted = states or (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        return self.study.get_trials(deepcopy=False, states=wanted) if self.study else []
+
+    def _tell(self, number: int, loss: float | None) -> None:
+        from optuna.trial import TrialState
+
+        if loss is None:
+            self.study.tell(number, state=TrialState.FAIL)
+        elif math.isfinite(loss):
+            self.study.tell(number, loss)
+        else:  # diverged: counted, and ranked below every finite loss (never the best)
+            self.study.tell(number, state=TrialState.PRUNED)
+
+    def _settle_running(self) -> None:
+        from optuna.trial import TrialState
+
+        for trial in self._trials(TrialState.RUNNING):
+            loss = self.done.get(self._config(trial.params).trial_id) if trial.params else None
+            self._tell(trial.number, loss)
+
+    def _counted(self) -> int:
+        from optuna.trial import TrialState
+
+        return len(self._trials(TrialState.COMPLETE, TrialState.PRUNED))
+
+    # ---------------------------------------------------------------- Plan
+
+    def take(self) -> TrialConfig | None:
+        optuna = _optuna()
+        for _ in range(1000):  # suggestions of finished trials are told and skipped, a bounded number
+            if self._counted() + len(self.live) >= self.n_trials:
+                return None
+            asked = len(self.study.get_trials(deepcopy=False))
+            seed = int(hashlib.sha256(f"{self.sampler_seed}:{asked}".encode()).hexdigest()[:8], 16)
+            self.study.sampler = optuna.samplers.TPESampler(seed=seed)
+            trial = self.study.ask(fixed_distributions=self.space)
+            config = self._config(trial.params)
+            if config.trial_id in self.done:
+                self._tell(trial.number, self.done[config.trial_id])
+                continue
+            if config.trial_id in self.live:  # the same point twice at once: ask again
+                self._tell(trial.number, None)
+                continue
+            self.live[config.trial_id] = trial.number
+            return config
+        return None
+
+    def record(self, config: TrialConfig, status: str, loss: float | None) -> None:
+        number = self.live.pop(config.trial_id, None)
+        if number is None:
+            return
+        value = None if status == "error" else (loss if status == "ok" else math.inf)
+        if value is not None:
+            self.done[config.trial_id] = value
+        self._tell(number, value)
+
+    @property
+    def finished(self) -> bool:
+        return not self.live and self._counted() >= self.n_trials
+
+    def planned(self) -> list[TrialConfig]:
+        configs = [self._config(t.params) for t in self._trials() if t.params]
+        return list({c.trial_id: c for c in configs}.values())
+
+    def bounds(self) -> tuple[int, int]:
+        return self.n_trials, self.n_trials
+
+    def best(self) -> TrialConfig | None:
+        """The finished trial with the lowest loss."""
+        from optuna.trial import TrialState
+
+        complete = self._trials(TrialState.COMPLETE)
+        return self._config(min(complete, key=lambda t: t.value).params) if complete else None

@@ -1,0 +1,130 @@
+"""The sweep file's tables as pydantic models: what each key means and accepts.
+
+Unknown keys are refused everywhere (a typo never silently falls back to a default). The grid's
+axes are checked against the trial schema by spec.py, which also expands the file into trials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .parameterization import get_parameterization
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RESERVED_NAMES = frozenset({"mlflow.db", "mlartifacts"})  # beside the sweeps in results/
+
+
+class Log2Range(BaseModel):
+    """Powers of two 2^lo … 2^hi inclusive, every ``step`` octaves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    log2_range: tuple[float, float]
+    step: float = Field(default=1.0, gt=0)
+
+    def values(self) -> list[float]:
+        lo, hi = self.log2_range
+        if hi < lo:
+            raise ValueError(f"log2_range [{lo:g}, {hi:g}] must be [low, high] with low <= high")
+        n = int(math.floor((hi - lo) / self.step + 1e-9)) + 1
+        if n > 10_000:
+            raise ValueError(f"log2_range with step {self.step:g} gives {n} values; use a larger step")
+        return [2.0 ** (lo + i * self.step) for i in range(n)]
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cpus_per_trial: float = Field(default=1, gt=0, description="CPUs per trial (torch threads on CPU)")
+    gpus_per_trial: float = Field(default=0, ge=0, description="GPUs per trial; fractional shares a GPU")
+    max_concurrent: int | None = Field(default=None, ge=1, description="at most this many trials at once")
+    max_retries: int = Field(default=2, ge=0, description="re-runs of a trial whose worker died or raised")
+    autoscale_wait_s: float = Field(default=0, ge=0, description="on an autoscaling cluster: seconds to wait for "
+                                    "a node that fits a trial before giving up (0: refuse at once)")
+
+
+class Around(BaseModel):
+    """Values centred on another sweep's best value: 2^(c + k·step) for |k·step| <= octaves, where c
+    is log2 of that sweep's best value rounded to the step (values stay on the 2^(k·step) lattice)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    around: str = Field(description="the other sweep's name (its results folder under --results)")
+    octaves: float = Field(default=2.0, gt=0)
+    step: float = Field(default=0.5, gt=0)
+
+    def values(self, best: float) -> list[float]:
+        centre = round(math.log2(best) / self.step) * self.step
+        n = int(math.floor(self.octaves / self.step + 1e-9))
+        return [2.0 ** (centre + k * self.step) for k in range(-n, n + 1)]
+
+
+METHOD_KEYS = {"grid": set(), "bracket": {"hp", "resolution", "max_extend", "seeds", "max_trials_per_shape"},
+               "optuna": {"n_trials", "sampler_seed"}}
+
+
+class Search(BaseModel):
+    """``[search]``: how the trials are chosen. Absent means method = "grid" (every grid point)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: Literal["grid", "bracket", "optuna"] = "grid"
+    hp: str = Field(default="lr", description="bracket: the HP searched in log2 space")
+    resolution: float = Field(default=0.5, gt=0, description="bracket: octaves between neighbours at the end")
+    max_extend: float = Field(default=3.0, ge=0, description="bracket: octaves it may go past the grid's edges")
+    seeds: int | None = Field(default=None, ge=1, description="bracket: seeds at the best point and its neighbours")
+    max_trials_per_shape: int = Field(default=40, ge=1, description="bracket: at most this many trials per group")
+    n_trials: int | None = Field(default=None, ge=1, description="optuna: trials in the study, across runs")
+    sampler_seed: int = Field(default=0, ge=0, description="optuna: seeds the TPE sampler")
+
+    @model_validator(mode="after")
+    def _keys_of_the_method(self) -> "Search":
+        for key in self.model_fields_set - {"method"} - METHOD_KEYS[self.method]:
+            owner = next(m for m, keys in METHOD_KEYS.items() if key in keys)
+            raise ValueError(f"{key} is a setting of method = \"{owner}\", not \"{self.method}\"; remove it")
+        if self.method == "optuna" and self.n_trials is None:
+            raise ValueError("method = \"optuna\" needs n_trials (how many trials the study runs), e.g. n_trials = 40")
+        return self
+
+
+class SweepSpec(BaseModel):
+    """A sweep file. Unknown keys are refused, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    model: str = "tiny"
+    description: str = ""
+    parameterizations: list[str] = Field(min_length=1)
+    grid: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    model_overrides: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    search: Search = Field(default_factory=lambda: Search())
+
+    def settings(self) -> dict[str, str]:
+        """What the file sets, flat: grid.lr, train.steps, model, parameterizations (as text)."""
+        out = {}
+        for key, value in self.model_dump(exclude_unset=True, exclude={"name", "description"}).items():
+            if isinstance(value, dict):
+                out.update({f"{key}.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in value.items()})
+            else:
+                out[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        return out
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("use letters, digits, '.', '_' and '-' only (it names results/<name>/)")
+        if v in RESERVED_NAMES:
+            raise ValueError(f"{v!r} is the local MLflow store's name in results/; pick another name")
+        return v
+
+    @field_validator("parameterizations")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        names = [get_parameterization(p).name for p in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate entries in {v}")
+        return names

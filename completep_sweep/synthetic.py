@@ -1,0 +1,91 @@
+"""Synthetic trials shaped like real ones on this machine: for benchmarks and calibration.
+
+Measured here (tiny preset, width 32 / base 16, 300 steps of 16 x 64 tokens, depths 2-16, µP and
+CompleteP, learning rates 2^-10 … 2^-3 in half octaves, 3 seeds: 360 trials), with d the distance
+in octaves from a shape's optimum:
+- the basin is asymmetric: about +0.03 nats one octave below the optimum and +0.06 to +0.08 one
+  octave above, +0.10 three octaves below and +0.15 two above;
+- the seed-to-seed spread grows above the optimum: 0.01 nats two to three octaves below, 0.03 at
+  the optimum, 0.06 half an octave above, 0.1 one to two octaves above;
+- a seed's deviations are correlated along the learning rate (0.7 between neighbours half an
+  octave apart): a seed shifts a stretch of its curve together rather than each point apart;
+- within two octaves above the optimum no trial diverged at this budget; further above, a wall
+  is assumed (divergence becomes likely, then certain), as in longer runs.
+``SyntheticShape`` draws losses for any (log2 lr, seed) lazily, each new draw conditioned on the
+earlier ones of the same seed, so an adaptive search and a dense grid can read the same noisy world.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# (d in octaves, seed-to-seed sd in nats): pooled over the 8 measured shapes.
+SPREAD = ((-3.0, 0.011), (-2.0, 0.012), (-1.0, 0.02), (-0.5, 0.03), (0.0, 0.033), (0.5, 0.056),
+          (1.0, 0.09), (2.0, 0.10))
+CORRELATION_LENGTH = 1.4  # octaves: exp(-0.5 / 1.4) = 0.7 between points half an octave apart
+WALL = (2.5, 4.0)  # octaves above the optimum where divergence starts being possible, and is certain
+
+
+def basin(d: np.ndarray | float) -> np.ndarray:
+    """Expected excess loss (nats) at d octaves from the optimum: smooth at 0, steeper above."""
+    d = np.asarray(d, dtype=float)
+    below = 0.05 * (np.sqrt(1 + (d / 1.0) ** 2) - 1) * 1.0 + 0.002 * d**2
+    above = 0.12 * (np.sqrt(1 + (d / 0.8) ** 2) - 1) * 0.8 + 0.004 * d**2
+    return np.where(d < 0, below, above)
+
+
+def spread(d: np.ndarray | float) -> np.ndarray:
+    """Seed-to-seed standard deviation of the final loss at d octaves from the optimum."""
+    xs, ys = zip(*SPREAD)
+    return np.interp(d, xs, ys)
+
+
+def diverge_probability(d: float) -> float:
+    low, high = WALL
+    return float(np.clip((d - low) / (high - low), 0.0, 1.0))
+
+
+@dataclass
+class SyntheticShape:
+    """One shape: its optimum (log2 lr), the loss there, and a seeded noisy world to sample."""
+
+    optimum: float
+    best_loss: float = 2.4
+    noise: float = 1.0
+    """Scales every spread (0: noise-free)."""
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    _z: dict[int, dict[float, float]] = field(default_factory=dict)  # seed -> x -> standard normal
+    _diverged: dict[tuple[float, int], bool] = field(default_factory=dict)
+
+    def _standard_normal(self, x: float, seed: int) -> float:
+        """A draw of the seed's correlated process at x, given its earlier draws."""
+        drawn = self._z.setdefault(seed, {})
+        if x in drawn:
+            return drawn[x]
+        xs = np.array(list(drawn))
+        if len(xs):
+            k = np.exp(-np.abs(xs[:, None] - xs[None, :]) / CORRELATION_LENGTH)
+            c = np.exp(-np.abs(xs - x) / CORRELATION_LENGTH)
+            w = np.linalg.solve(k + 1e-9 * np.eye(len(xs)), c)
+            mean, var = float(w @ np.array(list(drawn.values()))), max(1e-12, 1.0 - float(w @ c))
+        else:
+            mean, var = 0.0, 1.0
+        drawn[x] = mean + math.sqrt(var) * float(self.rng.standard_normal())
+        return drawn[x]
+
+    def loss(self, x: float, seed: int) -> float:
+        """Final validation loss of the trial at lr = 2^x with this seed (inf when it diverged)."""
+        d = x - self.optimum
+        key = (x, seed)
+        if key not in self._diverged:
+            self._diverged[key] = bool(self.rng.random() < diverge_probability(d))
+        if self._diverged[key]:
+            return math.inf
+        return float(self.best_loss + basin(d) + self.noise * spread(d) * self._standard_normal(x, seed))
+
+    def expected(self, x: float) -> float:
+        """The noise-free loss at 2^x (what a method's chosen optimum is worth)."""
+        return float(self.best_loss + basin(x - self.optimum))
