@@ -20,9 +20,12 @@ def duration(seconds: float) -> str:
 
 
 def pow2(x: float) -> str:
-    """2^-7 for exact (half-)octaves, which is how the grids are written; else 3 significant digits."""
+    """An HP value as the grids write it: 2^-7 and 2^-7.5 for (half-)octaves, 2^-7.31 between them
+    (a fitted optimum); 0 and non-numbers as they are."""
     e = math.log2(x) if isinstance(x, (int, float, np.floating)) and x > 0 else math.nan
-    return f"2^{e:g}" if math.isfinite(e) and (2 * e).is_integer() else f"{x:.3g}"
+    if not math.isfinite(e):
+        return f"{x:.3g}" if isinstance(x, (int, float, np.floating)) else str(x)
+    return f"2^{e:g}" if (2 * e).is_integer() else f"2^{e:.2f}"
 
 
 def describe(trial: Mapping[str, Any] | Any) -> str:

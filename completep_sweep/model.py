@@ -48,9 +48,9 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, residual_multiplier: float):
         super().__init__()
         self.residual_multiplier = residual_multiplier
-        self.ln_1 = nn.LayerNorm(cfg.width)
+        self.ln_1 = nn.LayerNorm(cfg.width, bias=cfg.bias)
         self.attn = Attention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.width)
+        self.ln_2 = nn.LayerNorm(cfg.width, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,7 +81,7 @@ class Transformer(nn.Module):
         self.output_multiplier = rules.output_multiplier
         self.embed = Embedding(cfg)
         self.blocks = nn.ModuleList(Block(cfg, rules.residual_multiplier) for _ in range(cfg.depth))
-        self.ln_f = nn.LayerNorm(cfg.width)
+        self.ln_f = nn.LayerNorm(cfg.width, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.wte.weight

@@ -24,7 +24,10 @@ PANEL_SIZE = (4.2, 3.4)  # inches per panel
 
 
 def _save_figure(fig: Figure, path_stem: Path | str) -> list[Path]:
+    """``stem.png`` and ``stem.svg``; a stem given as x.png or x.svg means x (not x.png.png)."""
     stem, written = Path(path_stem), []
+    if stem.suffix.lower() in {f".{f}" for f in FIGURE_FORMATS}:
+        stem = stem.with_suffix("")
     for fmt in FIGURE_FORMATS:
         path = stem.with_name(f"{stem.name}.{fmt}")
         write_atomic(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=120))
@@ -32,11 +35,17 @@ def _save_figure(fig: Figure, path_stem: Path | str) -> list[Path]:
     return written
 
 
-def _panels(n: int, ncols: int | None = None, nrows: int = 1) -> tuple[Figure, np.ndarray]:
+def _panels(n: int, ncols: int | None = None, nrows: int = 1, sharey: bool = False) -> tuple[Figure, np.ndarray]:
     ncols = ncols or max(n, 1)
-    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.6), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
+    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.9), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False, sharey=sharey))
     return fig, axes
+
+
+def _verdict(analysis: Analysis, p: str, hp: str, axis: str) -> str:
+    t = analysis.transfer
+    hit = t[t["parameterization"].eq(p) & t["hp"].eq(hp) & t["axis"].eq(axis)] if len(t) else t
+    return hit["verdict"].iloc[0] if len(hit) else ""
 
 
 def _other(axis: str) -> str:
@@ -72,23 +81,34 @@ def _describe_fixed(lines: pd.DataFrame, trials: pd.DataFrame, hp: str, analysis
 
 def plot_lr_curves(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
                    axis: str = "depth") -> list[Path]:
-    """Loss against log2(hp), one panel per parameterization, one curve per ``axis`` value.
+    """Loss against log2(hp): one panel per parameterization in the paper's order (verdict in the
+    title), one curve per ``axis`` value in a sequential palette, a shared y axis and one legend.
 
-    The other axis is held at the value the drift fit used. Refined optima are stars; diverged grid
+    The other axis is held at the value the drift fit used. Fitted optima are stars; diverged grid
     points are 'x' markers along the top edge of the panel.
     """
+    from .answer import name, ordered
+
     other = _other(axis)
     slices = analysis.slices[hp]
-    names = sorted(slices["parameterization"].unique())
-    fig, axes = _panels(len(names))
+    names = ordered(slices["parameterization"])
+    fig, axes = _panels(len(names), sharey=True)
     plotted, held = [], []
+    finite = slices["loss"][np.isfinite(slices["loss"])]
+    limits = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    handles = {}
     for ax, p in zip(axes[0], names):
         fixed = _fixed_value(analysis, p, hp, axis)
         lines = slices[slices["parameterization"].eq(p) & slices[other].eq(fixed)]
-        _draw_curves(ax, lines, analysis.optima, p, hp, axis)
-        ax.set_title(f"{p} ({other} {fixed})")
+        handles.update(_draw_curves(ax, lines, analysis.optima, p, hp, axis, limits))
+        verdict = _verdict(analysis, p, hp, axis)
+        ax.set_title(f"{name(p)}" + (f": {verdict}" if verdict else ""))
         plotted.append(lines)
         held.append(f"{other} {fixed}")
+    axes[0, 0].set_ylabel(f"{analysis.loss.replace('_', ' ')} (mean over seeds)")
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
+                   title="x: diverged\n*: fitted optimum", title_fontsize=7)
     described = _describe_fixed(pd.concat(plotted), analysis.trials, hp, analysis) if plotted else ""
     title = ", ".join([*dict.fromkeys(held), *([described] if described else [])])
     fig.suptitle(_wrap(f"{analysis.loss.replace('_', ' ')} vs log2({hp}) — {title}",
@@ -122,82 +142,125 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(lines)
 
 
-def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str, axis: str) -> None:
-    finite = lines[np.isfinite(lines["loss"])]
-    top = finite["loss"].max() if len(finite) else 1.0
-    bottom = finite["loss"].min() if len(finite) else 0.0
+def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str, axis: str,
+                 limits: tuple[float, float]) -> dict:
+    bottom, top = limits
     pad = 0.05 * (top - bottom or 1.0)
     position = _log2_axis(lines[hp].to_numpy(float))
     values = sorted(lines[axis].unique())
+    handles = {}
     for color, v in zip(_colors(len(values)), values):
         line = lines[lines[axis].eq(v)].sort_values(hp)
         ok = np.isfinite(line["loss"]).to_numpy()
         x = position(line[hp].to_numpy(float))
-        ax.plot(x[ok], line["loss"][ok], "o-", ms=3, color=color, label=f"{axis} {v}")
+        handle, = ax.plot(x[ok], line["loss"][ok], "o-", ms=2.5, lw=1.3, color=color, alpha=0.9)
+        handles[f"{axis} {v}"] = handle
         if (~ok).any():
-            ax.plot(x[~ok], np.full((~ok).sum(), top + pad), "x", color=color, ms=6)
+            ax.plot(x[~ok], np.full((~ok).sum(), top + pad), "x", color=color, ms=5)
         o = optima[optima["parameterization"].eq(p) & optima["hp"].eq(hp) & optima[axis].eq(v)
                    & optima[_other(axis)].eq(line[_other(axis)].iloc[0])]
-        if len(o) and not math.isnan(o["optimum_refined"].iloc[0]):
-            ax.plot(position(o["optimum_refined"].iloc[0]), o["loss"].iloc[0], "*", ms=11,
-                    color=color, markeredgecolor="black", markeredgewidth=0.5)
+        if len(o) and not math.isnan(o["optimum_refined"].iloc[0]) and o["optimum_refined"].iloc[0] > 0:
+            ax.plot(position(o["optimum_refined"].iloc[0]), o["loss"].iloc[0], "*", ms=10,
+                    color=color, markeredgecolor="black", markeredgewidth=0.5, zorder=5)
     if position.zero_x is not None:
         ax.axvline(position.zero_x + 0.75, color="grey", lw=0.5, ls=":")
         ax.text(position.zero_x, 0.99, f"{hp}=0", ha="center", va="top", fontsize=7,
                 transform=ax.get_xaxis_transform())
     ax.set_ylim(bottom - pad, top + 2 * pad)
     ax.set_xlabel(f"log2({hp})")
-    ax.set_ylabel("loss (mean over seeds)")
-    ax.legend(fontsize=7, title="x: diverged, *: optimum", title_fontsize=7)
     ax.grid(alpha=0.3)
+    return handles
 
 
 def _colors(n: int) -> list:
+    """Light to dark (shallow to deep), every shade readable on white: viridis without its yellow."""
     from matplotlib import colormaps
     cmap = colormaps["viridis"]
-    return [cmap(i / max(n - 1, 1) * 0.9) for i in range(n)]
+    return [cmap(0.78 - 0.72 * i / max(n - 1, 1)) for i in range(n)]
 
 
 def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
                        axis: str = "depth") -> list[Path]:
-    """Refined optimum against ``axis`` per parameterization, interval bars, log2 axes, verdict in
-    the legend. Hollow markers are optima on the grid edge (bounds, not estimates)."""
+    """Fitted optimum against ``axis``, one panel per parameterization (paper order, shared y): the
+    per-shape optima with 95% intervals (hollow: on the edge of the tested values, only a bound),
+    the fitted drift line, and the tolerance cone (±T octave per doubling around the base)."""
+    from .answer import name, ordered
+
     other = _other(axis)
     o = analysis.optima[analysis.optima["hp"].eq(hp)]
-    fig, axes = _panels(1)
-    ax = axes[0, 0]
-    for color, p in zip(_colors(o["parameterization"].nunique()), sorted(o["parameterization"].unique())):
+    names = ordered(o["parameterization"])
+    fig, axes = _panels(len(names), sharey=True)
+    for ax, p in zip(axes[0], names):
         fixed = _fixed_value(analysis, p, hp, axis)
         rows = o[o["parameterization"].eq(p) & o[other].eq(fixed)].sort_values(axis)
         rows = rows[np.isfinite(rows["optimum_refined"]) & (rows["optimum_refined"] > 0)]
-        if rows.empty:
-            continue
-        y = rows["optimum_refined"].to_numpy(float)
-        low = np.nan_to_num(y - rows["interval_low"].to_numpy(float), nan=0.0)
-        high = np.nan_to_num(rows["interval_high"].to_numpy(float) - y, nan=0.0)
-        ax.errorbar(rows[axis], y, yerr=[low, high], fmt="-", color=color, capsize=3,
-                    label=_verdict_label(analysis, p, hp, axis))
-        edge = rows["at_edge"].astype(bool).to_numpy()
-        ax.plot(rows[axis][~edge], y[~edge], "o", color=color)
-        ax.plot(rows[axis][edge], y[edge], "o", mfc="none", color=color)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
-    ax.set_xlabel(axis)
-    ax.set_ylabel(f"optimal {hp} (refined)")
-    ax.set_title(f"optimal {hp} vs {axis} (tolerance ±{analysis.tolerance_octaves:g} octave)")
-    ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        t = analysis.transfer
+        hit = t[t["parameterization"].eq(p) & t["hp"].eq(hp) & t["axis"].eq(axis)] if len(t) else t
+        if len(hit) and np.isfinite(hit["line_at_base"].iloc[0]):
+            r = hit.iloc[0]
+            grid = np.geomspace(rows[axis].min(), rows[axis].max(), 50) if len(rows) else np.array([1.0])
+            doublings = np.log2(grid / r["base_axis_value"])
+            # The verdict tests the slope; its level is drawn through the optima's centre, where the
+            # eye looks for it (the joint fit's own level can sit apart from them in a flat basin).
+            at_base = r["line_at_base"]
+            if len(rows):
+                at_base = float(np.mean(np.log2(rows["optimum_refined"]))
+                                - r["slope"] * np.mean(np.log2(rows[axis] / r["base_axis_value"])))
+            ax.fill_between(grid, 2 ** (at_base - r["tolerance"] * np.abs(doublings)),
+                            2 ** (at_base + r["tolerance"] * np.abs(doublings)), color="0.85",
+                            label=f"±{r['tolerance']:g} oct/doubling")
+            ax.plot(grid, 2 ** (at_base + r["slope"] * doublings), "-", color="C3", lw=1.2,
+                    label=f"fitted drift: {r['slope']:+.2f} oct/doubling")
+        if len(rows):
+            y = rows["optimum_refined"].to_numpy(float)
+            low = np.nan_to_num(y - rows["interval_low"].to_numpy(float), nan=0.0)
+            high = np.nan_to_num(rows["interval_high"].to_numpy(float) - y, nan=0.0)
+            edge = rows["at_edge"].astype(bool).to_numpy()
+            ax.errorbar(rows[axis], y, yerr=[low, high], fmt="none", ecolor="C0", capsize=3)
+            ax.plot(rows[axis][~edge], y[~edge], "o", color="C0", label="optimum, 95% interval")
+            if edge.any():
+                ax.plot(rows[axis][edge], y[edge], "o", mfc="white", color="C0", label="at a grid edge (bound)")
+        verdict = _verdict(analysis, p, hp, axis)
+        ax.set_title(f"{name(p)}" + (f": {verdict}" if verdict else "") + f" ({other} {fixed})", fontsize=10)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel(axis)
+        ax.grid(alpha=0.3, which="both")
+        _legend(ax, fontsize=6, loc="best")
+    axes[0, 0].set_ylabel(f"optimal {hp}")
+    fig.suptitle(f"optimal {hp} vs {axis}: transfers when the 95% interval of the drift lies inside the cone")
     return _save_figure(fig, path_stem)
 
 
-def _verdict_label(analysis: Analysis, p: str, hp: str, axis: str) -> str:
-    t = analysis.transfer
-    hit = t[t["parameterization"].eq(p) & t["hp"].eq(hp) & t["axis"].eq(axis)]
-    if hit.empty:
-        return p
-    r = hit.iloc[0]
-    return f"{p}: {r['verdict']} (shift {cell(r['shift_octaves'], 2)} oct)"
+def plot_depth_payoff(analysis: Analysis, path_stem: Path | str, hp: str = "lr") -> list[Path]:
+    """Best loss (at each depth's own optimum) against depth, one line per parameterization, with the
+    fitted payoff slope: the paper's 'does depth pay' picture (CompleteP's loss falls with depth)."""
+    from .answer import name, ordered
+
+    o = analysis.optima[analysis.optima["hp"].eq(hp)]
+    pay = analysis.payoff[analysis.payoff["hp"].eq(hp)] if len(analysis.payoff) else analysis.payoff
+    fig, axes = _panels(1)
+    ax = axes[0, 0]
+    for i, p in enumerate(ordered(o["parameterization"])):
+        fixed = _fixed_value(analysis, p, hp, "depth")
+        rows = o[o["parameterization"].eq(p) & o["width"].eq(fixed)].sort_values("depth")
+        hit = pay[pay["parameterization"].eq(p)] if len(pay) else pay
+        label = name(p) + (f": {hit['verdict'].iloc[0]} ({hit['slope'].iloc[0]:+.3f} nats/doubling)"
+                           if len(hit) else "")
+        ax.plot(rows["depth"], rows["loss"], "o-", color=f"C{i}", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("depth")
+    ax.set_ylabel(f"best {analysis.loss.replace('_', ' ')}")
+    ax.set_title(f"depth payoff: best loss vs depth\n({hp} tuned at each depth)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    _legend(ax, fontsize=7)
+    return _save_figure(fig, path_stem)
+
+
+def _legend(ax, **kw) -> None:
+    """A legend only when something is labelled (matplotlib warns on an empty one)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
 
 
 def plot_coord_check(df: pd.DataFrame, path_stem: Path | str) -> list[Path]:
@@ -228,4 +291,4 @@ def _draw_coord_panel(ax, d: pd.DataFrame) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("mean |x|")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)

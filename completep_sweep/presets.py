@@ -69,3 +69,15 @@ def preset_config(name: str, **overrides: Any) -> TrialConfig:
         return TrialConfig(**values)
     except (TypeError, ValueError) as e:
         raise SpecError(str(e)) from None
+
+
+def config_warnings(config: TrialConfig) -> list[str]:
+    """Settings that are legal but silently defeat each other (printed by trial/validate/run, never refused)."""
+    out = []
+    if config.warmup_steps >= config.steps:
+        out.append(f"warmup_steps {config.warmup_steps} >= steps {config.steps}: the LR never leaves warmup "
+                   f"and never decays; set warmup_steps below steps (e.g. {config.steps // 10})")
+    if config.eval_interval > config.steps:
+        out.append(f"eval_interval {config.eval_interval} > steps {config.steps}: the loss curve has only "
+                   "the final eval; set eval_interval to at most steps")
+    return out

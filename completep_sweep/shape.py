@@ -41,7 +41,7 @@ class ModelConfig:
     mlp_ratio: int = 4
     """MLP hidden size = mlp_ratio × width."""
     bias: bool = True
-    """Biases in block linears (the hidden_bias group)."""
+    """Biases in the block linears (the hidden_bias group) and in every LayerNorm (norm groups)."""
     tie_embeddings: bool = False
     """Share the embedding matrix with the unembedding."""
     attn_scale: float | None = None

@@ -9,6 +9,8 @@ Layout under ``results/<sweep>/``:
   runs/<started_at>.json      one record per `run`: wall time, trials run, concurrency
   quarantine/                 files that could not be read as what their name says (moved aside)
   .driver.lock                held (flock) by the one driver that may write here
+  live.json                   the trials in flight (step, latest val loss), for `status --watch`;
+                              rewritten by the driver as they report, removed when it ends
 
 Writers use a hidden temporary name and ``os.replace``; readers skip hidden files and deduplicate on
 trial_id (Ray may deliver a result more than once after restores). A file that does not read, or
@@ -227,6 +229,33 @@ class ResultStore:
         where = f"moved to {moved[0].parent.parent}" if moved else "left in place (folder not writable)"
         sys.stderr.write(f"warning: {path} is unreadable ({reason}); {where}; trial {trial_id} counts as pending "
                          "and the next run computes it again\n")
+
+    # ---------------------------------------------------------------- trials in flight
+
+    @property
+    def live_path(self) -> Path:
+        return self.root / "live.json"
+
+    def write_live(self, trials: dict[str, dict]) -> None:
+        """The driver's view of its running trials (replaced whole, so a reader never sees half)."""
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(), "trials": trials}
+        write_text(self.live_path, json.dumps(record))
+
+    def read_live(self) -> dict[str, dict]:
+        """The running trials, or {} when no driver on this host is alive to vouch for them (a killed
+        driver leaves its last live.json behind: its trials are not running any more)."""
+        try:
+            record = json.loads(self.live_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if record.get("host") == socket.gethostname():
+            try:
+                os.kill(int(record["pid"]), 0)
+            except (ProcessLookupError, ValueError, KeyError):
+                return {}
+            except PermissionError:
+                pass  # alive, another user's
+        return record.get("trials", {})
 
     # ---------------------------------------------------------------- one driver at a time
 

@@ -61,7 +61,8 @@ class Around(BaseModel):
         return [2.0 ** (centre + k * self.step) for k in range(-n, n + 1)]
 
 
-METHOD_KEYS = {"grid": set(), "bracket": {"hp", "resolution", "max_extend", "seeds", "max_trials_per_shape"},
+METHOD_KEYS = {"grid": set(), "bracket": {"hp", "resolution", "max_extend", "seeds", "max_trials_per_shape",
+                                         "stability"},
                "optuna": {"n_trials", "sampler_seed"}}
 
 
@@ -75,6 +76,8 @@ class Search(BaseModel):
     max_extend: float = Field(default=3.0, ge=0, description="bracket: octaves it may go past the grid's edges")
     seeds: int | None = Field(default=None, ge=1, description="bracket: seeds at the best point and its neighbours")
     max_trials_per_shape: int = Field(default=40, ge=1, description="bracket: at most this many trials per group")
+    stability: bool = Field(default=False, description="bracket: also locate the largest stable value above "
+                                                        "the best, to the resolution")
     n_trials: int | None = Field(default=None, ge=1, description="optuna: trials in the study, across runs")
     sampler_seed: int = Field(default=0, ge=0, description="optuna: seeds the TPE sampler")
 

@@ -89,3 +89,39 @@ class SyntheticShape:
     def expected(self, x: float) -> float:
         """The noise-free loss at 2^x (what a method's chosen optimum is worth)."""
         return float(self.best_loss + basin(x - self.optimum))
+
+
+def simulate_study(*, drift: float = 0.0, payoff: float = 0.0, depths=(2, 4, 8, 16), seeds=(0, 1, 2),
+                   start=(-9.0, -7.0, -5.0, -3.0), optimum: float | None = None, rng_seed: int = 0,
+                   parameterization: str = "completep", width: int = 32, base_width: int = 16):
+    """One simulated transfer study as trial rows (the columns ``analyze`` reads).
+
+    Per depth d the optimum is ``optimum + drift * log2(d / depths[0])`` (octaves) and the best loss
+    ``2.4 + payoff * log2(d / depths[0])`` (nats); each depth is searched by the bracket rules of
+    the demo (the grid ``start`` with every seed, refined to half an octave, stability probed).
+    """
+    import pandas as pd
+
+    from .search.bracket import BracketRules, Group
+
+    rng = np.random.default_rng(rng_seed)
+    optimum = rng.uniform(-6.0, -4.5) if optimum is None else optimum
+    rules = BracketRules(grid=tuple(start), base_seeds=tuple(seeds), resolution=0.5, max_extend=2.0,
+                         stability=True)
+    rows = []
+    for k, depth in enumerate(depths):
+        doublings = math.log2(depth / depths[0])
+        shape = SyntheticShape(optimum=optimum + drift * doublings, best_loss=2.4 + payoff * doublings,
+                               rng=np.random.default_rng(rng_seed * 1000 + k))
+        group = Group(rules)
+        while points := group.next_round():
+            for x, seed in points:
+                group.measured[(x, seed)] = shape.loss(x, seed)
+        for (x, seed), loss in group.measured.items():
+            finite = math.isfinite(loss)
+            rows.append({"trial_id": f"{rng_seed}-{depth}-{x}-{seed}", "parameterization": parameterization,
+                         "alpha": 1.0, "width": width, "depth": depth, "base_width": base_width,
+                         "base_depth": depths[0], "lr": 2.0**x, "seed": seed, "steps": 300,
+                         "status": "ok" if finite else "diverged", "final_val_loss": loss if finite else math.nan,
+                         "flops": 1e12 * depth})
+    return pd.DataFrame(rows), optimum

@@ -195,6 +195,8 @@ class TrialConfig:
         payload = {f.name: getattr(self, f.name) for f in HASHED_FIELDS
                    if not (f.metadata[ADDED] and getattr(self, f.name) == f.default)}
         payload["rules_version"] = RULES_VERSION
+        if not self.bias:  # since 0.2.0 LayerNorms follow `bias` (before, they always had biases)
+            payload["norm_bias"] = False
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -3,6 +3,7 @@ helpers every test module shares, as fixtures: test modules never import each ot
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import shutil
@@ -22,6 +23,7 @@ for _line in (ROOT / "loopback.env").read_text().splitlines():
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Token-file scans are cached under XDG_CACHE_HOME: keep the tests' cache out of the user's home.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="completep-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -56,11 +56,11 @@ def test_refined_optimum_beats_grid_argmin_between_grid_points(make_trials):
         assert not r.at_edge and r.n_points == 9 and r.n_seeds == 1
 
 
-def test_parabola_is_exact_without_noise(make_trials):
+def test_the_basin_fit_is_exact_without_noise(make_trials):
     df = make_trials(lambda d, w: -7.3)
     r = optimum_table(df).iloc[0]
-    assert math.log2(r.optimum_refined) == pytest.approx(-7.3, abs=1e-9)
-    assert r.loss == pytest.approx(3.0 + 0.05 * 0.3**2)
+    assert math.log2(r.optimum_refined) == pytest.approx(-7.3, abs=1e-6)
+    assert r.interval_method == "basin fit" and r.loss == pytest.approx(3.0 + 0.05 * 0.3**2)
 
 
 def test_drifting_family_drifts_and_stable_family_transfers(make_trials):
@@ -71,24 +71,23 @@ def test_drifting_family_drifts_and_stable_family_transfers(make_trials):
     mup = row(a.transfer, parameterization="mup", axis="depth")
     cp = row(a.transfer, parameterization="completep", axis="depth")
     assert mup.verdict == "drifts" and cp.verdict == "transfers"
-    assert mup.slope == pytest.approx(-1.0, abs=0.1)
+    assert mup.slope == pytest.approx(-1.0, abs=0.05)  # octaves per doubling of depth
     assert mup.slope_low <= -1.0 <= mup.slope_high
-    assert mup.shift_octaves == pytest.approx(4.0, abs=0.4)
-    assert mup.endpoint_shift_octaves == pytest.approx(4.0, abs=0.4)
-    assert abs(cp.slope) < 0.1 and cp.shift_octaves < 0.4
-    assert cp.tolerance_octaves == 1.0 and mup.n_shapes == 5
+    assert mup.shift_octaves == pytest.approx(-4.0, abs=0.2)  # over depth 2..32
+    assert abs(cp.slope) < 0.05 and cp.slope_low > -0.5 and cp.slope_high < 0.5
+    assert cp.tolerance == 0.5 and mup.n_shapes == 5 and mup.n_seeds == 3
     assert set(a.transfer["axis"]) == {"depth"}  # one width: no width row
 
 
 def test_tolerance_changes_the_verdict(make_trials):
-    # 1 octave over depth 2..32; three seeds make the per-depth intervals tight.
+    # 0.25 octave per doubling over depth 2..32; three seeds make the intervals tight.
     df = make_trials(lambda d, w: -7.0 - 0.25 * math.log2(d), seeds=(0, 1, 2), noise=0.001)
-    assert row(analyze(df, tolerance_octaves=1.5).transfer, axis="depth").verdict == "transfers"
-    assert row(analyze(df, tolerance_octaves=0.5).transfer, axis="depth").verdict == "drifts"
+    assert row(analyze(df, tolerance=0.4).transfer, axis="depth").verdict == "transfers"
+    assert row(analyze(df, tolerance=0.1).transfer, axis="depth").verdict == "drifts"
 
 
 def test_optimum_on_grid_edge_is_inconclusive(make_trials):
-    df = make_trials(lambda d, w: -7.0 if d < 32 else -3.5, lr_log2=range(-10, -3))
+    df = make_trials(lambda d, w: -7.0 if d < 32 else -3.5, lr_log2=range(-10, -3), seeds=(0, 1))
     a = analyze(df)
     assert row(a.optima, depth=32).at_edge and not row(a.optima, depth=2).at_edge
     t = row(a.transfer, axis="depth")
@@ -98,15 +97,45 @@ def test_optimum_on_grid_edge_is_inconclusive(make_trials):
 def test_fewer_than_three_depths_is_inconclusive(make_trials):
     a = analyze(make_trials(lambda d, w: -7.0, depths=(2, 4)))
     t = row(a.transfer, axis="depth")
-    assert t.verdict == "inconclusive" and "only 2 shapes" in t.reason
+    assert t.verdict == "inconclusive" and "only 2 depths" in t.reason and "add a depth" in t.next_step
     assert math.isnan(t.slope_low)
 
 
-def test_wide_interval_is_inconclusive(make_trials):
-    # Optima scattered by ±2 octaves around a flat line: the fit cannot pin the shift down.
-    scatter = {2: -7, 4: -9, 8: -5, 16: -9, 32: -5}
-    t = row(analyze(make_trials(lambda d, w: scatter[d], lr_log2=range(-13, -2))).transfer, axis="depth")
-    assert t.verdict == "inconclusive" and "wider" in t.reason
+def test_optima_that_scatter_off_any_line_are_inconclusive(make_trials):
+    # Optima an octave or two apart with no trend: no line describes them, whatever its slope.
+    scatter = {2: -7, 4: -8.5, 8: -6, 16: -8.5, 32: -6.5}
+    t = row(analyze(make_trials(lambda d, w: scatter[d], lr_log2=range(-13, -2), noise=0.02,
+                                c=0.05, seeds=(0, 1, 2))).transfer, axis="depth")
+    assert t.verdict == "inconclusive" and "own scatter about a line" in t.reason
+    assert "seeds" in t.next_step and "bend" in t.next_step
+
+
+def test_a_small_zigzag_beyond_the_noise_widens_the_interval_and_still_transfers(make_trials):
+    # Optima a few tenths of an octave apart, far more than their tiny noise explains: the drift's
+    # interval is at least what the scatter says (not the noise's), and the zigzag, well inside the
+    # tolerance, still transfers.
+    zigzag = {2: -7.0, 4: -7.3, 8: -6.9, 16: -7.25, 32: -7.0}
+    a = analyze(make_trials(lambda d, w: zigzag[d], lr_log2=[x / 2 for x in range(-22, -5)], noise=0.002,
+                            seeds=(0, 1, 2)))
+    t = row(a.transfer, axis="depth")
+    assert t.verdict == "transfers" and "own scatter" in t.reason
+    mu = np.log2(a.optima.sort_values("depth")["optimum_refined"].to_numpy())
+    depth_t = np.log2([2, 4, 8, 16, 32]) - 3
+    resid = mu - np.polyval(np.polyfit(depth_t, mu, 1), depth_t)
+    half = 3.182 * math.sqrt(resid @ resid / 3 / (depth_t @ depth_t))  # t(0.975, 3 dof)
+    assert t.slope_high - t.slope_low >= 2 * half - 1e-9 and t.slope_high - t.slope_low < 1.0
+
+
+def test_a_noisy_flat_optimum_is_inconclusive_and_says_how_many_seeds_would_decide(make_trials):
+    t = row(analyze(make_trials(lambda d, w: -7.0, depths=(2, 4, 8, 16), lr_log2=range(-12, -2), noise=0.05,
+                                c=0.01, rng_seed=5, seeds=(0, 1))).transfer, axis="depth")
+    assert t.verdict == "inconclusive" and "spans 0" in t.reason, t.reason
+    assert "seeds per point would decide it" in t.next_step and "completep-sweep run" in t.next_step
+
+
+def test_one_seed_never_gives_a_firm_transfer_verdict(make_trials):
+    t = row(analyze(make_trials(lambda d, w: -7.0, noise=0.001)).transfer, axis="depth")
+    assert t.verdict == "inconclusive" and "one seed" in t.reason and "seed = [0, 1, 2]" in t.next_step
 
 
 def test_diverged_trials_count_as_inf_and_in_n_diverged(make_trials):
@@ -171,7 +200,7 @@ def test_other_hp_fixed_at_its_best_value(make_trials):
     assert (s.init_std == 0.02).all()
 
 
-def test_bootstrap_interval_covers_the_truth_with_several_seeds(make_trials):
+def test_optimum_intervals_cover_the_truth_with_several_seeds(make_trials):
     rng = np.random.default_rng(1)
     truth = {d: t for d, t in zip((2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32), rng.uniform(-8.5, -6.5, 12))}
     df = make_trials(lambda d, w: truth[d], depths=tuple(truth), seeds=range(6), noise=0.01, rng_seed=3)
@@ -179,11 +208,11 @@ def test_bootstrap_interval_covers_the_truth_with_several_seeds(make_trials):
     covered, widths = 0, []
     for depth, t in truth.items():
         r = row(optima, depth=depth)
-        assert r.interval_method == "bootstrap" and r.n_seeds == 6
+        assert r.interval_method == "basin fit" and r.n_seeds == 6
         assert r.interval_low <= r.optimum_refined <= r.interval_high
         covered += r.interval_low <= 2.0**t <= r.interval_high
         widths.append(math.log2(r.interval_high / r.interval_low))
-    assert covered >= 10  # of 12: a 95% interval with 6 seeds (bootstrap is a bit optimistic)
+    assert covered >= 10  # of 12, for 95% intervals
     assert 0 < np.median(widths) < 1.5  # informative, not vacuous
 
 
@@ -192,42 +221,42 @@ def test_bootstrap_is_deterministic(make_trials):
     pd.testing.assert_frame_equal(optimum_table(df), optimum_table(df))
 
 
-def test_one_seed_band_contains_the_argmin(make_trials):
-    df = make_trials(lambda d, w: -7.0, seeds=(0,), noise=0.002, c=0.01)
-    optima = optimum_table(df, band_tolerance=0.01)
-    for r in optima.itertuples():
-        assert r.interval_method == "band(rel 0.01)"
-        assert r.interval_low <= r.optimum <= r.interval_high
-        assert r.interval_low <= r.optimum_refined <= r.interval_high
-        # c=0.01: within 1% of 3.0 means |Δ| ≤ sqrt(0.03/0.01) ≈ 1.7 octaves, give or take noise.
-        assert 1 <= math.log2(r.interval_high / r.interval_low) <= 4
+def test_a_single_hp_value_per_side_falls_back_to_the_band(make_trials):
+    # Two lr values per shape: no basin can be fitted; the 1% band stands in and says so.
+    df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=(-8, -7), c=0.01)
+    for r in optimum_table(df, band_tolerance=0.01).itertuples():
+        assert r.interval_method == "band(rel 0.01)" and r.interval_low <= r.optimum <= r.interval_high
 
 
 def test_regret_zero_where_optima_coincide_and_positive_where_not(make_trials):
-    stable = make_trials(lambda d, w: -7.0, parameterization="completep")
-    drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup", lr_log2=range(-14, -2))
+    stable = make_trials(lambda d, w: -7.0, parameterization="completep", seeds=(0, 1), noise=0.001)
+    drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup", lr_log2=range(-14, -2),
+                        seeds=(0, 1), noise=0.001)
     a = analyze(pd.concat([stable, drift], ignore_index=True))
     cp = a.regret[a.regret.parameterization == "completep"]
-    assert (cp.regret_percent == 0).all() and len(cp) == 5
+    assert (cp.regret_percent < 0.1).all() and len(cp) == 5
     mup = a.regret[a.regret.parameterization == "mup"].set_index("depth")
     assert mup.loc[2, "regret_percent"] == 0
     # At depth 32 the base optimum (2^-7) is 4 octaves off: loss 3 + 0.05·16 = 3.8 vs 3.0.
-    assert mup.loc[32, "regret_percent"] == pytest.approx(100 * 0.8 / 3.0)
+    assert mup.loc[32, "regret_percent"] == pytest.approx(100 * 0.8 / 3.0, rel=0.05)
+    assert mup.loc[32, "regret_low"] <= mup.loc[32, "regret_percent"] <= mup.loc[32, "regret_high"]
     assert (mup.loc[[4, 8, 16, 32], "regret_percent"].diff().dropna() > 0).all()
-    assert (mup.base_depth == 2).all() and np.allclose(mup.base_optimum, 2.0**-7)
+    assert (mup.base_depth == 2).all() and np.allclose(mup.base_optimum, 2.0**-7, rtol=0.02)
 
 
-def test_regret_is_inf_when_the_base_optimum_diverges(make_trials):
-    df = make_trials(lambda d, w: -7.0 if d == 2 else -9.0, depths=(2, 4, 8), lr_log2=range(-12, -4))
-    df.loc[(df.depth == 8) & (df.lr >= 2.0**-7), ["status", "final_val_loss"]] = ["diverged", np.nan]
-    reg = analyze(df).regret.set_index("depth")
-    assert np.isinf(reg.loc[8, "regret_percent"]) and reg.loc[4, "regret_percent"] > 0
+def test_diverged_trials_stay_out_of_the_basin_and_count_as_unstable(make_trials):
+    df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-12, -3), seeds=(0, 1), noise=0.001)
+    df.loc[(df.depth == 8) & (df.lr >= 2.0**-6), ["status", "final_val_loss"]] = ["diverged", np.nan]
+    a = analyze(df)
+    assert abs(math.log2(row(a.optima, depth=8).optimum_refined) + 7) < 0.1
+    edges = a.stability_edges.set_index("depth")
+    assert edges.loc[8, "max_stable"] < edges.loc[2, "max_stable"] and not edges.loc[8, "lower_bound"]
 
 
 def test_regret_base_falls_back_to_smallest_depth_when_base_not_run(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(4, 8, 16), base_width=32, base_depth=2)
     reg = analyze(df).regret
-    assert (reg.base_depth == 4).all() and (reg.base_width == 64).all()
+    assert (reg.base_depth == 4).all() and (reg.width == 64).all()
 
 
 def test_savings_twenty_percent_fewer_flops(make_trials):
@@ -242,6 +271,16 @@ def test_savings_twenty_percent_fewer_flops(make_trials):
     assert s.loc["mup", "flops_saving_percent"] == pytest.approx(0.0, abs=1e-6)
     assert s.loc["completep", "r2"] > 0.99 and s.loc["completep", "caveat"] == ""
     assert (s.reference == "mup").all()
+
+
+def test_savings_never_extrapolate(make_trials):
+    ref = make_trials(lambda d, w: -7.0, parameterization="mup", l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d))
+    # CompleteP reaches µP's loss with 100x fewer FLOPs: below the FLOPs it tested, so no percentage.
+    cp = make_trials(lambda d, w: -7.0, parameterization="completep",
+                     l0=lambda d, w: 5.0 - 0.1 * math.log(1e14 * d))
+    s = analyze(pd.concat([ref, cp], ignore_index=True)).savings.set_index("parameterization")
+    assert math.isnan(s.loc["completep", "flops_saving_percent"])
+    assert s.loc["completep", "caveat"].startswith("n/a") and "extrapolate" in s.loc["completep", "caveat"]
 
 
 def test_savings_caveat_and_empty_cases(make_trials):
@@ -259,7 +298,8 @@ def test_to_json_dict_contract_and_strict_json(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), diverge_log2=-5, seeds=(0, 1), noise=0.001)
     sp = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), parameterization="sp")  # alpha None
     d = analyze(pd.concat([df, sp], ignore_index=True)).to_json_dict()
-    assert set(d) == {"optima", "transfer", "regret", "savings", "tolerance_octaves"}
+    assert set(d) == {"optima", "transfer", "payoff", "stability", "stability_edges", "regret", "savings",
+                      "tolerance"}
     text = json.dumps(d, allow_nan=False)  # raises on NaN/Infinity
     back = json.loads(text)
     o = back["optima"][0]
@@ -269,7 +309,7 @@ def test_to_json_dict_contract_and_strict_json(make_trials):
     assert len(o["interval"]) == 2 and isinstance(o["at_edge"], bool)
     t = back["transfer"][0]
     for k in ("parameterization", "hp", "axis", "slope", "slope_interval", "shift_octaves",
-              "verdict", "tolerance_octaves"):
+              "verdict", "tolerance", "next_step"):
         assert k in t
     assert set(back["regret"][0]) >= {"parameterization", "width", "depth", "hp", "regret_percent"}
     alphas = {r["parameterization"]: r["alpha"] for r in back["optima"]}
@@ -277,9 +317,9 @@ def test_to_json_dict_contract_and_strict_json(make_trials):
 
 
 def test_width_axis_and_fixed_slice(make_trials):
-    df = make_trials(lambda d, w: -7.0 - math.log2(w / 64), width=(64, 128, 256, 512), depths=(2,),
+    df = make_trials(lambda d, w: -7.0 - math.log2(w / 64), width=(64, 128, 256, 512), depths=(2,), seeds=(0, 1),
                      parameterization="sp")
-    deep = make_trials(lambda d, w: -7.0, width=64, depths=(4, 8), parameterization="sp")
+    deep = make_trials(lambda d, w: -7.0, width=64, depths=(4, 8), parameterization="sp", seeds=(0, 1))
     deep["trial_id"] += "-d"
     a = analyze(pd.concat([df, deep], ignore_index=True))
     w = row(a.transfer, axis="width")
@@ -309,14 +349,14 @@ def test_analyze_rejects_bad_input(make_trials):
         analyze(df)
     with pytest.raises(ValueError, match="final_val_loss"):
         analyze(df.drop(columns=["final_val_loss"]))
-    with pytest.raises(ValueError, match="tolerance_octaves"):
-        analyze(make_trials(lambda d, w: -7.0), tolerance_octaves=0)
+    with pytest.raises(ValueError, match="tolerance"):
+        analyze(make_trials(lambda d, w: -7.0), tolerance=0)
 
 
 def test_hp_grid_with_zero_weight_decay(make_trials):
     rows = []
     for wd, penalty in ((0.0, 0.0), (1e-4, 0.01), (1e-3, 0.02), (1e-2, 0.1)):
-        t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4),
+        t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4), seeds=(0, 1),
                         l0=lambda d, w, p=penalty: 3.0 + p, extra={"weight_decay": wd})
         t["trial_id"] += f"-{wd}"
         rows.append(t)
@@ -325,7 +365,7 @@ def test_hp_grid_with_zero_weight_decay(make_trials):
     assert wd.optimum == 0 and wd.optimum_refined == 0 and wd.at_edge and wd.interval_low == 0
     assert row(a.optima, depth=4, hp="lr").optimum == 2.0**-7
     t = row(a.transfer, hp="weight_decay", axis="depth")
-    assert t.verdict == "inconclusive" and "no positive finite optimum" in t.reason
+    assert t.verdict == "inconclusive" and "no basin could be fitted" in t.reason
     json.dumps(a.to_json_dict(), allow_nan=False)
 
 

@@ -110,5 +110,9 @@ def test_results_written_by_release_0_1_0_load_and_analyse_the_same(release_fixt
     assert store.load_curves().trial_id.nunique() == 46  # a diverged trial's curve file is empty
     for row in rows.to_dict("records"):  # same inputs, same id: a re-run would skip these trials
         assert TrialConfig.from_row(row).trial_id == row["trial_id"]
+    # The measured facts of each shape are what release 0.1.0 computed; the refined optimum and its
+    # interval are a better estimator since 0.2.0 (a basin fit), so they are not compared.
     expected = pd.read_csv(release_fixture / "expected_optima.csv")
-    pd.testing.assert_frame_equal(analyze(rows).optima.reset_index(drop=True), expected, check_dtype=False)
+    facts = ["parameterization", "width", "depth", "hp", "optimum", "loss", "n_seeds", "n_diverged", "n_points"]
+    pd.testing.assert_frame_equal(analyze(rows).optima[facts].reset_index(drop=True), expected[facts],
+                                  check_dtype=False)

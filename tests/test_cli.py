@@ -37,7 +37,7 @@ def test_explain_human_readable(cli):
 @pytest.mark.parametrize("argv, names", [
     (["explain", "--parameterization", "xp", "--width", "64", "--depth", "2", "--base-width", "32", "--base-depth", "2"], "--parameterization"),
     (["explain", "--parameterization", "mup", "--width", "-64", "--depth", "2", "--base-width", "32", "--base-depth", "2"], "--width"),
-    (["explain", "--parameterization", "mup", "--width", "64", "--depth", "2", "--base-width", "32"], "--base-depth"),
+    (["explain", "--parameterization", "mup", "--width", "64", "--depth", "2", "--weight-decay", "x"], "--weight-decay"),
     (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "-0.1"], "--lr"),
     (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "abc"], "--lr"),
     (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01", "--seed", "-1"], "--seed"),
@@ -57,10 +57,49 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, names):
     (["trial", "--model", "nosuch", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01"], "model"),
     (["trial", "--parameterization", "mup", "--width", "40", "--depth", "2", "--lr", "0.01"], "head_dim"),
     (["coord-check", "--axis", "width", "--values", "32,40"], "--values"),
+    (["explain", "--parameterization", "mup", "--width", "40", "--depth", "2"], "head_dim"),  # as `trial` refuses
+    (["explain", "--model", "nosuch", "--parameterization", "mup", "--width", "64", "--depth", "2"], "model"),
 ])
 def test_bad_values_after_parsing_exit_2(argv, names, cli):
     code, out, err = cli(*argv)
     assert code == 2 and names in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_explain_takes_the_base_shape_and_hps_from_the_preset(cli):
+    code, out, _ = cli("explain", "--parameterization", "mup", "--width", "128", "--depth", "2")
+    assert code == 0 and "base (32, 2): width_mult 4" in out  # models/tiny.toml: base 32 x 2
+    assert "weight_decay 0," in out  # the preset's 0, not a generic 0.1
+    code, out, _ = cli("explain", "--parameterization", "mup", "--width", "128", "--depth", "2",
+                       "--base-width", "64", "--weight-decay", "0.1")
+    assert code == 0 and "width_mult 2" in out and "weight_decay 0.1" in out
+
+
+def test_trial_warns_when_warmup_swallows_the_run(cli):
+    code, out, err = cli("trial", "--parameterization", "sp", "--width", "32", "--depth", "1", "--lr", "0.01",
+                         "--steps", "4", "--batch-size", "2", "--json")
+    assert code == 0 and "warmup_steps 50 >= steps 4" in err and json.loads(out)["steps"] == 4
+    code, _, err = cli("trial", "--parameterization", "sp", "--width", "32", "--depth", "1", "--lr", "0.01",
+                       "--steps", "4", "--warmup-steps", "1", "--batch-size", "2", "--json")
+    assert code == 0 and "warmup" not in err
+
+
+def test_every_command_help_shows_examples_and_defaults(cli, capsys):
+    from completep_sweep.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert "examples:" in text and f"completep-sweep {name}" in text.split("examples:")[1], name
+        flat = " ".join(text.split())  # argparse wraps lines anywhere
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+                shown = f"(default: {action.default})" in flat or "default" in action.help
+                assert shown, f"{name} {action.option_strings[0]}: default {action.default!r} not shown"
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    from completep_sweep import __version__
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"completep-sweep {__version__}"
 
 
 def test_trial_json(cli):

@@ -15,8 +15,9 @@ from completep_sweep.store import ResultStore
 def results(tmp_path, make_trials):
     """A results folder: CompleteP's optimum stays at 2^-7 across depth, µP's falls an octave per doubling."""
     store = ResultStore(tmp_path / "demo")
-    stable = make_trials(lambda d, w: -7.0, parameterization="completep", depths=(2, 4, 8, 16), base_width=64)
-    drifting = make_trials(lambda d, w: -4.0 - math.log2(d), parameterization="mup",
+    stable = make_trials(lambda d, w: -7.0, parameterization="completep", depths=(2, 4, 8, 16), base_width=64,
+                         seeds=(0, 1), noise=0.001)
+    drifting = make_trials(lambda d, w: -4.0 - math.log2(d), parameterization="mup", seeds=(0, 1), noise=0.001,
                            depths=(2, 4, 8, 16), base_width=64, lr_log2=range(-14, -1))
     for row in pd.concat([stable, drifting]).to_dict("records"):
         row["trial_id"] = row["trial_id"].replace(".", "_")
@@ -55,8 +56,59 @@ def test_export_formats_parse_back(results, tmp_path, cli):
     assert rows and {r["parameterization"] for r in rows} == {"completep", "mup"}
 
 
+def test_report_json_recommendations_contract(results, cli):
+    code, out, _ = cli("report", results.root, "--json", "--no-mlflow")
+    recs = {r["parameterization"]: r for r in json.loads(out)["recommendations"]}
+    assert list(recs) == ["mup", "completep"]  # the paper's order, not alphabetical
+    for r in recs.values():
+        assert {"parameterization", "hp", "verdict", "base_optimum", "max_regret_percent", "depth_payoff"} <= set(r)
+        assert r["hp"] == "lr" and r["depth_payoff"] in {"helps", "hurts", "flat", "inconclusive"}
+        assert r["base_low"] <= r["base_optimum"] <= r["base_high"]
+    assert recs["completep"]["verdict"] == "transfers" and recs["mup"]["verdict"] == "drifts"
+    assert abs(math.log2(recs["completep"]["base_optimum"]) + 7) < 0.25  # built at 2^-7
+    assert abs(math.log2(recs["mup"]["base_optimum"]) + 5) < 0.25  # 2^(-4 - log2 2)
+    # µP's optimum falls 3 octaves by depth 16, so keeping the base lr costs loss there; CompleteP's does not
+    assert recs["mup"]["max_regret_percent"] > 1 > recs["completep"]["max_regret_percent"]
+    assert recs["mup"]["max_regret_depth"] == 16
+
+
+def test_report_first_screen_says_what_to_use(results, cli):
+    code, out, _ = cli("report", results.root, "--no-mlflow")
+    first = out.splitlines()[:8]
+    assert any("What to use" in line for line in first)
+    assert any("CompleteP: keep lr = 2^-7" in line for line in first), first
+    assert any("µP: re-tune lr with depth" in line for line in first), first
+
+
+def test_export_for_a_target_depth_alone(results, cli):
+    code, out, _ = cli("export", results.root, "--format", "csv", "--target-depth", "64")
+    assert code == 0
+    df = pd.read_csv(io.StringIO(out), keep_default_na=False).set_index("parameterization")
+    assert list(df.index) == ["mup", "completep"] and set(df["depth"]) == {64}
+    assert set(df["width"]) == {64}  # the tuned width, since none was asked for
+    assert df.loc["completep", "residual_multiplier"] == pytest.approx(2 / 64)  # (L / L_base)^-1
+    assert "does not transfer" in df.loc["mup", "warning"] and "outside the tested" in df.loc["mup", "warning"]
+    assert "does not transfer" not in df.loc["completep", "warning"]
+    code, out, _ = cli("export", results.root, "--format", "csv", "--target-width", "256")
+    assert code == 0 and set(pd.read_csv(io.StringIO(out))["width"]) == {256}
+
+
+def test_export_toml_is_a_ready_to_paste_block(results, cli):
+    import tomllib
+
+    code, out, _ = cli("export", results.root, "--format", "toml", "--target-depth", "16")
+    assert code == 0
+    blocks = [b for b in out.strip().split("\n\n") if b.strip()]
+    assert len(blocks) == 2
+    parsed = {tomllib.loads(b)["parameterizations"][0]: tomllib.loads(b) for b in blocks}
+    assert parsed["completep"]["grid"]["depth"] == [16]
+    assert abs(math.log2(parsed["completep"]["train"]["lr"]) + 7) < 0.25
+    flags = next(line for line in blocks[1].splitlines() if "completep-sweep trial" in line)
+    assert "--parameterization completep" in flags and "--depth 16" in flags and "--lr " in flags
+
+
 @pytest.mark.parametrize("argv, field", [
-    (["export", "{root}", "--format", "csv", "--target-width", "128"], "--target-depth"),
+    (["export", "{root}", "--format", "toml"], "--target-depth"),
     (["export", "{root}", "--format", "xlsx"], "--format"),
     (["report", "{root}", "--tolerance", "-1"], "--tolerance"),
     (["report", "/nonexistent/sweep"], "RESULTS_DIR"),

@@ -29,8 +29,23 @@ def test_every_parameter_in_exactly_one_group(bias, tie):
     assert "blocks.0.attn.qkv.weight" in names["hidden_weight"]
     assert "blocks.2.mlp.down.weight" in names["hidden_weight"]
     assert "blocks.1.ln_2.weight" in names["block_norm"]
-    assert names["final_norm"] == {"ln_f.weight", "ln_f.bias"}
+    assert names["final_norm"] == ({"ln_f.weight", "ln_f.bias"} if bias else {"ln_f.weight"})
+    assert ("blocks.1.ln_2.bias" in names["block_norm"]) is bias  # LayerNorms follow `bias` too
     assert names["unembedding"] == (set() if tie else {"lm_head.weight"})
+
+
+def test_bias_false_trials_get_ids_of_their_own():
+    # Until 0.2.0 LayerNorms kept biases when bias = false: such rows must not be reused.
+    with_bias, without = tiny(bias=True), tiny(bias=False)
+    legacy = {**{f: getattr(without, f) for f in TrialConfig.field_names()}}
+    import hashlib
+    import json
+
+    from completep_sweep.parameterization import RULES_VERSION
+    payload = {k: v for k, v in legacy.items() if k not in ("sweep", "model", "data_fingerprint")}
+    old_id = hashlib.sha256(json.dumps({**payload, "rules_version": RULES_VERSION}, sort_keys=True,
+                                       separators=(",", ":")).encode()).hexdigest()[:16]
+    assert without.trial_id != old_id and with_bias.trial_id != without.trial_id
 
 
 def test_unclassified_parameter_is_an_error_naming_it():

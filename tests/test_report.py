@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 
 from completep_sweep.analysis import analyze
+from completep_sweep.answer import recommendations
+from completep_sweep.fmt import records
 from completep_sweep.plots import plot_coord_check, plot_lr_curves, plot_optimum_drift
 from completep_sweep.report import verdict_text, write_report
 from completep_sweep.store import write_atomic, write_text
@@ -25,7 +27,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def trials(make_trials) -> pd.DataFrame:
     drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup", lr_log2=range(-14, -2),
-                        seeds=(0, 1), noise=0.002, diverge_log2=-4,
+                        seeds=(0, 1), noise=0.002, diverge_log2=-2,
                         l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d))
     stable = make_trials(lambda d, w: -7.0, parameterization="completep", lr_log2=range(-14, -2),
                          seeds=(0, 1), noise=0.002, diverge_log2=-4,
@@ -120,10 +122,11 @@ def test_format_table_aligns_columns(table):
 
 def test_verdict_text_states_tolerance_and_verdicts(analysis):
     text = verdict_text(analysis)
-    assert "±1 octave" in text
+    assert "±0.5 octave per doubling" in text and "Depth payoff" in text and "Stability" in text
     lines = text.splitlines()
-    mup = next(line for line in lines if line.startswith("mup"))
-    cp = next(line for line in lines if line.startswith("completep"))
+    mup = next(line for line in lines if line.startswith("µP"))  # the paper's names, in its order
+    cp = next(line for line in lines if line.startswith("CompleteP"))
+    assert lines.index(mup) < lines.index(cp)
     assert "drifts" in mup and "transfers" in cp and "depth=" not in mup and "width=64" in mup
 
 
@@ -173,8 +176,9 @@ def test_write_report_writes_what_it_says(trials, analysis, tmp_path):
         assert path.parent == out and path.stat().st_size > 0
         if name.endswith(".png"):
             assert_png(path)
-    assert json.loads((out / "verdict.json").read_text()) == json.loads(
-        json.dumps(analysis.to_json_dict()))
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict.pop("recommendations") == json.loads(json.dumps(records(recommendations(analysis))))
+    assert verdict == json.loads(json.dumps(analysis.to_json_dict()))
     optima = pd.read_csv(out / "optima.csv")
     assert len(optima) == len(analysis.optima) and set(optima["hp"]) == {"lr"}
     savings = pd.read_csv(out / "savings.csv", keep_default_na=False)

@@ -32,8 +32,8 @@ class Sink:
 
 def fake_trial(result, *, error: Exception | None = None):
     """What Tune hands a callback: the trial's config, status, last result and error."""
-    return SimpleNamespace(config={"trial": result.config.to_dict()}, status="TERMINATED",
-                           last_result=None, get_error=lambda: error)
+    return SimpleNamespace(trial_id=result.config.trial_id[:8], config={"trial": result.config.to_dict()},
+                           status="TERMINATED", last_result=None, get_error=lambda: error)
 
 
 @pytest.fixture
@@ -74,3 +74,37 @@ def test_recorder_keeps_an_error_apart_until_the_trial_succeeds(recorder, make_r
     recorder.on_trial_result(0, [trial], trial, {"row": result.row(), "curve": []})
     assert store.completed_ids() == {result.config.trial_id}
     assert list(store.load().status) == ["ok"] and not any(store.errors_dir.iterdir())
+
+
+def test_recorder_keeps_the_live_view_of_running_trials(recorder, make_result):
+    first, second = make_result(lr=2.0**-7), make_result(lr=2.0**-6)
+    a, b = fake_trial(first), fake_trial(second)
+    store = recorder.store
+    recorder.on_trial_start(0, [a, b], a)
+    recorder.on_trial_start(0, [a, b], b)
+    recorder.on_trial_result(0, [a, b], a, {"step": 40, "val_loss": 3.25, "train_loss": 3.3})
+    live = store.read_live()
+    assert set(live) == {a.trial_id, b.trial_id}
+    assert (live[a.trial_id]["step"], live[a.trial_id]["val_loss"]) == (40, 3.25)
+    assert live[b.trial_id]["step"] == 0 and "lr=2^-6" in live[b.trial_id]["trial"]
+    a.last_result = {"row": first.row(), "curve": []}
+    recorder.on_trial_result(0, [a, b], a, a.last_result)
+    recorder.on_trial_complete(0, [a, b], a)
+    assert set(store.read_live()) == {b.trial_id}  # a finished trial leaves the live view
+
+
+def test_a_dead_drivers_live_view_shows_nothing(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    store = ResultStore(tmp_path / "sweep")
+    store.root.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    monkeypatch.setattr(os, "getpid", lambda: int(dead.stdout))
+    store.write_live({"t1": {"trial": "x", "started": 0.0, "step": 3, "steps": 10}})
+    monkeypatch.undo()
+    assert store.live_path.exists() and store.read_live() == {}  # its trials are not running any more
+    store.write_live({"t1": {"trial": "x", "started": 0.0, "step": 3, "steps": 10}})
+    assert set(store.read_live()) == {"t1"}  # this process is alive

@@ -141,8 +141,12 @@ def test_shipped_sweep_files_are_valid(tmp_path):
 
     sweeps = Path(__file__).resolve().parents[1] / "sweeps"
     demo = load_sweep(sweeps / "depth-transfer-demo.toml")
-    assert len(demo.trials) == 4 * 3 * 6 and {t.base_width for t in demo.trials} == {32}
-    assert {t.width for t in demo.trials} == {64}  # width above base: SP and µP differ
+    assert demo.spec.search.method == "bracket" and demo.spec.search.seeds == 3  # seeds where they matter
+    assert len(demo.trials) == 4 * 5 * 3 and {t.base_width for t in demo.trials} == {16}  # the first round
+    assert {t.width for t in demo.trials} == {32}  # width above base: SP and µP differ
+    assert {t.depth for t in demo.trials} == {1, 2, 4, 8, 16}
+    study = load_sweep(sweeps / "cpu-depth-study.toml")
+    assert {t.depth for t in study.trials} == {2, 4, 8, 16, 32} and {t.seed for t in study.trials} == {0, 1, 2}
     for name in ("train.bin", "val.bin"):
         np.zeros(5000, dtype=np.uint16).tofile(tmp_path / name)
     paper_text = (sweeps / "paper-depth-transfer.toml").read_text().replace("data/slimpajama_gpt2", str(tmp_path))

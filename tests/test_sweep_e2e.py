@@ -80,7 +80,12 @@ def test_sweep_mirrors_into_mlflow_and_survives_a_dead_server(make_spec, tmp_pat
     assert main(["run", str(spec), "--results", str(results), "--tracking-uri", uri]) == 0  # re-run
     assert main(["sync", str(results / "tracked"), "--tracking-uri", uri]) == 0
     again = _runs(uri, "tracked")
-    assert len(again) == len(runs)  # no twin runs
+    trial_runs = again[again["tags.completep.role"].isin(["parent", "child"])]
+    assert len(trial_runs) == len(runs)  # no twin runs
+    curves = again[again["tags.completep.role"] == "curve"]
+    assert len(curves) == 2  # one curve run per (parameterization, depth): 2 parameterizations at depth 2
+    assert main(["sync", str(results / "tracked"), "--tracking-uri", uri]) == 0
+    assert len(_runs(uri, "tracked")) == len(again)  # a second sync adds nothing
     assert [len(client.get_metric_history(r, "val_loss")) for r in children.run_id] == steps  # no repeated steps
 
     dead = "http://127.0.0.1:9"  # nothing listens there

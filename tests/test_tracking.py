@@ -88,7 +88,7 @@ def test_default_tracking_uri(tmp_path, monkeypatch):
 
 def test_pow2_names_octaves_and_falls_back_to_digits():
     assert pow2(2.0**-7) == "2^-7" and pow2(2.0**-7.5) == "2^-7.5"
-    assert pow2(1.0) == "2^0" and pow2(0.003) == "0.003"
+    assert pow2(1.0) == "2^0" and pow2(0.003) == "2^-8.38" and pow2(0.0) == "0"
 
 
 def test_sync_creates_one_parent_and_one_child_per_trial(sweep_dir, monkeypatch):
@@ -291,7 +291,7 @@ def test_ui_url_points_at_the_experiment(sweep_dir):
     assert ui_url(root, port=5123, tracking_uri=uri) == "http://127.0.0.1:5123/"
     sync(sweep_dir, uri)
     parents, _ = runs(uri)
-    expected = f"http://127.0.0.1:5123/#/experiments/{parents.experiment_id.iloc[0]}/runs"
+    expected = f"http://127.0.0.1:5123/#/experiments/{parents.experiment_id.iloc[0]}/runs?workflowType=machine_learning"
     assert ui_url(root, "demo", port=5123, tracking_uri=uri) == expected
 
 

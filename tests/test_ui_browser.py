@@ -1,8 +1,11 @@
 """The MLflow UI really shows a synced sweep: a server on 127.0.0.1 and headless Chromium."""
 
+import math
 import os
+import re
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -36,8 +39,24 @@ def write_sweep(root: Path, make_result) -> list[str]:
     return [f"{p} d4 w64 lr=2^{e} s0" for p in ("mup", "completep") for e in (-8, -7, -6)]
 
 
-def browse(browser: str, url: str, profile: Path, *extra: str) -> str:
-    cmd = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000", *extra, url]
+@contextmanager
+def serving(root: Path, sweep: str, port: int):
+    """Sync ``sweep`` into a SQLite store, serve the UI on ``port``; yield the URL `ui` prints."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    tracking.sync(root / sweep, uri)
+    proc = ui.serve_ui(root, port=port, tracking_uri=uri)
+    try:
+        ui.wait_for_ui(proc, ui.ui_url(root, port=port), timeout=120)
+        yield ui.ui_url(root, sweep, port=port, tracking_uri=uri)
+    finally:
+        ui.stop_ui(proc)
+    assert proc.poll() is not None
+
+
+def browse(browser: str, url: str, profile: Path, *extra: str, budget_ms: int = 15000) -> str:
+    """Chromium's output for ``url`` after ``budget_ms`` of virtual time (the SPA's fetches and
+    renders run inside it; the chart view needs more than the runs table)."""
+    cmd = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", *extra, url]
     # timeout bounds a hung browser; it is not a performance assertion
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
 
@@ -49,23 +68,69 @@ def test_mlflow_ui_lists_the_sweeps_runs(tmp_path, free_port, make_result):
         pytest.skip("chromium not found (install it with `apt-get install chromium`; .ci/run does)")
     root = tmp_path / "results"
     names = write_sweep(root, make_result)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    tracking.sync(root / "ui-demo", uri)
     port = free_port()
-    proc = ui.serve_ui(root, port=port, tracking_uri=uri)
-    try:
-        ui.wait_for_ui(proc, ui.ui_url(root, port=port), timeout=120)
-        url = ui.ui_url(root, "ui-demo", port=port, tracking_uri=uri)
-        assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/") and url.endswith("/runs")
-        dom = browse(browser, url + BY_NAME, tmp_path / "profile-dom", "--dump-dom")
+    with serving(root, "ui-demo", port) as url:
+        assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/") and "/runs?" in url
+        url += "&" + BY_NAME[1:]
+        dom = browse(browser, url, tmp_path / "profile-dom", "--dump-dom")
         assert "ui-demo (sweep)" in dom
         for name in names:
             assert name in dom, f"run {name!r} missing from the rendered runs table"
         screenshot = tmp_path / "mlflow-ui.png"
-        browse(browser, url + BY_NAME, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,900")
+        browse(browser, url, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,900")
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         if KEEP_SCREENSHOT:
             shutil.copyfile(screenshot, KEEP_SCREENSHOT)
-    finally:
-        ui.stop_ui(proc)
-    assert proc.poll() is not None
+
+
+CURVE_DEPTHS, CURVE_LRS = (2, 8, 32), tuple(range(-10, -3))
+# The darkest shade of each parameterization's palette (tracking/curves.py): the deepest line's colour.
+DEEPEST = {"mup": (0x7F, 0x27, 0x04), "completep": (0x00, 0x44, 0x1B)}
+
+
+def write_curve_sweep(root: Path, make_result) -> None:
+    """Two parameterizations x 3 depths x 7 lrs: loss = 2.5 + 0.05 (log2 lr - optimum)^2, optimum
+    moving with depth for µP only, so the lines differ visibly."""
+    store = ResultStore(root / "curves-demo")
+    store.write_spec('name = "curves-demo"\nparameterizations = ["mup", "completep"]\n[grid]\n'
+                     f'depth = {list(CURVE_DEPTHS)}\nlr = {{ log2_range = [{CURVE_LRS[0]}, {CURVE_LRS[-1]}] }}\n')
+    for p in ("mup", "completep"):
+        for depth in CURVE_DEPTHS:
+            optimum = -7 - (math.log2(depth) - 1) * (0.5 if p == "mup" else 0.0)
+            for e in CURVE_LRS:
+                store.write_result(make_result(sweep="curves-demo", parameterization=p, depth=depth, lr=2.0**e,
+                                               final_val_loss=2.5 + 0.05 * (e - optimum) ** 2))
+
+
+def colour_pixels(png: Path, rgb: tuple[int, int, int], tol: int = 12) -> int:
+    import matplotlib.image
+
+    image = (matplotlib.image.imread(png)[..., :3] * 255).round()
+    return int((abs(image - rgb) <= tol).all(axis=-1).sum())
+
+
+@pytest.mark.slow
+def test_ui_url_alone_opens_the_transfer_curves_as_lines(tmp_path, free_port, make_result):
+    """What `completep-sweep ui` prints is all a user needs: the page it opens draws one loss-vs-log2(lr)
+    line per (parameterization, depth), coloured by depth, with no click."""
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium not found (install it with `apt-get install chromium`; .ci/run does)")
+    root = tmp_path / "results"
+    write_curve_sweep(root, make_result)
+    with serving(root, "curves-demo", free_port()) as url:  # exactly what `ui` prints
+        assert "viewStateShareKey=transfer-curves" in url and "compareRunsMode=CHART" in url
+        dom = browse(browser, url, tmp_path / "profile-dom", "--dump-dom", "--window-size=1400,1000", budget_ms=60000)
+        assert "loss_vs_lr" in dom and "log2_lr" in dom  # the chart and its x axis
+        traces = re.findall(r'class="trace scatter', dom)
+        assert len(traces) >= len(CURVE_DEPTHS) * 2, f"{len(traces)} plotted lines, want one per curve"
+        for p in ("mup", "completep"):
+            for depth in CURVE_DEPTHS:
+                assert f"{p} d{depth:03d}" in dom, f"curve run {p} d{depth} missing from the page"
+        screenshot = tmp_path / "mlflow-curves.png"
+        browse(browser, url, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,1000",
+               budget_ms=60000)
+        if KEEP_SCREENSHOT:
+            shutil.copyfile(screenshot, KEEP_SCREENSHOT)
+        for p, rgb in DEEPEST.items():  # lines, not just a legend swatch: many pixels of the colour
+            assert colour_pixels(screenshot, rgb) > 300, f"no {p} line drawn in the screenshot"

@@ -18,13 +18,15 @@ import pandas as pd
 
 from ..fmt import json_value, records
 from ..parameterization import BASE_HPS, GROUPS, scaling_rules
-from .optimum import BOOTSTRAP_SEED, DEFAULT_BAND_TOLERANCE, N_BOOTSTRAP, OPTIMA_COLUMNS, optima
+from .lines import BOOTSTRAP_SEED, N_BOOTSTRAP, build_lines
+from .optimum import DEFAULT_BAND_TOLERANCE, OPTIMA_COLUMNS, optima
 from .prepare import KEY, Prepared, best_combo, mode, prepare, slice_table, swept_hps
 from .regret import REGRET_COLUMNS, SAVINGS_COLUMNS, regret, savings, shape_losses
-from .transfer import TRANSFER_COLUMNS, transfer_table
+from .stability import stability_tables
+from .transfer import DEFAULT_TOLERANCE, PAYOFF_COLUMNS, TRANSFER_COLUMNS, payoff_table, transfer_table
 
-__all__ = ["Analysis", "analyze", "transferred_hps", "swept_hps", "transfer_table", "KEY",
-           "OPTIMA_COLUMNS", "TRANSFER_COLUMNS", "REGRET_COLUMNS", "SAVINGS_COLUMNS"]
+__all__ = ["Analysis", "analyze", "transferred_hps", "swept_hps", "KEY", "DEFAULT_TOLERANCE",
+           "OPTIMA_COLUMNS", "TRANSFER_COLUMNS", "PAYOFF_COLUMNS", "REGRET_COLUMNS", "SAVINGS_COLUMNS"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,11 +39,19 @@ class Analysis:
     """Per swept HP: the loss-vs-HP slice of every shape (seed means; see prepare.slice_table)."""
     optima: pd.DataFrame
     transfer: pd.DataFrame
+    """Per line: drift in octaves per doubling, interval, verdict (transfers / drifts / inconclusive)."""
+    payoff: pd.DataFrame
+    """Per depth line: loss at the base optimum against depth, verdict (helps / hurts / flat)."""
+    stability: pd.DataFrame
+    """Per depth line: does the largest stable value move with depth (falls / rises / stays)."""
+    stability_edges: pd.DataFrame
+    """Per shape: the largest stable value of each swept HP."""
     regret: pd.DataFrame
     savings: pd.DataFrame
     base_hps: pd.DataFrame
     hps: tuple[str, ...]
-    tolerance_octaves: float
+    tolerance: float
+    """Octaves per doubling the optimum may move and still 'transfer'."""
     loss: str
     band_tolerance: float
     savings_reference: str
@@ -56,32 +66,41 @@ class Analysis:
         return {
             "optima": records(optima),
             "transfer": records(transfer),
+            "payoff": records(self.payoff),
+            "stability": records(self.stability),
+            "stability_edges": records(self.stability_edges),
             "regret": records(self.regret),
             "savings": records(self.savings),
-            "tolerance_octaves": json_value(self.tolerance_octaves),
+            "tolerance": json_value(self.tolerance),
         }
 
 
-def analyze(trials: pd.DataFrame, *, tolerance_octaves: float = 1.0, loss: str = "final_val_loss",
+def analyze(trials: pd.DataFrame, *, tolerance: float = DEFAULT_TOLERANCE, loss: str = "final_val_loss",
             band_tolerance: float = DEFAULT_BAND_TOLERANCE, savings_reference: str = "mup",
             n_bootstrap: int = N_BOOTSTRAP, bootstrap_seed: int = BOOTSTRAP_SEED) -> Analysis:
-    """Optima per shape, drift and verdict, regret, and compute savings for one trials DataFrame."""
-    if not tolerance_octaves > 0:
-        raise ValueError(f"tolerance_octaves must be > 0 (got {tolerance_octaves!r})")
+    """Optima per shape; transfer, depth payoff and stability verdicts; regret; compute savings."""
+    if not tolerance > 0:
+        raise ValueError(f"tolerance must be > 0 octaves per doubling (got {tolerance!r})")
     prep = prepare(trials, loss)
     if not prep.hps:
         raise ValueError("no swept HP: no numeric config column (lr, init_std, ...) varies in the trials")
-    found = optima(prep, band_tolerance, n_bootstrap, bootstrap_seed)
+    lines = {hp: build_lines(prep, hp, n_boot=n_bootstrap, seed=bootstrap_seed) for hp in prep.hps}
+    every = [line for found in lines.values() for line in found]
+    found = optima(prep, lines, band_tolerance)
+    edges, stable = stability_tables(every, tolerance)
     return Analysis(
         trials=trials,
         slices={hp: slice_table(prep, hp) for hp in prep.hps},
         optima=found,
-        transfer=transfer_table(found, tolerance_octaves=tolerance_octaves),
-        regret=regret(prep, found),
+        transfer=transfer_table(every, tolerance),
+        payoff=payoff_table(every),
+        stability=stable,
+        stability_edges=edges,
+        regret=regret(every),
         savings=savings(shape_losses(prep), savings_reference),
         base_hps=_base_hps(prep, found),
         hps=prep.hps,
-        tolerance_octaves=tolerance_octaves,
+        tolerance=tolerance,
         loss=loss,
         band_tolerance=band_tolerance,
         savings_reference=savings_reference,

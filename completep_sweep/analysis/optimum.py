@@ -1,4 +1,11 @@
-"""The optimum of one HP at one shape: grid argmin, refined estimate and its interval."""
+"""The optimum of one HP at one shape: grid argmin, refined estimate and its interval.
+
+The refined estimate is the basin fit of the shape's line (lines.py: one asymmetric basin shared by
+the shapes of a depth line, an optimum per shape, every trial counted) with its calibrated 95%
+interval. Where no basin can be fitted (fewer than three HP values, or values <= 0 such as
+weight_decay 0 with no position in octaves), the parabola through the argmin and its neighbours
+stands in, with the band of grid values within 1% of the best as its interval.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,7 @@ import pandas as pd
 
 from .prepare import Prepared, hp_slice, log2, mode
 
-DEFAULT_BAND_TOLERANCE = 0.01  # one-seed band: loss within 1% (relative) of the slice minimum
-N_BOOTSTRAP = 400
-BOOTSTRAP_SEED = 0  # fixed so that the same trials always give the same intervals
+DEFAULT_BAND_TOLERANCE = 0.01  # fallback band: loss within 1% (relative) of the slice minimum
 
 OPTIMA_COLUMNS = [
     "parameterization", "alpha", "width", "depth", "base_width", "base_depth", "hp", "optimum",
@@ -50,32 +55,6 @@ def refined_optimum(values: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.n
     return i, refined
 
 
-def _bootstrap_interval(values: np.ndarray, per_seed: np.ndarray, n_boot: int,
-                        seed: int) -> tuple[float, float]:
-    """2.5/97.5 percentiles of the refined optimum when seeds are resampled with replacement.
-
-    ``per_seed`` is n_points × n_seeds (NaN: not run, inf: diverged). The slice (other HPs) stays
-    fixed at the full-data best combination; only the seed average is resampled.
-    """
-    k = per_seed.shape[1]
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((n_boot, k))
-    np.add.at(counts, (np.repeat(np.arange(n_boot), k), rng.integers(0, k, size=n_boot * k)), 1.0)
-    present = ~np.isnan(per_seed)
-    finite = np.where(np.isfinite(per_seed), per_seed, 0.0)
-    with np.errstate(all="ignore"):
-        mean = (counts @ finite.T) / (counts @ present.T)
-    mean[(counts @ np.isinf(per_seed).T) > 0] = np.inf
-    mean[(counts @ present.T) == 0] = np.nan
-    _, refined = refined_optimum(values, mean)
-    refined = refined[~np.isnan(refined)]
-    if refined.size == 0:
-        return math.nan, math.nan
-    # Percentiles of the HP itself equal those of log2(HP) mapped back (monotone), and allow 0.
-    low, high = np.percentile(refined, [2.5, 97.5], method="inverted_cdf")
-    return float(low), float(high)
-
-
 def _band_interval(values: np.ndarray, y: np.ndarray, refined: float,
                    tolerance: float) -> tuple[float, float]:
     """Hull of grid values whose loss is within ``tolerance`` (relative) of the minimum, widened
@@ -88,22 +67,21 @@ def _band_interval(values: np.ndarray, y: np.ndarray, refined: float,
     return float(min(inside.min(), refined)), float(max(inside.max(), refined))
 
 
-def _optimum_row(prep: Prepared, key: tuple, hp: str, band_tolerance: float,
-                 n_boot: int, boot_seed: int) -> dict[str, Any]:
+def _optimum_row(prep: Prepared, key: tuple, hp: str, band_tolerance: float, fitted) -> dict[str, Any]:
     line, trials, n_error = hp_slice(prep, key, hp)
     values, y = line[hp].to_numpy(float), line["loss"].to_numpy(float)
     i, refined = refined_optimum(values, y[None, :])
     i, refined = int(i[0]), float(refined[0])
-    per_seed = (trials.groupby([hp, "seed"])["_value"].mean().unstack("seed")
-                .reindex(values).to_numpy(float))
     found = not math.isnan(refined)  # some grid point has a finite loss
-    if not found:
-        interval, method = (math.nan, math.nan), "none"
-    elif per_seed.shape[1] >= 2:
-        interval, method = _bootstrap_interval(values, per_seed, n_boot, boot_seed), "bootstrap"
-    else:
-        interval = _band_interval(values, y, refined, band_tolerance)
-        method = f"band(rel {band_tolerance:g})"
+    interval, method = (math.nan, math.nan), "none"
+    beyond = False
+    if found and fitted is not None and math.isfinite(fitted[0]):
+        mu, low, high = fitted
+        refined, interval, method = 2.0**mu, (2.0**low, 2.0**high), "basin fit"
+        measured = log2(values[np.isfinite(y)])
+        beyond = not (measured.min() <= mu <= measured.max())
+    elif found:
+        interval, method = _band_interval(values, y, refined, band_tolerance), f"band(rel {band_tolerance:g})"
     shape_trials = prep.rows("trials", key)
     return {
         "parameterization": key[0],
@@ -118,7 +96,7 @@ def _optimum_row(prep: Prepared, key: tuple, hp: str, band_tolerance: float,
         "interval_method": method,
         "loss": y[i] if found else math.inf,
         # An argmin on the first or last tested value is only a bound: the grid must be widened.
-        "at_edge": bool(not found or i in (0, len(values) - 1)),
+        "at_edge": bool(not found or i in (0, len(values) - 1) or beyond),
         "n_seeds": int(line["n_seeds"].iloc[i]) if len(line) else 0,
         "n_diverged": int(np.isinf(trials["_value"]).sum()),
         "n_error": n_error,
@@ -126,8 +104,14 @@ def _optimum_row(prep: Prepared, key: tuple, hp: str, band_tolerance: float,
     }
 
 
-def optima(prep: Prepared, band_tolerance: float, n_boot: int, boot_seed: int) -> pd.DataFrame:
-    keys = prep.keys()
-    rows = [_optimum_row(prep, key, hp, band_tolerance, n_boot, boot_seed)
-            for key in keys for hp in prep.hps]
+def optima(prep: Prepared, lines: dict[str, list], band_tolerance: float) -> pd.DataFrame:
+    """One row per (shape, swept hp); ``lines`` holds each hp's lines (lines.build_lines)."""
+    fitted = {}
+    for hp, found in lines.items():
+        for line in found:
+            if line.axis == "depth":
+                for value, estimate in zip(line.values, line.optima()):
+                    fitted[(line.parameterization, line.fixed_value, int(value), hp)] = estimate
+    rows = [_optimum_row(prep, key, hp, band_tolerance, fitted.get((*key, hp)))
+            for key in prep.keys() for hp in prep.hps]
     return pd.DataFrame(rows, columns=OPTIMA_COLUMNS)

@@ -1,4 +1,9 @@
-"""What not re-tuning costs (regret), and what a parameterization saves in FLOPs (savings)."""
+"""What not re-tuning costs (regret), and what a parameterization saves in FLOPs (savings).
+
+Savings come from loss = a + b·ln(FLOPs) per parameterization, compared at the reference's loss at
+its largest run; a percentage is printed only where the fit interpolates within the FLOPs that
+parameterization tested, with three or more shapes and R² >= 0.9; otherwise "n/a" and the reason.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from .prepare import KEY, Prepared, hp_slice, log2, mode
+from .lines import Line
+from .prepare import KEY, Prepared
 
 REGRET_COLUMNS = [
-    "parameterization", "width", "depth", "hp", "base_width", "base_depth", "base_optimum",
-    "value_used", "loss_at_base_optimum", "own_min_loss", "regret_percent",
+    "parameterization", "width", "depth", "hp", "base_depth", "base_optimum", "regret_percent",
+    "regret_low", "regret_high",
 ]
 SAVINGS_COLUMNS = [
     "parameterization", "reference", "target_loss", "reference_flops", "flops_needed",
@@ -19,55 +25,19 @@ SAVINGS_COLUMNS = [
 ]
 
 
-def _base_shape(shapes: pd.DataFrame, width: int) -> tuple[int, int] | None:
-    """The declared base shape if it was run; else the smallest depth at this width."""
-    base = (mode(shapes.get("base_width")), mode(shapes.get("base_depth")))
-    present = set(zip(shapes["width"], shapes["depth"]))
-    if base in present:
-        return base
-    depths = shapes.loc[shapes["width"].eq(width), "depth"]
-    return (width, int(depths.min())) if len(depths) else None
-
-
-def _nearest(values: np.ndarray, target: float) -> int:
-    """Index of the grid value nearest ``target`` in octaves (exact match for values ≤ 0)."""
-    if target <= 0 or not (values > 0).any():
-        return int(np.argmin(np.abs(values - target)))
-    return int(np.nanargmin(np.abs(log2(values) - math.log2(target))))
-
-
-def regret(prep: Prepared, optima: pd.DataFrame) -> pd.DataFrame:
-    """Per shape and hp: 100 × (loss at the base shape's optimum − own min loss) / own min loss.
-
-    inf when the base optimum diverges at that shape; 0 where the optima fall on the same grid value.
-    """
+def regret(lines: list[Line]) -> pd.DataFrame:
+    """Per shape of each depth line: percent more loss at the base shape's optimum than at its own
+    (the fitted basin at both points), with a calibrated 95% interval. 0 at the base shape."""
     rows = []
-    for (p, hp), group in optima.groupby(["parameterization", "hp"], sort=True):
-        for shape in group.itertuples(index=False):
-            base = _base_shape(group, shape.width)
-            base_opt = group.loc[group["width"].eq(base[0]) & group["depth"].eq(base[1]),
-                                 "optimum_refined"].iloc[0]
-            line, _, _ = hp_slice(prep, (p, shape.width, shape.depth), hp)
-            values, losses = line[hp].to_numpy(float), line["loss"].to_numpy(float)
-            own_min = losses.min() if len(losses) else math.nan
-            if not (math.isfinite(base_opt) and math.isfinite(own_min)):
-                used = at_base = regret = math.nan
-            else:
-                # Nearest tested value in octaves: the base optimum is a base HP in the same units
-                # at every shape (the rules apply the multipliers), so it can be read off directly.
-                j = _nearest(values, base_opt)
-                used, at_base = values[j], losses[j]
-                regret = 100.0 * (at_base - own_min) / own_min
-            rows.append({
-                "parameterization": p, "width": shape.width, "depth": shape.depth, "hp": hp,
-                "base_width": base[0], "base_depth": base[1], "base_optimum": base_opt,
-                "value_used": used, "loss_at_base_optimum": at_base, "own_min_loss": own_min,
-                "regret_percent": regret,
-            })
+    for line in lines:
+        if line.axis != "depth" or line.pooled[0] is None:
+            continue
+        base = 2.0 ** line.base_optimum()
+        for value, (est, low, high) in zip(line.values, line.regret()):
+            rows.append({"parameterization": line.parameterization, "width": line.fixed_value,
+                         "depth": int(value), "hp": line.hp, "base_depth": int(line.values[line.base]),
+                         "base_optimum": base, "regret_percent": est, "regret_low": low, "regret_high": high})
     return pd.DataFrame(rows, columns=REGRET_COLUMNS)
-
-
-# ---------------------------------------------------------------- compute savings
 
 
 def shape_losses(prep: Prepared) -> pd.DataFrame:
@@ -117,10 +87,13 @@ def savings(shapes: pd.DataFrame, reference: str) -> pd.DataFrame:
             caveats.append(f"poor fit (R²={r2:.2f})")
         if b < 0:
             needed = math.exp((target - a) / b)
-            if not f.min() <= needed <= f.max():
-                caveats.append("extrapolated beyond the tested FLOPs")
+            if not f.min() * (1 - 1e-9) <= needed <= f.max() * (1 + 1e-9):
+                caveats.append("it would extrapolate beyond the tested FLOPs")
         else:
             caveats.append("loss does not fall with FLOPs")
+        if caveats:  # never a percentage from an extrapolated or poor fit
+            needed = math.nan
+            caveats.insert(0, "n/a")
         ratio = needed / ref_flops
         rows.append({
             "parameterization": p, "reference": reference, "target_loss": target,

@@ -1,4 +1,21 @@
-"""Does the optimum move? Drift of log2(optimum) against log2(depth) and log2(width), and a verdict."""
+"""The paper's questions as verdicts: does the optimum move (transfer), does depth pay (payoff)?
+
+Transfer, per line (lines.py): the drift b, in octaves of the optimal HP per doubling of depth (or
+width), with a calibrated 95% interval [lo, hi], against a tolerance T (default 0.5 octave per
+doubling: the optimal learning rate may change by at most a factor sqrt(2) each time the model
+doubles):
+- transfers: the interval lies within [-T, T] (it moves less than T per doubling, confidently);
+- drifts: the interval excludes 0 and is not within [-T, T] (it moves, confidently);
+- inconclusive: otherwise, or when a shape's optimum sits on the edge of what was tested, with
+  fewer than three shapes or one seed, or when the shapes' optima scatter about the line more than
+  their noise explains; the reason names the data that would decide it.
+Depth payoff, per depth line: the slope of each depth's best loss (at its own optimum, from the
+fitted basin) against log2(depth), nats per doubling: helps (interval below 0), hurts (above 0),
+flat (within +-1% of the loss per doubling), else inconclusive. The loss at the transferred base
+optimum is this plus the regret (reported apart, and as ``slope_transferred``): where the optimum
+transfers the two agree; where it drifts, the regret is what depth costs on top.
+benchmarks/calibration.py measures how often each verdict is right on simulated sweeps.
+"""
 
 from __future__ import annotations
 
@@ -8,120 +25,153 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .prepare import log2, mode
+from .lines import Line, sign_verdict, t975
 
-# No per-shape optimum is treated as known better than ±0.1 octave in the drift fit: keeps a
-# zero-width interval (noise-free seeds) from getting infinite weight.
-SIGMA_FLOOR_OCTAVES = 0.1
-Z95 = 1.959964
-# Student t 0.975 quantiles for 1..30 degrees of freedom (beyond: Cornish-Fisher expansion).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+DEFAULT_TOLERANCE = 0.5  # octaves per doubling
+CHI2_95 = (3.841, 5.991, 7.815, 9.488, 11.07, 12.59, 14.07, 15.51, 16.92, 18.31)  # by degrees of freedom
+PAYOFF_FLAT = 0.01  # fraction of the loss per doubling of depth
 
 TRANSFER_COLUMNS = [
-    "parameterization", "hp", "axis", "fixed_axis", "fixed_value", "slope", "slope_low",
-    "slope_high", "shift_octaves", "shift_low", "shift_high", "endpoint_shift_octaves",
-    "n_shapes", "verdict", "reason", "tolerance_octaves",
+    "parameterization", "hp", "axis", "fixed_axis", "fixed_value", "slope", "slope_low", "slope_high",
+    "shift_octaves", "shift_low", "shift_high", "n_shapes", "n_seeds", "verdict", "reason", "next_step",
+    "tolerance", "base_axis_value", "line_at_base",
+]
+PAYOFF_COLUMNS = [
+    "parameterization", "hp", "fixed_value", "base_value", "slope", "slope_low", "slope_high",
+    "percent_per_doubling", "slope_transferred", "n_shapes", "verdict", "reason", "base_axis_value",
+    "level_at_base",
 ]
 
 
-def _t975(dof: int) -> float:
-    if dof < 1:
-        return math.nan
-    if dof <= len(_T975):
-        return _T975[dof - 1]
-    z = Z95
-    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+def _seeds(line: Line) -> int:
+    per_point = line.trials.groupby(["_shape", line.hp])["seed"].nunique()
+    return int(per_point.max()) if len(per_point) else 0
 
 
-def _wls_slope(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> tuple[float, float, float]:
-    """Weighted least-squares slope of y on x with a 95% interval.
-
-    Weights are 1/σ² from the per-shape intervals. The half-width is the wider of
-    (a) z·SE with the per-shape σ taken as known, and (b) t(n−2)·SE·sqrt(χ²/(n−2)), the classical
-    interval from the scatter about the line. (a) covers noise-free optima, (b) covers optima that
-    scatter more than their own intervals admit; taking the max keeps the interval continuous.
-    Two shapes: no interval.
-    """
-    w = 1.0 / sigma**2
-    design = np.column_stack([np.ones_like(x), x])
-    precision = design.T @ (design * w[:, None])
-    beta = np.linalg.solve(precision, design.T @ (w * y))
-    dof = len(x) - 2
-    if dof < 1:
-        return float(beta[1]), math.nan, math.nan
-    se_known = math.sqrt(np.linalg.inv(precision)[1, 1])
-    chi2 = float(np.sum(w * (y - design @ beta) ** 2))
-    half = max(Z95 * se_known, _t975(dof) * se_known * math.sqrt(chi2 / dof))
-    return float(beta[1]), float(beta[1] - half), float(beta[1] + half)
+def _edges(line: Line) -> list[int]:
+    """Axis values whose seed-mean argmin is the first or last value tested there."""
+    out = []
+    for k, value in enumerate(line.values):
+        at = line.trials[line.trials["_shape"].eq(k)]
+        means = at.groupby(line.hp)["_value"].mean()
+        finite = means[np.isfinite(means)]
+        if finite.empty or finite.idxmin() in (means.index.min(), means.index.max()):
+            out.append(int(value))
+    return out
 
 
-def _fixed_value(rows: pd.DataFrame, axis: str, other: str) -> Any:
-    """The value of the other axis to hold fixed: the one with the most shapes along ``axis``;
-    ties go to the base value (base_width or base_depth), then to the smallest."""
-    counts = rows.groupby(other)[axis].nunique()
-    best = counts[counts == counts.max()].index
-    base = mode(rows.get(f"base_{other}"))
-    return base if base in set(best) else min(best)
+def _seeds_to_decide(line: Line, b: float, low: float, high: float, tol: float) -> str:
+    """The interval shrinks like 1/sqrt(seeds): how many would put it inside +-T or away from 0."""
+    half = (high - low) / 2
+    target = max(tol - abs(b), abs(b))  # the easier of the two (never below T / 2)
+    seeds = max(_seeds(line), 1)
+    needed = math.ceil(seeds * (half / target) ** 2)
+    if needed > 50:
+        return (f"more than 50 seeds per point would be needed: test more {line.axis}s (a wider range "
+                f"of {line.axis} narrows the drift's interval) and run the sweep again")
+    return (f"about {needed} seeds per point would decide it (now {seeds}): set seed = "
+            f"[0, ..., {needed - 1}] in [grid] and run the sweep again (completep-sweep run SPEC)")
 
 
-def _transfer_row(rows: pd.DataFrame, axis: str, tolerance: float) -> dict[str, Any]:
-    other = "width" if axis == "depth" else "depth"
-    fixed = _fixed_value(rows, axis, other)
-    line = rows[rows[other].eq(fixed)].sort_values(axis)
-    x = np.log2(line[axis].to_numpy(float))
-    y = log2(line["optimum_refined"].to_numpy(float))
-    half_width = (log2(line["interval_high"].to_numpy(float))
-                  - log2(line["interval_low"].to_numpy(float))) / (2 * Z95)
-    sigma = np.maximum(np.nan_to_num(half_width, nan=0.0), SIGMA_FLOOR_OCTAVES)
-    reasons = []
-    edges = line.loc[line["at_edge"].astype(bool), axis].tolist()
-    if edges:
-        reasons.append(f"optimum at grid edge at {axis} {', '.join(map(str, edges))}")
-    ok = np.isfinite(y)
-    if not ok.all():
-        reasons.append(f"no positive finite optimum at {axis} {', '.join(map(str, line.loc[~ok, axis]))}")
-    if len(line) < 3:
-        reasons.append(f"only {len(line)} shapes along {axis} (need 3)")
-    slope = low = high = math.nan
-    if ok.sum() >= 2:
-        slope, low, high = _wls_slope(x[ok], y[ok], sigma[ok])
-    span = float(x.max() - x.min())
-    shift, shift_low, shift_high = abs(slope) * span, low * span, high * span
-    if not math.isnan(shift_low) and shift_high - shift_low > 2 * tolerance:
-        reasons.append(f"shift interval [{shift_low:.2f}, {shift_high:.2f}] octaves wider than "
-                       f"2 × tolerance")
+def _scatter_half_width(line: Line) -> float:
+    """Half-width of the 95% interval of the slope of the shapes' optima against t, from their
+    residual scatter about the least-squares line."""
+    t, mu = line.t, line.free.mu
+    k = len(t)
+    slope, intercept = np.polyfit(t, mu, 1)
+    s2 = float(np.sum((mu - intercept - slope * t) ** 2)) / (k - 2)
+    return t975(k - 2) * math.sqrt(s2 / float(np.sum((t - t.mean()) ** 2)))
+
+
+def transfer_row(line: Line, tol: float) -> dict[str, Any]:
+    b, low, high = line.drift()
+    reasons, next_step, scatter = [], "", ""
+    edges = _edges(line)
+    if len(line.values) < 3:
+        reasons.append(f"only {len(line.values)} {line.axis}s (need 3)")
+        next_step = f"add a {line.axis} to the grid ({line.axis} = [...]) and run the sweep again"
+    elif _seeds(line) < 2:
+        reasons.append("one seed per point: seed-to-seed noise cannot be told apart from a drift")
+        next_step = "set seed = [0, 1, 2] in [grid] and run the sweep again (completep-sweep run SPEC)"
+    elif line.line is None:
+        reasons.append("no basin could be fitted (need three or more values of the HP at every shape)")
+        next_step = f"widen the {line.hp} grid and run the sweep again"
+    elif edges:
+        reasons.append(f"the optimum is on the edge of the tested values at {line.axis} "
+                       f"{', '.join(map(str, edges))}")
+        next_step = (f"widen the {line.hp} grid past that edge (or a bracket search with a larger "
+                     f"max_extend) and run the sweep again")
+    else:
+        chi2, dof = line.lack_of_fit()
+        if 1 <= dof <= len(CHI2_95) and chi2 > CHI2_95[dof - 1]:
+            # The optima scatter about the line more than their own intervals explain: the noise is
+            # larger than measured, or the drift bends. Then the interval may be no narrower than the
+            # scatter itself says: the slope of the shapes' optima with its Student t interval from
+            # their residuals (K - 2 degrees of freedom).
+            half = _scatter_half_width(line)
+            low, high = min(low, b - half), max(high, b + half)
+            scatter = (f"interval at least the optima's own scatter about a line in log2({line.axis}), "
+                       f"which is more than their noise explains (chi2 {chi2:.1f} on {dof} dof)")
     if reasons:
         verdict = "inconclusive"
-    elif shift <= tolerance:
-        verdict, reasons = "transfers", [f"fitted shift {shift:.2f} ≤ {tolerance:g} octaves"]
+    elif -tol <= low and high <= tol:
+        verdict = "transfers"
+        reasons.append(f"drift {b:+.2f} [{low:+.2f}, {high:+.2f}] octave per doubling, within ±{tol:g}")
+    elif low > 0 or high < 0:
+        verdict = "drifts"
+        reasons.append(f"drift {b:+.2f} [{low:+.2f}, {high:+.2f}] octave per doubling excludes 0")
     else:
-        verdict, reasons = "drifts", [f"fitted shift {shift:.2f} > {tolerance:g} octaves"]
+        verdict = "inconclusive"
+        reasons.append(f"drift {b:+.2f} [{low:+.2f}, {high:+.2f}] octave per doubling spans 0 and ±{tol:g}")
+        next_step = _seeds_to_decide(line, b, low, high, tol)
+        if scatter:
+            next_step += (f"; if the optima table shows a bend rather than scatter, the optimum does not "
+                          f"move linearly in log2({line.axis})")
+    if scatter:
+        reasons.append(scatter)
+    span = line.doublings
     return {
-        "parameterization": line["parameterization"].iloc[0], "hp": line["hp"].iloc[0],
-        "axis": axis, "fixed_axis": other, "fixed_value": fixed,
-        "slope": slope, "slope_low": low, "slope_high": high,
-        "shift_octaves": shift, "shift_low": shift_low, "shift_high": shift_high,
-        "endpoint_shift_octaves": float(abs(y[ok][-1] - y[ok][0])) if ok.any() else math.nan,
-        "n_shapes": len(line), "verdict": verdict, "reason": "; ".join(reasons),
-        "tolerance_octaves": tolerance,
+        "parameterization": line.parameterization, "hp": line.hp, "axis": line.axis,
+        "fixed_axis": line.fixed_axis, "fixed_value": line.fixed_value,
+        "slope": b, "slope_low": low, "slope_high": high,
+        "shift_octaves": b * span, "shift_low": low * span, "shift_high": high * span,
+        "n_shapes": len(line.values), "n_seeds": _seeds(line), "verdict": verdict,
+        "reason": "; ".join(reasons), "next_step": next_step, "tolerance": tol,
+        "base_axis_value": int(line.values[line.base]),  # the fitted line: log2 optimum at the base shape
+        "line_at_base": float(line.line.mu[line.base]) if line.line is not None else math.nan,
     }
 
 
-def transfer_table(optima: pd.DataFrame, *, tolerance_octaves: float = 1.0) -> pd.DataFrame:
-    """Drift of log2(optimum_refined) against log2(depth) and log2(width), with a verdict.
-
-    One row per (parameterization, hp, axis) for every axis with at least two values. The other
-    axis is held at one value (see ``_fixed_value``). ``shift_octaves`` is the fitted shift over
-    the tested range, |slope| × log2(max/min); ``endpoint_shift_octaves`` is the raw difference
-    of the end points. Verdict: inconclusive when any optimum is at the grid edge or not finite,
-    fewer than 3 shapes, or the shift interval is wider than 2 × tolerance; else transfers when
-    shift_octaves ≤ tolerance, drifts otherwise.
-    """
-    rows = []
-    for (_, _), group in optima.groupby(["parameterization", "hp"], sort=True):
-        for axis in ("depth", "width"):
-            if group[axis].nunique() >= 2:
-                rows.append(_transfer_row(group, axis, tolerance_octaves))
+def transfer_table(lines: list[Line], tol: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+    rows = [transfer_row(line, tol) for line in lines if len(line.values) >= 2]
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+
+
+def payoff_row(line: Line) -> dict[str, Any]:
+    slope, low, high = line.payoff()
+    level = float(np.nanmean(line.free.level)) if line.free is not None else math.nan
+    flat = PAYOFF_FLAT * level
+    if len(line.values) < 3 or not math.isfinite(low):
+        verdict, reason = "inconclusive", (f"only {len(line.values)} depths (need 3)" if len(line.values) < 3
+                                           else "no basin could be fitted")
+    else:
+        verdict = sign_verdict(low, high, flat, ("helps", "hurts", "flat"))
+        interval = f"{slope:+.4f} [{low:+.4f}, {high:+.4f}] nats per doubling"
+        reason = {"helps": f"loss falls {interval}", "hurts": f"loss rises {interval}",
+                  "flat": f"{interval}, within ±{flat:.3f}"}.get(verdict, f"{interval} spans 0")
+    base = line.base_optimum()
+    return {
+        "parameterization": line.parameterization, "hp": line.hp, "fixed_value": line.fixed_value,
+        "base_value": 2.0**base if math.isfinite(base) else math.nan, "slope": slope, "slope_low": low,
+        "slope_high": high, "percent_per_doubling": 100 * slope / level if level else math.nan,
+        "slope_transferred": line.payoff(transferred=True)[0],
+        "n_shapes": len(line.values), "verdict": verdict, "reason": reason,
+        "base_axis_value": int(line.values[line.base]),
+        "level_at_base": float(np.polyval(np.polyfit(line.t, line.free.level, 1), line.t[line.base]))
+        if line.free is not None and len(line.values) >= 2 else math.nan,
+    }
+
+
+def payoff_table(lines: list[Line]) -> pd.DataFrame:
+    rows = [payoff_row(line) for line in lines if line.axis == "depth" and len(line.values) >= 2]
+    return pd.DataFrame(rows, columns=PAYOFF_COLUMNS)

@@ -43,8 +43,8 @@ def stale_note(results) -> str:
 
 from .results import cmd_export, cmd_report, cmd_sync, cmd_ui  # noqa: E402
 from .sweeps import cmd_run, cmd_status, cmd_submit, cmd_validate  # noqa: E402
-from .tools import cmd_coord_check, cmd_explain, cmd_trial  # noqa: E402
+from .tools import cmd_coord_check, cmd_explain, cmd_lazy_check, cmd_trial  # noqa: E402
 
 __all__ = ["DEFAULT_RESULTS", "EXIT_OK", "EXIT_FAILED", "UsageError", "cmd_coord_check", "cmd_explain",
-           "cmd_export", "cmd_report", "cmd_run", "cmd_status", "cmd_submit", "cmd_sync", "cmd_trial", "cmd_ui",
+           "cmd_export", "cmd_lazy_check", "cmd_report", "cmd_run", "cmd_status", "cmd_submit", "cmd_sync", "cmd_trial", "cmd_ui",
            "cmd_validate"]

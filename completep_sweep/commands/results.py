@@ -18,7 +18,7 @@ def _analysis(args):
     if results.rows.empty:
         raise UsageError(f"RESULTS_DIR: {results.store.root} has no trial rows of the current sweep yet; run "
                          "`completep-sweep run SPEC` first" + stale_note(results))
-    return results, analyze(results.rows, tolerance_octaves=args.tolerance, loss=args.loss)
+    return results, analyze(results.rows, tolerance=args.tolerance, loss=args.loss)
 
 
 SHOWN_OPTIMA_COLUMNS = ["parameterization", "width", "depth", "hp", "optimum", "optimum_refined", "interval_low",
@@ -26,28 +26,69 @@ SHOWN_OPTIMA_COLUMNS = ["parameterization", "width", "depth", "hp", "optimum", "
 
 
 def cmd_report(args) -> int:
-    from ..report import verdict_text, write_report
+    from ..answer import recommendations
+    from ..fmt import records
+    from ..report import recommendation_text, verdict_text, write_report
     from ..tables import format_table
 
     results, analysis = _analysis(args)
     store = results.store
-    written = write_report(analysis, store.root / "report")
+    recs = recommendations(analysis)
+    written = write_report(analysis, store.root / "report", recs)
     if args.json:
-        print(json.dumps(analysis.to_json_dict()))
+        print(json.dumps({"recommendations": records(recs), **analysis.to_json_dict()}))
     else:
         pending = f", {len(results.pending)} still pending" if results.pending else ""
-        print(f"{store.root}: {len(analysis.trials)} trials{pending}{stale_note(results)}")
-        print(verdict_text(analysis))
-        print("\nOptimal base HPs (grid argmin; refined = parabola in log2 through its neighbours):")
-        print(format_table(analysis.optima[SHOWN_OPTIMA_COLUMNS]))
+        print(f"{store.root}: {len(analysis.trials)} trials{pending}{stale_note(results)}\n")
+        print(recommendation_text(analysis, recs))
+        deepest = int(analysis.optima["depth"].max()) if len(analysis.optima) else 0
+        print(f"  At a depth or width you did not test: completep-sweep export {store.root} --target-depth "
+              f"{4 * deepest or 64} [--format toml]")
+        print("\n" + verdict_text(analysis))
+        if not analysis.regret.empty:
+            print("\nRegret: extra loss at each depth from keeping the base depth's optimum (95% interval):")
+            print(format_table(_regret_wide(analysis.regret)))
+        print("\nOptimal base HPs per shape (refined: the fitted basin's optimum, with its 95% interval):")
+        print(format_table(_readable(analysis.optima[SHOWN_OPTIMA_COLUMNS], analysis.hps)))
         if not analysis.savings.empty:
-            print("\nCompute savings (FLOPs to reach the same loss as the reference):")
-            print(format_table(analysis.savings))
+            print("\nCompute savings (FLOPs to reach the reference's loss; n/a where a fit would extrapolate):")
+            print(format_table(analysis.savings[["parameterization", "reference", "flops_saving_percent", "r2",
+                                                 "n_shapes", "caveat"]]))
         plots = sorted(str(p) for p in written.values() if p.suffix == ".png")
         print(f"\nreport: {store.root / 'report'} ({len(written)} files; plots: {', '.join(plots) or 'none'})")
     if not args.no_mlflow:
         _sync_quietly(store.root, args.tracking_uri, report_dir=store.root / "report")
     return EXIT_OK
+
+
+def _regret_wide(regret):
+    """One row per (parameterization, HP, width), one '1.2% [0.4, 2.0]' column per depth (the base
+    optimum here is the one the depth line pools over every depth, within a fraction of an octave of
+    the base shape's own)."""
+    import pandas as pd
+
+    from ..answer import name, ordered
+    rows = []
+    order = ordered(regret["parameterization"])
+    for (p, hp, width), g in sorted(regret.groupby(["parameterization", "hp", "width"]),
+                                    key=lambda kv: (order.index(kv[0][0]), kv[0][1], kv[0][2])):
+        row = {"parameterization": name(p), "hp": hp, "width": width}
+        for r in g.sort_values("depth").itertuples():
+            row[f"depth {r.depth}"] = (f"{r.regret_percent:.1f}% [{r.regret_low:.1f}, {r.regret_high:.1f}]"
+                                       if r.regret_low == r.regret_low else f"{r.regret_percent:.1f}%")
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def _readable(table, hps):
+    """HP values as 2^k, as the grids, plots and run names write them (CSV and JSON keep numbers)."""
+    from ..fmt import pow2
+
+    out = table.copy()
+    for col in ("optimum", "optimum_refined", "interval_low", "interval_high"):
+        if col in out:
+            out[col] = [pow2(v) if v == v and v > 0 and h == "lr" else v for v, h in zip(out[col], out["hp"])]
+    return out
 
 
 def _sync_quietly(results_dir: Path, tracking_uri: str | None, report_dir: Path | None = None) -> None:
@@ -66,18 +107,27 @@ def _sync_quietly(results_dir: Path, tracking_uri: str | None, report_dir: Path 
 
 
 def cmd_export(args) -> int:
-    from ..analysis import transferred_hps
+    from ..answer import paste_block, target
     from ..store import write_text
     from ..tables import export_table
 
-    if (args.target_width is None) != (args.target_depth is None):
-        raise UsageError("--target-width and --target-depth go together; give both to transfer the base optimum")
-    _, analysis = _analysis(args)
-    if args.target_width is not None:
-        table = transferred_hps(analysis, target_width=args.target_width, target_depth=args.target_depth)
+    results, analysis = _analysis(args)
+    if args.target_width is not None or args.target_depth is not None:
+        table = target(analysis, depth=args.target_depth, width=args.target_width)
+        model = str(results.rows["model"].mode().iloc[0]) if "model" in results.rows else "tiny"
+        block = paste_block(table, model)
+        if args.format == "toml":
+            text = block
+        elif args.format == "md":
+            text = export_table(table, "md") + "\n```toml\n" + block + "```\n"
+        else:
+            text = export_table(table, args.format)
     else:
+        if args.format == "toml":
+            raise UsageError("--format toml: the TOML block is for a target shape; add --target-depth D "
+                             "(and/or --target-width W)")
         table = analysis.optima[SHOWN_OPTIMA_COLUMNS]
-    text = export_table(table, args.format)
+        text = export_table(table, args.format)
     if args.output:
         write_text(Path(args.output), text)
         print(f"wrote {args.output} ({len(table)} rows, {args.format})", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ..fmt import duration
@@ -95,7 +96,15 @@ def cmd_validate(args) -> int:
         print(f"  warning: {len(pending):,} trials is a large grid; most of them sit far from any optimum. "
               "A bracket search ([search] method = \"bracket\") spends them near the optima instead.")
     _warn_resources(res)
+    for warning in _config_warnings(sweep):
+        print(f"  warning: {warning}")
     return EXIT_OK
+
+
+def _config_warnings(sweep) -> list[str]:
+    from ..presets import config_warnings
+
+    return config_warnings(sweep.template)
 
 
 def _warn_resources(res) -> None:
@@ -145,6 +154,8 @@ def _run_locked(args, sweep, store) -> int:
     method = sweep.spec.search.method
     what = f"{len(sweep.ids)} trials" if method == "grid" else f"{method} search"
     print(f"sweep {sweep.name}: {what} -> {store.root}", file=sys.stderr)
+    for warning in _config_warnings(sweep):
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink)
     finally:
@@ -195,19 +206,65 @@ def _tracker(store, tracking_uri: str | None):
 
 
 def cmd_status(args) -> int:
-    from ..fmt import describe
-    from ..results import open_results
+    from ..interrupt import Interrupted
     from ..store import ResultStore
 
-    results = open_results(ResultStore(resolve_results(args.target, args.results)))
+    store = ResultStore(resolve_results(args.target, args.results))
+    if not args.watch:
+        print(_status_text(store, recent=0))
+        return EXIT_OK
+    clear = "\033[H\033[J" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            text, finished = _status_text(store, recent=8), _search_finished(store)
+            print(clear + text + ("" if finished else f"\n(every {args.interval:g}s; Ctrl-C to stop watching)"),
+                  flush=True)
+            if finished:
+                return EXIT_OK
+            time.sleep(args.interval)
+    except (Interrupted, KeyboardInterrupt):
+        return EXIT_OK  # stopping the watch is how it ends; nothing is running here
+
+
+def _search_finished(store) -> bool:
+    from ..results import open_results
+
+    results = open_results(store)
+    return results.plan is not None and results.plan.finished and not store.read_live()
+
+
+def _status_text(store, *, recent: int) -> str:
+    """Counts and what is pending; with ``recent``: the trials in flight and the latest finished."""
+    import pandas as pd
+
+    from ..fmt import describe
+    from ..results import open_results
+
+    results = open_results(store)
     df = results.rows
     counts = df.status.value_counts().to_dict() if len(df) else {}
-    print(f"{results.store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
-          + results.progress() + stale_note(results))
+    lines = [f"{results.store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
+             + results.progress() + stale_note(results)]
     for row in df[df.status == "error"].head(5).to_dict("records"):
         last = row["error"].strip().splitlines()[-1] if row["error"] else ""
-        print(f"  error {row['trial_id']}: {describe(row)}: {last}")
-    return EXIT_OK
+        lines.append(f"  error {row['trial_id']}: {describe(row)}: {last}")
+    if not recent:
+        return "\n".join(lines)
+    live = sorted(store.read_live().values(), key=lambda t: t["started"])
+    lines.append(f"running ({len(live)}):" if live else "running: none (no live driver for this folder)")
+    now = time.time()
+    for t in live:
+        loss = f"{t['val_loss']:.4f}" if t.get("val_loss") is not None else "-"
+        lines.append(f"  {t['trial']:<40} step {t['step']:>6}/{t['steps']:<6} val {loss:>7}  "
+                     f"{duration(now - t['started'])}")
+    if len(df):
+        ended = df.assign(_end=pd.to_datetime(df.started_at, errors="coerce", utc=True)
+                          + pd.to_timedelta(df.wall_time_s.fillna(0), unit="s"))
+        lines.append(f"latest finished ({min(recent, len(df))} of {len(df)}):")
+        for row in ended.sort_values("_end", ascending=False).head(recent).to_dict("records"):
+            outcome = f"val {row['final_val_loss']:.4f}" if row["status"] == "ok" else row["status"]
+            lines.append(f"  {describe(row):<40} {outcome:<12} {duration(row['wall_time_s'])}")
+    return "\n".join(lines)
 
 
 def cmd_submit(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..fmt import json_value
 from . import EXIT_OK, UsageError
@@ -10,27 +11,35 @@ from . import EXIT_OK, UsageError
 
 def cmd_explain(args) -> int:
     from ..parameterization import scaling_rules
+    from ..presets import preset_config
     from ..tables import rules_table
 
-    rules = scaling_rules(args.parameterization, width=args.width, depth=args.depth,
-                          base_width=args.base_width, base_depth=args.base_depth)
+    # The preset gives the base shape and the base HPs; TrialConfig checks the shape as `trial` does.
+    config = preset_config(args.model, parameterization=args.parameterization, width=args.width, depth=args.depth,
+                           base_width=args.base_width, base_depth=args.base_depth, lr=args.lr,
+                           init_std=args.init_std, weight_decay=args.weight_decay, eps=args.eps)
+    rules = scaling_rules(config.parameterization, width=config.width, depth=config.depth,
+                          base_width=config.base_width, base_depth=config.base_depth)
     if args.json:
         print(json.dumps(rules.to_dict()))
     else:
-        print(rules_table(rules, lr=args.lr, init_std=args.init_std, weight_decay=args.weight_decay, eps=args.eps))
+        print(rules_table(rules, lr=config.lr, init_std=config.init_std, weight_decay=config.weight_decay,
+                          eps=config.eps))
     return EXIT_OK
 
 
 def cmd_trial(args) -> int:
     from ..fmt import describe
-    from ..presets import preset_config
+    from ..presets import config_warnings, preset_config
     from ..train import Runtime, train_trial
 
     config = preset_config(
         args.model, sweep="adhoc", parameterization=args.parameterization, width=args.width, depth=args.depth,
         base_width=args.base_width, base_depth=args.base_depth, lr=args.lr, init_std=args.init_std,
-        steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+        steps=args.steps, seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup_steps,
     )
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
         print(f"trial {config.trial_id}: {describe(config)}, init_std {config.init_std:g}, "
               f"{config.steps} steps ({config.tokens:,} tokens)")
@@ -65,9 +74,10 @@ def cmd_coord_check(args) -> int:
         raise UsageError(f"--values: {e}") from None
     result = run_coord_check(base, axis=args.axis, values=values, parameterizations=args.parameterizations,
                              steps=args.steps, lr=args.lr, threads=args.threads)
+    written = []
     if args.plot:
         from ..plots import plot_coord_check
-        plot_coord_check(result.records, args.plot)
+        written = plot_coord_check(result.records, args.plot)
     if args.json:
         print(json.dumps({"axis": args.axis, "values": values, "steps": args.steps, "lr": args.lr,
                           "slopes": result.slopes, "passed": result.passed}))
@@ -79,6 +89,29 @@ def cmd_coord_check(args) -> int:
         want = "grows" if high == float("inf") else "flat"
         verdict = "PASS" if result.passed[p] else "FAIL"
         print(f"  {p:<10} slope {slope:+.3f}   expected {want:<6} {verdict}")
-    if args.plot:
-        print(f"plot: {args.plot}")
+    if written:
+        print(f"plot: {', '.join(map(str, written))}")
+    return EXIT_OK
+
+
+def cmd_lazy_check(args) -> int:
+    from ..lazy_check import TOLERANCE, run_lazy_check
+    from ..presets import load_preset, preset_config
+
+    preset = load_preset(args.model)
+    base = preset_config(args.model, parameterization=args.parameterizations[0],
+                         width=preset.get("base_width", 32), depth=preset.get("base_depth", 2))
+    result = run_lazy_check(base, depths=args.values, parameterizations=args.parameterizations, lr=args.lr)
+    if args.json:
+        print(json.dumps({"depths": args.values, "lr": args.lr, "slopes": result.slopes,
+                          "expected": result.expected, "passed": result.passed}))
+        return EXIT_OK
+    print(f"laziness check over depth {args.values} at width {base.base_width}: one AdamW step at lr {args.lr:g}; "
+          "slope of log2 (distance of block 0's update from its linearization) vs log2 depth")
+    table = result.records.groupby(["parameterization", "depth"])["distance"].mean().unstack("depth")
+    for p, slope in result.slopes.items():
+        distances = " ".join(f"{v:.3f}" for v in table.loc[p])
+        verdict = "PASS" if result.passed[p] else "FAIL"
+        print(f"  {p:<10} slope {slope:+.3f}   expected {result.expected[p]:+.2f} ± {TOLERANCE:g}  {verdict}"
+              f"   distances {distances}")
     return EXIT_OK

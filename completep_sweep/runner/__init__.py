@@ -20,3 +20,6 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 # Trials read data by the path the driver validated; Tune's per-trial chdir would break relative ones.
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+# A trial reports its evaluations as it goes (the live view of `status --watch`) and its row once,
+# at the end; the searchers read only the final report, so the metric is absent from the others.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")

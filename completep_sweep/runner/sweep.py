@@ -1,9 +1,10 @@
 """The Tune controller: pending trials in, one Parquet row per trial out.
 
 The driver expands the sweep, drops trials that already have a row, and hands Tune a grid of the
-pending ones. Workers only compute: each trial returns its row and curve in one final report. A
-driver-side Tune callback (``Recorder``) writes them to Parquet as they arrive, so the driver is the
-only writer, no shared filesystem is needed, and a killed driver loses only the trials in flight.
+pending ones. Workers only compute: each trial reports its evals as it goes (for ``status --watch``)
+and its row and curve in one final report. A driver-side Tune callback (``Recorder``) writes them to
+Parquet as they arrive, so the driver is the only writer, no shared filesystem is needed, and a
+killed driver loses only the trials in flight.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def run_trial_on_worker(param_space: dict) -> None:
     gpus, cpus = param_space["gpus"], param_space["cpus"]
     # CPU-only trials say "cpu" explicitly so they never touch a GPU Ray did not give them.
     runtime = Runtime(device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)))
-    result = train_trial(config, runtime=runtime)
+    def progress(point) -> None:  # shown by `status --watch`; the row is the final report below
+        tune.report({"step": point.step, "val_loss": point.val_loss, "train_loss": point.train_loss})
+
+    result = train_trial(config, on_eval=progress, runtime=runtime)
     result = dataclasses.replace(result, worker=ray.get_runtime_context().get_node_id())
     tune.report({"row": result.row(), "curve": [vars(p) for p in result.curve]})
 
@@ -104,20 +108,37 @@ class Recorder(tune.Callback):
     def __init__(self, store: ResultStore, progress: Progress, sink: TrialSink | None):
         self.store, self.progress, self.sink = store, progress, sink
         self.recorded: set[str] = set()  # results may arrive more than once; count each trial once
+        self.live: dict[str, dict] = {}  # trial_id -> what `status --watch` shows while it runs
 
     def __getstate__(self):
         # Tune pickles the Tuner for its own restore, which we never use (rows on disk are the state);
         # the live stream and tracker thread cannot be pickled, so the copy carries none.
-        return {"store": self.store, "progress": None, "sink": None, "recorded": set()}
+        return {"store": self.store, "progress": None, "sink": None, "recorded": set(), "live": {}}
+
+    def _live(self, trial, **update) -> None:
+        trial_id = trial.trial_id  # Tune's id: the key only lives as long as this driver
+        if update.get("done"):
+            self.live.pop(trial_id, None)
+        else:
+            entry = self.live.setdefault(trial_id, {"trial": describe(trial.config["trial"]), "started": time.time(),
+                                                    "step": 0, "steps": trial.config["trial"]["steps"]})
+            entry.update(update)
+        try:
+            self.store.write_live(self.live)
+        except OSError:
+            pass  # the live view is a convenience; never let it stop a sweep
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.progress.first_trial = self.progress.first_trial or time.monotonic()
         self.progress.running = _running(trials)
+        self._live(trial)
         if self.progress.stream.isatty():
             self.progress.show()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "row" not in result:
+            if "step" in result:
+                self._live(trial, step=result["step"], val_loss=result["val_loss"])
             return
         row, curve = result["row"], result["curve"]
         with deferred():  # a stop signal waits until the row is on disk and counted
@@ -131,11 +152,13 @@ class Recorder(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.progress.running = _running(trials)
+        self._live(trial, done=True)
         row = (trial.last_result or {}).get("row")
         self.progress.show(_outcome(row) if row else "")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.progress.running = _running(trials)
+        self._live(trial, done=True)
         if requested():
             return  # stopped by the user (Ctrl-C reaches the workers too): not an error of the trial
         config = TrialConfig(**trial.config["trial"])
@@ -223,6 +246,7 @@ def run_sweep(
         _stop_ray(local=address is None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        store.live_path.unlink(missing_ok=True)
     if progress.stream.isatty():
         progress.stream.write("\n")
     ran = progress.ok + progress.diverged + progress.errored

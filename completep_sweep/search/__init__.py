@@ -96,7 +96,8 @@ class BracketPlan:
         grid = tuple(sorted(math.log2(v) for v in axes[self.hp]))
         self.rules = BracketRules(grid=grid, base_seeds=tuple(axes.get("seed", [sweep.template.seed])),
                                   resolution=search.resolution, max_extend=search.max_extend,
-                                  seeds=search.seeds, max_trials=search.max_trials_per_shape)
+                                  seeds=search.seeds, max_trials=search.max_trials_per_shape,
+                                  stability=search.stability)
         self.groups: dict[tuple, Group] = {}
         self.bases: dict[tuple, TrialConfig] = {}
         for config in sweep.trials:  # one group per combination of everything but the HP and the seed

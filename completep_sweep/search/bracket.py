@@ -40,6 +40,10 @@ class BracketRules:
     max_trials: int = 40
     """At most this many trials per group, whatever the rules want."""
     near: float = 0.01
+    stability: bool = False
+    """Then find the largest stable value above the best to ``resolution`` (stable: every seed
+    finished within ``blowup`` of the best mean), for the stability question."""
+    blowup: float = 0.04
     """Points whose loss is within this fraction of the best one's are refined around too: with one
     seed a point can look worse than it is by about the seed-to-seed spread (1% ≈ 0.025 nats)."""
 
@@ -72,7 +76,7 @@ class Group:
     rules: BracketRules
     measured: dict[Point, float | None] = field(default_factory=dict)
     phase: str = "grid"
-    """What the last round was for (grid, extend, refine, seeds), or why the search ended: done;
+    """What the last round was for (grid, extend, refine, seeds, stability), or why the search ended: done;
     limit (the best point is still on an edge, max_extend octaves past the grid); capped
     (max_trials); no optimum (every point diverged down to the limit)."""
 
@@ -131,4 +135,20 @@ class Group:
             seeded = self._new(around, r.all_seeds[:r.seeds])
             if seeded:
                 return seeded, "seeds"
+        if r.stability:
+            probe = self._stability_probe(xs, means, i, hi)
+            if probe:
+                return self._new(probe, r.base_seeds), "stability"
         return [], "limit" if at_edge else "done"
+
+    def _stability_probe(self, xs: list[float], means: dict[float, float], i: int, hi: float) -> list[float]:
+        """Above the best: extend while still stable, then halve the gap to the first unstable value."""
+        r = self.rules
+        threshold = means[xs[i]] * (1 + r.blowup)
+        j = i
+        while j + 1 < len(xs) and means[xs[j + 1]] <= threshold:
+            j += 1
+        if j + 1 == len(xs):
+            return [xs[j] + r.step] if xs[j] + r.step <= hi else []
+        gap = xs[j + 1] - xs[j]
+        return [(xs[j] + xs[j + 1]) / 2] if gap > r.resolution + EPS else []

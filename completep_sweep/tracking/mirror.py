@@ -10,6 +10,7 @@ RUNNING and the next sync compares its metric history step by step.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import datetime
@@ -109,18 +110,39 @@ class _Sync:
         self.sweep = store.root.name
         self.counts = {"created": 0, "updated": 0, "skipped": 0}
 
-    def run(self, rows: list[dict], curves: dict[str, list[dict]], *, artifacts: Path | None) -> dict:
+    def run(self, rows: list[dict], curves: dict[str, list[dict]], *, artifacts: Path | None,
+            transfer_curves: bool = False) -> dict:
         settings, description, hash_, grid = _spec(self.store)
         experiment_id = self._experiment()
-        parent, children = self._existing_runs(experiment_id)
+        parent, children, curve_runs = self._existing_runs(experiment_id)
         parent_id = self._parent(experiment_id, parent, settings, description, hash_, rows)
         varying = _varying(rows, grid)
         for row in rows:
             self._child(experiment_id, parent_id, children.get(row["trial_id"]), row,
                         curves.get(row["trial_id"], []), varying)
+        if transfer_curves:
+            self._transfer_curves(experiment_id, parent_id, curve_runs, description)
         if artifacts is not None:
             self._artifacts(parent_id, artifacts)
         return self.counts
+
+    def _transfer_curves(self, experiment_id: str, parent_id: str, existing: dict, description: str) -> None:
+        """One run per loss-vs-HP curve of the current sweep, the saved view that charts them, and the
+        verdicts (from the report, when written) as the experiment's description."""
+        from ..analysis.prepare import prepare, slice_table
+        from ..results import open_results
+        from .curves import VIEW_KEY, curves, sync_curves, view_state
+
+        rows = open_results(self.store).rows
+        if rows.empty or not rows["status"].isin(("ok", "diverged")).any():
+            return
+        prep = prepare(rows, "final_val_loss")
+        found = curves({hp: slice_table(prep, hp) for hp in prep.hps})
+        sync_curves(self.client, experiment_id, parent_id, found, existing)
+        if prep.hps:
+            self.client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", view_state(list(prep.hps)))
+        note = _experiment_note(self.sweep, description, self.store.root / "report" / "verdict.json")
+        self.client.set_experiment_tag(experiment_id, "mlflow.note.content", note)
 
     def _experiment(self) -> str:
         found = self.client.get_experiment_by_name(self.sweep)
@@ -148,11 +170,13 @@ class _Sync:
             if not token:
                 break
         parents = [r for r in runs if r.data.tags.get("completep.role") == "parent"]
+        curve_runs = {r.data.tags.get("completep.curve"): r for r in runs
+                      if r.data.tags.get("completep.role") == "curve" and r.info.lifecycle_stage == "active"}
         children = {}
         for r in runs:  # the oldest wins should an old race have left twins
             if r.data.tags.get("completep.role") == "child":
                 children.setdefault(r.data.tags.get("trial_id"), r)
-        return (parents[0] if parents else None), children
+        return (parents[0] if parents else None), children, curve_runs
 
     def _parent(self, experiment_id: str, parent, settings: dict[str, str], description: str, hash_: str,
                 rows: list[dict]) -> str:
@@ -237,14 +261,34 @@ class _Sync:
                 self.client.log_artifact(parent_id, str(path), folder)
 
 
+def _experiment_note(sweep: str, description: str, verdicts: Path) -> str:
+    """The experiment page's description: what the sweep asks, and the report's verdicts if written."""
+    lines = [f"**{sweep}**: {description}" if description else f"**{sweep}**",
+             "", "Charts: the *Transfer curves* view (loss against log2 of each swept HP, one line per depth)."]
+    try:
+        found = json.loads(verdicts.read_text())
+    except (OSError, ValueError):
+        return "\n".join(lines + ["", "Run `completep-sweep report` for the verdicts."])
+    lines += ["", "| parameterization | hp | transfer | drift (oct/doubling) | depth payoff |", "|---|---|---|---|---|"]
+    payoff = {(r["parameterization"], r["hp"]): r["verdict"] for r in found.get("payoff", [])}
+    for r in found.get("transfer", []):
+        if r.get("axis") == "depth":
+            slope = r.get("slope")
+            lines.append(f"| {r['parameterization']} | {r['hp']} | {r['verdict']} | "
+                         f"{'' if slope is None else f'{slope:+.2f}'} | {payoff.get((r['parameterization'], r['hp']), '')} |")
+    return "\n".join(lines)
+
+
 def sync_trials(results_dir: Path, uri: str, trial_ids: set[str] | None, report_dir: Path | None) -> dict:
-    """Sync ``trial_ids`` (all finished trials when None) and the report's files; see ``tracking.sync``."""
+    """Sync ``trial_ids`` (all finished trials when None) and the report's files; see ``tracking.sync``.
+    A full sync (None) also writes the transfer curves and their saved chart view."""
     from mlflow.exceptions import MlflowException
 
     client = connect(uri, results_dir.parent)
     store = ResultStore(results_dir)
     rows, curves = _read_results(store, trial_ids)
     try:
-        return _Sync(client, store, results_dir.parent).run(rows, curves, artifacts=report_dir)
+        return _Sync(client, store, results_dir.parent).run(rows, curves, artifacts=report_dir,
+                                                            transfer_curves=trial_ids is None)
     except (MlflowException, OSError) as e:
         raise tracking_error(uri, e) from e

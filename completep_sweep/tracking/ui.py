@@ -30,13 +30,19 @@ def serve_ui(results_root: Path, *, port: int = 5000, host: str = "127.0.0.1",
 
 def ui_url(results_root: Path, sweep: str | None = None, *, port: int = 5000, host: str = "127.0.0.1",
            tracking_uri: str | None = None) -> str:
-    """The UI address, pointing at the runs of the sweep's experiment when it exists in the store."""
+    """The UI address: the sweep's runs in the "Transfer curves" chart view when it was synced with
+    its curves (see curves.py), else its runs table; the UI's front page without a sweep."""
+    from .curves import VIEW_KEY, url
+
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if sweep is None:
         return base
     client = connect(tracking_uri or default_tracking_uri(results_root), Path(results_root))
     experiment = client.get_experiment_by_name(sweep)
-    return f"{base}#/experiments/{experiment.experiment_id}/runs" if experiment else base
+    if experiment is None:
+        return base
+    saved = f"mlflow.sharedViewState.{VIEW_KEY}" in experiment.tags
+    return url(base, experiment.experiment_id, with_view=saved)
 
 
 def wait_for_ui(proc: subprocess.Popen, url: str, timeout: float = 60) -> None:
@@ -64,6 +70,12 @@ def stop_ui(proc: subprocess.Popen, timeout: float = 10) -> None:
             proc.wait()
 
 
+def _latest_sweep(results_root: Path) -> str | None:
+    """The sweep whose results changed last (what a user most likely wants to look at)."""
+    folders = [p for p in results_root.glob("*/spec.toml")] if results_root.is_dir() else []
+    return max(folders, key=lambda p: p.stat().st_mtime).parent.name if folders else None
+
+
 def run_ui(results_root: Path, *, port: int = 5000, host: str = "127.0.0.1", tracking_uri: str | None = None,
            sweep: str | None = None) -> int:
     """Blocking ``completep-sweep ui``: serve until Ctrl-C (exit 0), printing the sweep's URL once it
@@ -74,6 +86,8 @@ def run_ui(results_root: Path, *, port: int = 5000, host: str = "127.0.0.1", tra
     proc = serve_ui(results_root, port=port, host=host, tracking_uri=tracking_uri)
     try:
         wait_for_ui(proc, ui_url(results_root, port=port, host=host))
+        if sweep is None:
+            sweep = _latest_sweep(Path(results_root))
         print(ui_url(results_root, sweep, port=port, host=host, tracking_uri=tracking_uri), flush=True)
         return proc.wait()
     except (KeyboardInterrupt, Interrupted) as e:
