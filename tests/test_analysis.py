@@ -379,3 +379,24 @@ def test_provenance_columns_do_not_split_the_grid(make_trials):
     assert set(optima.n_points) == {len(range(-12, -3))}
     assert not optima.at_edge.any()
     assert optima.optimum.eq(2.0**-7).all()
+
+
+@pytest.mark.parametrize("per_doubling, verdict", [(-0.05, "helps"), (0.05, "hurts"), (0.0, "flat")])
+def test_depth_payoff_reads_the_best_loss_against_depth(make_trials, per_doubling, verdict):
+    # The best loss moves by `per_doubling` nats per doubling of depth; the optimum stays put.
+    rows = make_trials(lambda d, w: -7.0, seeds=(0, 1, 2), noise=0.002,
+                       l0=lambda d, w: 3.0 + per_doubling * math.log2(d))
+    p = row(analyze(rows).payoff, parameterization="completep")
+    assert p.verdict == verdict, p.reason
+    assert p.slope_low <= per_doubling <= p.slope_high
+
+
+@pytest.mark.parametrize("per_doubling, verdict", [(-0.5, "falls"), (0.5, "rises"), (0.0, "stays")])
+def test_stability_follows_the_edge_of_the_basin(make_trials, per_doubling, verdict):
+    # The edge (the last value within 4% of the best loss above the optimum) sits a fixed distance
+    # above an optimum that moves `per_doubling` octaves per doubling of depth.
+    rows = make_trials(lambda d, w: -7.0 + per_doubling * math.log2(d / 2), seeds=(0, 1, 2), noise=0.002,
+                       lr_log2=[x / 2 for x in range(-28, -1)])
+    s = row(analyze(rows).stability, parameterization="completep")
+    assert s.verdict == verdict, s.reason
+    assert s.slope == pytest.approx(per_doubling, abs=0.2)
