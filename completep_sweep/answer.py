@@ -16,24 +16,14 @@ import pandas as pd
 
 from .analysis import Analysis
 from .fmt import pow2
-from .parameterization import scaling_rules
+from .parameterization import display_name as name
+from .parameterization import in_paper_order, ordered, scaling_rules
 
-ORDER = ("sp", "mup", "alpha0.5", "completep")
-NAMES = {"sp": "SP", "mup": "µP", "alpha0.5": "α=0.5", "completep": "CompleteP"}
 RECOMMENDATION_COLUMNS = [
     "parameterization", "hp", "verdict", "drift", "drift_low", "drift_high", "tolerance", "base_optimum",
     "base_low", "base_high", "base_depth", "max_regret_percent", "max_regret_low", "max_regret_high",
     "max_regret_depth", "depth_payoff", "stability", "depths", "sentence",
 ]
-
-
-def name(parameterization: str) -> str:
-    return NAMES.get(parameterization, parameterization)
-
-
-def ordered(values) -> list[str]:
-    """Parameterizations in the paper's order (SP, µP, α=0.5, CompleteP), others after by name."""
-    return sorted(set(values), key=lambda p: (ORDER.index(p) if p in ORDER else len(ORDER), p))
 
 
 def _one(df: pd.DataFrame, **where) -> dict[str, Any] | None:
@@ -111,9 +101,7 @@ def target(analysis: Analysis, *, depth: int | None = None, width: int | None = 
     recs = recommendations(analysis).set_index(["parameterization", "hp"])
     tested = analysis.optima.groupby("parameterization")["depth"].agg(["min", "max"])
     rows = []
-    order = {p: i for i, p in enumerate(ordered(analysis.base_hps["parameterization"]))}
-    bases = analysis.base_hps.sort_values("parameterization", key=lambda s: s.map(order), kind="stable")
-    for b in bases.itertuples(index=False):
+    for b in in_paper_order(analysis.base_hps).itertuples(index=False):
         w, d = width or int(b.tuned_width), depth or int(b.tuned_depth)
         rules = scaling_rules(b.parameterization, width=w, depth=d, base_width=int(b.base_width),
                               base_depth=int(b.base_depth))

@@ -91,6 +91,31 @@ PRESETS: Mapping[str, Parameterization] = MappingProxyType(
     }
 )
 _ALPHA_RE = re.compile(r"^alpha(\d+(?:\.\d+)?)$")
+PAPER_ORDER = ("sp", "mup", "alpha0.5", "completep")
+"""The order the paper lists them in: tables, plots and MLflow runs follow it."""
+DISPLAY_NAMES = {"sp": "SP", "mup": "µP", "alpha0.5": "α=0.5", "completep": "CompleteP"}
+
+
+def display_name(parameterization: str) -> str:
+    return DISPLAY_NAMES.get(parameterization, parameterization)
+
+
+def paper_rank(parameterization: str) -> int:
+    """Position in the paper's order; any other parameterization after those four."""
+    return PAPER_ORDER.index(parameterization) if parameterization in PAPER_ORDER else len(PAPER_ORDER)
+
+
+def ordered(values) -> list[str]:
+    """Parameterizations in the paper's order (SP, µP, α=0.5, CompleteP), others after by name."""
+    return sorted(set(values), key=lambda p: (paper_rank(p), p))
+
+
+def in_paper_order(df):
+    """Rows of a table with a ``parameterization`` column sorted in the paper's order (stable)."""
+    rank = {p: i for i, p in enumerate(ordered(df["parameterization"]))}
+    return df.sort_values("parameterization", key=lambda s: s.map(rank), kind="stable")
+
+
 NAMES_HELP = "sp, mup, completep, or alphaX with X in [0.5, 1] (e.g. alpha0.5, alpha0.75)"
 
 

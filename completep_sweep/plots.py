@@ -16,6 +16,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .analysis import Analysis
+from .parameterization import display_name as name
+from .parameterization import ordered
 from .store import write_atomic
 from .tables import cell
 
@@ -87,8 +89,6 @@ def plot_lr_curves(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
     The other axis is held at the value the drift fit used. Fitted optima are stars; diverged grid
     points are 'x' markers along the top edge of the panel.
     """
-    from .answer import name, ordered
-
     other = _other(axis)
     slices = analysis.slices[hp]
     names = ordered(slices["parameterization"])
@@ -184,8 +184,6 @@ def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr"
     """Fitted optimum against ``axis``, one panel per parameterization (paper order, shared y): the
     per-shape optima with 95% intervals (hollow: on the edge of the tested values, only a bound),
     the fitted drift line, and the tolerance cone (±T octave per doubling around the base)."""
-    from .answer import name, ordered
-
     other = _other(axis)
     o = analysis.optima[analysis.optima["hp"].eq(hp)]
     names = ordered(o["parameterization"])
@@ -235,8 +233,6 @@ def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr"
 def plot_depth_payoff(analysis: Analysis, path_stem: Path | str, hp: str = "lr") -> list[Path]:
     """Best loss (at each depth's own optimum) against depth, one line per parameterization, with the
     fitted payoff slope: the paper's 'does depth pay' picture (CompleteP's loss falls with depth)."""
-    from .answer import name, ordered
-
     o = analysis.optima[analysis.optima["hp"].eq(hp)]
     pay = analysis.payoff[analysis.payoff["hp"].eq(hp)] if len(analysis.payoff) else analysis.payoff
     fig, axes = _panels(1)

@@ -19,7 +19,7 @@ from .tables import cell, export_table, format_table
 
 def recommendation_text(analysis: Analysis, recs: pd.DataFrame) -> str:
     """The first screen: per parameterization and HP, what to use and how sure that is."""
-    from .answer import name
+    from .parameterization import display_name as name
 
     lines = [f"What to use (95% intervals; transfer tolerance ±{analysis.tolerance:g} octave per doubling of depth):"]
     for r in recs.to_dict("records"):
@@ -37,14 +37,11 @@ def recommendation_text(analysis: Analysis, recs: pd.DataFrame) -> str:
 
 def verdict_text(analysis: Analysis) -> str:
     """The three questions as printed by ``completep-sweep report``, tolerances stated."""
-    from .answer import name, ordered
+    from .parameterization import display_name, in_paper_order
 
     def paper_order(df: pd.DataFrame) -> pd.DataFrame:
-        if df.empty:
-            return df
-        rank = {p: i for i, p in enumerate(ordered(df["parameterization"]))}
-        df = df.sort_values("parameterization", key=lambda s: s.map(rank), kind="stable")
-        return df.assign(parameterization=df["parameterization"].map(name))
+        df = in_paper_order(df)
+        return df.assign(parameterization=df["parameterization"].map(display_name))
 
     tol = analysis.tolerance
     parts = [f"Transfer: does the optimal HP move more than ±{tol:g} octave per doubling? "

@@ -67,13 +67,13 @@ def _regret_wide(regret):
     the base shape's own)."""
     import pandas as pd
 
-    from ..answer import name, ordered
+    from ..parameterization import display_name, in_paper_order
+
     rows = []
-    order = ordered(regret["parameterization"])
-    for (p, hp, width), g in sorted(regret.groupby(["parameterization", "hp", "width"]),
-                                    key=lambda kv: (order.index(kv[0][0]), kv[0][1], kv[0][2])):
-        row = {"parameterization": name(p), "hp": hp, "width": width}
-        for r in g.sort_values("depth").itertuples():
+    table = in_paper_order(regret.sort_values(["hp", "width", "depth"]))
+    for (p, hp, width), g in table.groupby(["parameterization", "hp", "width"], sort=False):
+        row = {"parameterization": display_name(p), "hp": hp, "width": width}
+        for r in g.itertuples():
             row[f"depth {r.depth}"] = (f"{r.regret_percent:.1f}% [{r.regret_low:.1f}, {r.regret_high:.1f}]"
                                        if r.regret_low == r.regret_low else f"{r.regret_percent:.1f}%")
         rows.append(row)

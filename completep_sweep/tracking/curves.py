@@ -20,9 +20,9 @@ import time
 import pandas as pd
 
 from ..fmt import pow2
+from ..parameterization import paper_rank
 
 VIEW_KEY = "transfer-curves"
-ORDER = ("sp", "mup", "alpha0.5", "completep")  # the paper's order
 # A sequential palette per parameterization (light = shallow, dark = deep), readable on white.
 PALETTES = {"sp": ("#9ecae1", "#6baed6", "#3182bd", "#08519c", "#08306b"),
             "mup": ("#fdae6b", "#fd8d3c", "#e6550d", "#a63603", "#7f2704"),
@@ -33,8 +33,7 @@ OTHER = ("#bdbdbd", "#969696", "#737373", "#525252", "#252525")
 
 def curve_name(parameterization: str, width: int, depth: int, hp: str) -> str:
     """Sorts in the paper's order, then by depth (zero-padded): the chart legend reads in order."""
-    rank = ORDER.index(parameterization) if parameterization in ORDER else len(ORDER)
-    return f"{rank} {parameterization} d{depth:03d} w{width} {hp}"
+    return f"{paper_rank(parameterization)} {parameterization} d{depth:03d} w{width} {hp}"
 
 
 def curves(slices: dict[str, pd.DataFrame]) -> list[dict]:
