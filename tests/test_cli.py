@@ -42,6 +42,7 @@ def test_explain_human_readable(cli):
     (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "abc"], "--lr"),
     (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01", "--seed", "-1"], "--seed"),
     (["coord-check", "--axis", "height"], "--axis"),
+    (["status", "demo", "--watch", "--interval", "0"], "--interval"),
     (["coord-check", "--axis", "depth", "--values", "2,x"], "--values"),
     (["coord-check", "--axis", "depth", "--parameterizations", "sp,nope"], "--parameterizations"),
 ])

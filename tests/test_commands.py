@@ -127,3 +127,18 @@ def test_report_on_empty_results_says_run_first(tmp_path, cli):
     (tmp_path / "empty" / "trials").mkdir(parents=True)
     code, _, err = cli("report", tmp_path / "empty", "--no-mlflow")
     assert code == 2 and "run" in err
+
+
+def test_status_watch_shows_running_trials_and_the_latest_finished(results):
+    import time
+
+    from completep_sweep.commands.sweeps import _status_text
+
+    results.write_live({"t1": {"trial": "mup w64 d4 lr=2^-7 seed 0", "started": time.time() - 5, "step": 40,
+                               "steps": 100, "val_loss": 3.25}})
+    text = _status_text(results, recent=3)
+    assert "running (1):" in text and "40/100" in text and "3.2500" in text and "lr=2^-7" in text
+    assert "latest finished (3 of " in text
+    assert "running" not in _status_text(results, recent=0)  # plain `status`: counts only
+    results.live_path.unlink()
+    assert "running: none (no live driver" in _status_text(results, recent=3)
