@@ -266,10 +266,9 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .data import DataError
+    from .errors import FieldError, SpecError
     from .interrupt import Interrupted, interruptible
     from .runner.cluster import ClusterError
-    from .spec import SpecError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -279,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, SpecError, ClusterError) as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except DataError as e:
+    except FieldError as e:  # a data file, a shape or a config value: the field, then the fix
         print(f"{parser.prog} {args.command}: error: {e.field}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Interrupted as e:

@@ -19,7 +19,7 @@ from .parameterization import get_parameterization
 from .train import build_model
 from .trial import TrialConfig
 
-# What PARAMETERIZATIONS.md says a correct implementation shows, as bounds on the log2-log2 slope of
+# What docs/parameterizations.md says a correct implementation shows, as bounds on the log2-log2 slope of
 # the final residual stream's mean |x| against the axis, at the last step. "Grows" is loose (the
 # paper sees roughly ∝ L after a few steps); "flat" allows the drift a 10-step run shows.
 GROWS, FLAT = (0.4, float("inf")), (-0.25, 0.25)
@@ -43,7 +43,8 @@ def _shape(base: TrialConfig, axis: str, value: int) -> dict[str, int]:
 
 def _record_run(config: TrialConfig, steps: int, lr: float) -> list[dict]:
     model = build_model(config)
-    opt = build_optimizer(model, lr=lr, weight_decay=0.0, eps=config.eps, betas=(config.beta1, config.beta2))
+    opt = build_optimizer(model, config.rules(), lr=lr, weight_decay=0.0, eps=config.eps,
+                          betas=(config.beta1, config.beta2))
     source = load_source(config.data, config.vocab_size, config.seq_len)
     seen: dict[str, float] = {}
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import FieldError
+
 BUILTIN = "shakespeare"
 BYTE_VOCAB = 256
 VAL_FRACTION = 0.1
@@ -32,12 +34,8 @@ _VAL_SEED = 0x5EED  # fixed: validation batches are identical for every trial
 _CHUNK = 1 << 24  # tokens per read when scanning a token file
 
 
-class DataError(ValueError):
+class DataError(FieldError):
     """Bad data setting; ``field`` names the setting (data, vocab_size, seq_len), the message the fix."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)

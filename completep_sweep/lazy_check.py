@@ -69,7 +69,8 @@ def distance(config: TrialConfig, lr: float) -> float:
         return torch.cat([a, m], dim=-1)
 
     before = {k: v.detach().double().clone() for k, v in block.named_parameters()}
-    opt = build_optimizer(model, lr=lr, weight_decay=0.0, eps=config.eps, betas=(config.beta1, config.beta2))
+    opt = build_optimizer(model, config.rules(), lr=lr, weight_decay=0.0, eps=config.eps,
+                          betas=(config.beta1, config.beta2))
     _, loss = model(x, y)
     loss.backward()
     opt.step()

@@ -1,13 +1,19 @@
 """Pre-LN decoder-only transformer whose multipliers come from ``ScalingRules``.
 
-The architecture is fixed across parameterizations; only four numbers from the rules touch it:
+The architecture is fixed across parameterizations; only three things from the rules touch it: the
 per-group init std multipliers, the residual-branch multiplier and the output (logit) multiplier.
 Learning rates, weight decay and ε are the optimizer's business (optim.py).
+
+Every parameter is classified once (``Transformer.param_table``): its rule group and its kind
+(weight, gain or bias, from the type of the module owning it). ``INIT`` maps (group, kind) to how it
+starts; docs/parameterizations.md states the contract.
 """
 
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
+from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -15,6 +21,59 @@ import torch.nn.functional as F
 
 from .parameterization import GROUPS, ScalingRules
 from .shape import ModelConfig
+
+# ---------------------------------------------------------------- initialisation, declared once
+
+# What a parameter is, from the type of the module that owns it (``param_kind``).
+WEIGHT, GAIN, BIAS = "weight", "gain", "bias"
+KINDS = (WEIGHT, GAIN, BIAS)
+# How it starts.
+NORMAL, ONES, ZEROS = "normal", "ones", "zeros"
+
+INIT: Mapping[tuple[str, str], str] = MappingProxyType(
+    {
+        # Matrices: normal, std = σ_base × the group's init_std_mult (ScalingRules); hidden weights
+        # get m_N^-1/2 under width scaling, the embedding and unembedding keep σ_base.
+        ("embedding", WEIGHT): NORMAL,
+        ("hidden_weight", WEIGHT): NORMAL,
+        ("unembedding", WEIGHT): NORMAL,
+        # Project choices (docs/parameterizations.md; the paper is silent): LayerNorm gains start at
+        # 1 and biases at 0, biases of the block linears at 0. No rule scales these.
+        ("block_norm", GAIN): ONES,
+        ("block_norm", BIAS): ZEROS,
+        ("final_norm", GAIN): ONES,
+        ("final_norm", BIAS): ZEROS,
+        ("hidden_bias", BIAS): ZEROS,
+    }
+)
+"""(group, kind) -> init rule, for every (group, kind) the model builds."""
+
+
+def param_kind(module: nn.Module, attr: str) -> str | None:
+    """weight (a Linear or Embedding matrix), gain (a LayerNorm's weight) or bias; None for a parameter
+    of a module type the model does not classify (``Transformer.param_table`` then names it)."""
+    if isinstance(module, nn.LayerNorm):
+        return {"weight": GAIN, "bias": BIAS}.get(attr)
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        return {"weight": WEIGHT, "bias": BIAS}.get(attr)
+    return None
+
+
+def param_group(region: str, module: nn.Module, kind: str) -> str:
+    """The rule group of a ``kind`` parameter owned by ``module`` in a region of the model.
+
+    Regions: ``block`` (inside a pre-LN block), ``embedding``, ``final_norm`` and ``unembedding``; the
+    last three are one group each. In a block, LayerNorm parameters are ``block_norm``, Linear
+    weights ``hidden_weight`` and Linear biases ``hidden_bias``.
+    """
+    if region != "block":
+        return region
+    if isinstance(module, nn.LayerNorm):
+        return "block_norm"
+    return "hidden_weight" if kind == WEIGHT else "hidden_bias"
+
+
+# ---------------------------------------------------------------- the architecture
 
 
 class Attention(nn.Module):
@@ -87,41 +146,62 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.embed.wte.weight
         self._init_weights()
 
-    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """Every parameter in exactly one group of PARAMETERIZATIONS.md, or a ValueError naming it."""
-        by_id: dict[int, str] = {}
-        for block in self.blocks:
-            for m in block.modules():
-                if isinstance(m, nn.LayerNorm):
-                    by_id.update((id(p), "block_norm") for p in m.parameters(recurse=False))
-                elif isinstance(m, nn.Linear):
-                    by_id[id(m.weight)] = "hidden_weight"
-                    if m.bias is not None:
-                        by_id[id(m.bias)] = "hidden_bias"
-        by_id.update((id(p), "final_norm") for p in self.ln_f.parameters())
-        by_id[id(self.lm_head.weight)] = "unembedding"
-        # Embedding last: when tied, the shared matrix is the embedding (its LR/WD rules apply).
-        by_id.update((id(p), "embedding") for p in self.embed.parameters())
-        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in GROUPS}
+    def param_table(self) -> dict[str, tuple[str, str]]:
+        """Every parameter's (group, kind) by name, decided here once (shared tensors appear once).
+
+        Kind from the owning module's type (``param_kind``), group from its region (``param_group``).
+        A parameter neither covers is a ValueError naming it.
+        """
+        regions = [*((block, "block") for block in self.blocks), (self.ln_f, "final_norm"),
+                   (self.lm_head, "unembedding"),
+                   # Embedding last: when tied, the shared matrix is the embedding (its LR/WD rules apply).
+                   (self.embed, "embedding")]
+        by_id: dict[int, tuple[str, str]] = {}
+        for root, region in regions:
+            for module in root.modules():
+                for attr, p in module.named_parameters(recurse=False):
+                    kind = param_kind(module, attr)
+                    if kind is not None:
+                        by_id[id(p)] = (param_group(region, module, kind), kind)
+        table = {}
         for name, p in self.named_parameters():  # shared tensors appear once
             if id(p) not in by_id:
-                raise ValueError(f"parameter {name!r} belongs to no parameter group; classify it in Transformer.param_groups")
-            groups[by_id[id(p)]].append((name, p))
+                raise ValueError(f"parameter {name!r} belongs to no parameter group; classify it in "
+                                 "Transformer.param_table (model.py)")
+            table[name] = by_id[id(p)]
+        return table
+
+    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Every parameter in exactly one group of docs/parameterizations.md, or a ValueError naming it."""
+        table = self.param_table()
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in GROUPS}
+        for name, p in self.named_parameters():
+            groups[table[name][0]].append((name, p))
         return groups
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        """Init std = σ_base × the group's init_std_mult; norms at (1, 0), biases at 0."""
-        sigma = self.cfg.init_std
+        """Each parameter as ``INIT[(group, kind)]`` says; normal draws have std σ_base × init_std_mult.
+
+        Parameters are visited group by group in ``GROUPS`` order, then in module order: that is the
+        order of the random draws, so it fixes every initial weight for a seed (do not reorder).
+        """
+        table = self.param_table()
         for group, params in self.param_groups().items():
-            mult = self.rules.groups[group].init_std_mult
             for name, p in params:
-                if mult is not None and p.dim() >= 2:
-                    nn.init.normal_(p, mean=0.0, std=sigma * mult)
-                elif name.endswith("weight") and group in ("block_norm", "final_norm"):
+                kind = table[name][1]
+                rule = INIT.get((group, kind))
+                if rule == NORMAL:
+                    mult = self.rules.groups[group].init_std_mult
+                    if mult is None:
+                        raise ValueError(f"parameter {name!r}: group {group} has no init_std_mult in the rules")
+                    nn.init.normal_(p, mean=0.0, std=self.cfg.init_std * mult)
+                elif rule == ONES:
                     nn.init.ones_(p)
-                else:
+                elif rule == ZEROS:
                     nn.init.zeros_(p)
+                else:
+                    raise ValueError(f"parameter {name!r} ({group}, {kind}) has no init rule; add one to model.INIT")
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """idx, targets: (B, T) token ids. Returns logits (B, T, V) and the mean loss (or None)."""

@@ -3,6 +3,8 @@
 As in microsoft/mup's MuAdamW, the parameterization enters the optimizer only as per-group
 multipliers around a stock optimizer: ``lr_scale``, weight decay and ε per group. Every step sets
 ``group["lr"] = scheduled_lr(step) × group["lr_scale"]``; no scheduler ever overwrites the scale.
+The multipliers come from the ``ScalingRules`` passed in (``TrialConfig.rules()``); the model only
+says which parameter is in which group.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ import math
 import torch
 
 from .model import Transformer
+from .parameterization import ScalingRules
 
 
-def param_groups(model: Transformer, *, weight_decay: float, eps: float) -> list[dict]:
-    """AdamW param groups: base λ and ε times each group's multipliers (PARAMETERIZATIONS.md)."""
+def param_groups(model: Transformer, rules: ScalingRules, *, weight_decay: float, eps: float) -> list[dict]:
+    """AdamW param groups: the model's parameters by rule group, with base λ and ε times the group's
+    multipliers from ``rules`` (docs/parameterizations.md). ``rules`` must be for the model's shape."""
+    if (rules.width, rules.depth) != (model.cfg.width, model.cfg.depth):
+        raise ValueError(f"rules are for shape {(rules.width, rules.depth)}, "
+                         f"model is {(model.cfg.width, model.cfg.depth)}")
     groups = []
     for name, named in model.param_groups().items():
         if not named:
             continue  # e.g. hidden_bias when the preset has no biases
-        rule = model.rules.groups[name]
+        rule = rules.groups[name]
         groups.append(
             {
                 "name": name,
@@ -34,9 +41,11 @@ def param_groups(model: Transformer, *, weight_decay: float, eps: float) -> list
 
 
 def build_optimizer(
-    model: Transformer, *, lr: float, weight_decay: float, eps: float, betas: tuple[float, float]
+    model: Transformer, rules: ScalingRules, *, lr: float, weight_decay: float, eps: float,
+    betas: tuple[float, float],
 ) -> torch.optim.AdamW:
-    groups = param_groups(model, weight_decay=weight_decay, eps=eps)
+    """Stock AdamW over ``param_groups(model, rules, ...)``, each group's LR at ``lr × lr_scale``."""
+    groups = param_groups(model, rules, weight_decay=weight_decay, eps=eps)
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
     on_cuda = next(model.parameters()).device.type == "cuda"

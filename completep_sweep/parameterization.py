@@ -22,7 +22,7 @@ from typing import Mapping
 RULES_VERSION = "table1-v1"
 
 GROUPS = ("embedding", "block_norm", "hidden_weight", "hidden_bias", "final_norm", "unembedding")
-# Project choice (PARAMETERIZATIONS.md): norms and biases never decay; they have no init std
+# Project choice (docs/parameterizations.md): norms and biases never decay; they have no init std
 # (gains start at 1, biases at 0).
 DECAYED_GROUPS = ("embedding", "hidden_weight", "unembedding")
 INITIALIZED_GROUPS = ("embedding", "hidden_weight", "unembedding")
@@ -56,7 +56,7 @@ ONE = Exponent()
 DEPTH_LR = Exponent(depth_const=-1.0, depth_alpha=1.0)  # m_L^(α−1)
 
 # (quantity, group) -> exponent. Quantities: init_var, lr, weight_decay, eps.
-# Missing entries are a factor of 1. Read this next to Table 1 / PARAMETERIZATIONS.md.
+# Missing entries are a factor of 1. Read this next to Table 1 / docs/parameterizations.md.
 RULES: Mapping[tuple[str, str], Exponent] = MappingProxyType(
     {
         ("init_var", "hidden_weight"): Exponent(width=-1.0),  # variance m_N^-1 (std m_N^-1/2)

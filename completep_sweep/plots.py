@@ -7,6 +7,7 @@ so readers (MLflow artifact upload, a user's browser) never see half a file.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -18,23 +19,33 @@ from matplotlib.figure import Figure
 from .analysis import Analysis
 from .parameterization import display_name as name
 from .parameterization import ordered
-from .store import write_atomic
+from .store import write_atomic, write_text
 from .tables import cell
 
 FIGURE_FORMATS = ("png", "svg")
 PANEL_SIZE = (4.2, 3.4)  # inches per panel
 
 
-def _save_figure(fig: Figure, path_stem: Path | str) -> list[Path]:
+class PlotFiles(list):
+    """The files a plot wrote (``stem.png``, ``stem.svg``) plus the SVG's text, rendered once: the
+    report inlines it in report.html without reading the file back."""
+
+    def __init__(self, paths: list[Path], svg: str):
+        super().__init__(paths)
+        self.svg = svg
+
+
+def _save_figure(fig: Figure, path_stem: Path | str) -> PlotFiles:
     """``stem.png`` and ``stem.svg``; a stem given as x.png or x.svg means x (not x.png.png)."""
-    stem, written = Path(path_stem), []
+    stem = Path(path_stem)
     if stem.suffix.lower() in {f".{f}" for f in FIGURE_FORMATS}:
         stem = stem.with_suffix("")
-    for fmt in FIGURE_FORMATS:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        write_atomic(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=120))
-        written.append(path)
-    return written
+    png, svg = stem.with_name(f"{stem.name}.png"), stem.with_name(f"{stem.name}.svg")
+    write_atomic(png, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    text = io.StringIO()
+    fig.savefig(text, format="svg", dpi=120)
+    write_text(svg, text.getvalue())
+    return PlotFiles([png, svg], text.getvalue())
 
 
 def _panels(n: int, ncols: int | None = None, nrows: int = 1, sharey: bool = False) -> tuple[Figure, np.ndarray]:
@@ -82,7 +93,7 @@ def _describe_fixed(lines: pd.DataFrame, trials: pd.DataFrame, hp: str, analysis
 
 
 def plot_lr_curves(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
-                   axis: str = "depth") -> list[Path]:
+                   axis: str = "depth") -> PlotFiles:
     """Loss against log2(hp): one panel per parameterization in the paper's order (verdict in the
     title), one curve per ``axis`` value in a sequential palette, a shared y axis and one legend.
 
@@ -180,7 +191,7 @@ def _colors(n: int) -> list:
 
 
 def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
-                       axis: str = "depth") -> list[Path]:
+                       axis: str = "depth") -> PlotFiles:
     """Fitted optimum against ``axis``, one panel per parameterization (paper order, shared y): the
     per-shape optima with 95% intervals (hollow: on the edge of the tested values, only a bound),
     the fitted drift line, and the tolerance cone (±T octave per doubling around the base)."""
@@ -230,7 +241,7 @@ def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr"
     return _save_figure(fig, path_stem)
 
 
-def plot_depth_payoff(analysis: Analysis, path_stem: Path | str, hp: str = "lr") -> list[Path]:
+def plot_depth_payoff(analysis: Analysis, path_stem: Path | str, hp: str = "lr") -> PlotFiles:
     """Best loss (at each depth's own optimum) against depth, one line per parameterization, with the
     fitted payoff slope: the paper's 'does depth pay' picture (CompleteP's loss falls with depth)."""
     o = analysis.optima[analysis.optima["hp"].eq(hp)]
@@ -259,7 +270,7 @@ def _legend(ax, **kw) -> None:
         ax.legend(**kw)
 
 
-def plot_coord_check(df: pd.DataFrame, path_stem: Path | str) -> list[Path]:
+def plot_coord_check(df: pd.DataFrame, path_stem: Path | str) -> PlotFiles:
     """Coordinate check: mean |x| of the residual stream (step 0 and last step) and of the logits
     (last step) against depth or width, log-log; one panel per parameterization (a row per axis)."""
     names = sorted(df["parameterization"].unique())

@@ -11,6 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from .errors import SpecError
 from .trial import PRESET_ROLES, TRAIN_ROLES, TrialConfig, fields_with
 
 PRESET_DIRS = (Path.cwd() / "models", Path(__file__).resolve().parents[1] / "models")
@@ -18,10 +19,6 @@ MODEL_FIELDS = frozenset(fields_with(*PRESET_ROLES))
 TRAIN_FIELDS = frozenset(fields_with(*TRAIN_ROLES))
 # What a preset must say (the architecture, data and base shape); optional ones default to None.
 REQUIRED_FIELDS = frozenset(f.name for f in fields(TrialConfig) if f.name in MODEL_FIELDS and f.default is not None)
-
-
-class SpecError(ValueError):
-    """Bad sweep file or preset; the message names the field and the fix."""
 
 
 def find_preset(name: str) -> Path:

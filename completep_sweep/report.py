@@ -77,7 +77,8 @@ def _axes_with_shapes(analysis: Analysis, hp: str) -> list[str]:
     return [a for a in ("depth", "width") if o.groupby("parameterization")[a].nunique().max() >= 2]
 
 
-def write_report(analysis: Analysis, out_dir: Path | str, recs: pd.DataFrame | None = None) -> dict[str, Path]:
+def write_report(analysis: Analysis, out_dir: Path | str, recs: pd.DataFrame | None = None,
+                 verdicts: dict | None = None) -> dict[str, Path]:
     """Write plots and tables into ``out_dir``; return {file name: path} of everything written.
 
     Plots: ``curves_<hp>_vs_<axis>`` and ``drift_<hp>_vs_<axis>`` (PNG and SVG) for every swept HP
@@ -86,13 +87,14 @@ def write_report(analysis: Analysis, out_dir: Path | str, recs: pd.DataFrame | N
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    plots = []
     for hp in analysis.hps:
         for axis in _axes_with_shapes(analysis, hp):
-            written += plot_lr_curves(analysis, out / f"curves_{hp}_vs_{axis}", hp=hp, axis=axis)
-            written += plot_optimum_drift(analysis, out / f"drift_{hp}_vs_{axis}", hp=hp, axis=axis)
+            plots.append(plot_lr_curves(analysis, out / f"curves_{hp}_vs_{axis}", hp=hp, axis=axis))
+            plots.append(plot_optimum_drift(analysis, out / f"drift_{hp}_vs_{axis}", hp=hp, axis=axis))
         if len(analysis.payoff) and analysis.payoff["hp"].eq(hp).any():
-            written += plot_depth_payoff(analysis, out / f"payoff_{hp}_vs_depth", hp=hp)
+            plots.append(plot_depth_payoff(analysis, out / f"payoff_{hp}_vs_depth", hp=hp))
+    written: list[Path] = [path for files in plots for path in files]
     tables = {"optima.csv": (analysis.optima, "csv"), "optima.md": (analysis.optima, "md"),
               "transfer.csv": (analysis.transfer, "csv"), "payoff.csv": (analysis.payoff, "csv"),
               "stability.csv": (analysis.stability, "csv"), "regret.csv": (analysis.regret, "csv")}
@@ -104,24 +106,22 @@ def write_report(analysis: Analysis, out_dir: Path | str, recs: pd.DataFrame | N
         from .answer import recommendations
         recs = recommendations(analysis)
     written.append(write_text(out / "recommendations.csv", export_table(recs, "csv")))
-    from .fmt import records
-    verdict = json.dumps({"recommendations": records(recs), **analysis.to_json_dict()}, indent=2,
-                         allow_nan=False) + "\n"
+    if verdicts is None:
+        from .fmt import records
+        verdicts = {"recommendations": records(recs), **analysis.to_json_dict()}
+    verdict = json.dumps(verdicts, indent=2, allow_nan=False) + "\n"
     written.append(write_text(out / "verdict.json", verdict))
-    svgs = [p for p in written if p.suffix == ".svg"]
+    svgs = {Path(files[0]).stem: files.svg for files in plots}
     written.append(write_text(out / "report.html", report_html(analysis, recs, svgs)))
     return {p.name: p for p in written}
 
 
-def report_html(analysis: Analysis, recs: pd.DataFrame, svgs: list[Path]) -> str:
+def report_html(analysis: Analysis, recs: pd.DataFrame, svgs: dict[str, str]) -> str:
     """One self-contained page (text, then every plot as inline SVG): MLflow's artifact viewer renders
     HTML inline, so the report reads in the browser at full resolution, zoomable, with no download."""
     from html import escape
 
-    figures = []
-    for svg in svgs:
-        text = svg.read_text(encoding="utf-8")
-        figures.append(f"<h2>{escape(svg.stem)}</h2>\n" + text[text.find("<svg"):])
+    figures = [f"<h2>{escape(title)}</h2>\n" + text[text.find("<svg"):] for title, text in svgs.items()]
     body = "\n".join([f"<h1>completep-sweep report (loss: {escape(analysis.loss)})</h1>",
                       f"<pre>{escape(recommendation_text(analysis, recs))}</pre>",
                       f"<pre>{escape(verdict_text(analysis))}</pre>", *figures])

@@ -17,15 +17,20 @@ import pandas as pd
 
 from pathlib import Path
 
-from .presets import SpecError
-from .search import Plan, make_plan, outcome
-from .spec import Resolver, Sweep, parse_sweep
+from .errors import SpecError
+from .outcome import FINISHED
+from .search import Plan, make_plan, row_outcome
+from .spec import Resolver, Sweep, parse_sweep, spec_hash
 from .store import ResultStore
 from .trial import HASHED_FIELDS, Role, TrialConfig, fields_with
 
 
 @dataclass(frozen=True, eq=False)
 class SweepResults:
+    """One sweep's results folder, read once per command (``open_results``) and passed to whatever
+    needs it: the runner, the analysis, the report and the MLflow mirror. Nothing downstream reads
+    spec.toml or a trial file again."""
+
     store: ResultStore
     sweep: Sweep | None
     """The recorded sweep file, expanded; None when the folder has none (every row counts)."""
@@ -39,6 +44,14 @@ class SweepResults:
     """Current trials without a finished row (an adaptive search: those of its current round)."""
     plan: Plan | None = None
     """How the sweep chooses its trials (None without a recorded sweep file)."""
+    loaded: pd.DataFrame | None = None
+    """Every row in the folder as read (current, stale and errored): what MLflow mirrors."""
+    spec_text: str | None = None
+    """spec.toml as read (also when it no longer expands)."""
+
+    @property
+    def all_rows(self) -> pd.DataFrame:
+        return self.rows if self.loaded is None else self.loaded
 
     @property
     def total(self) -> int | None:
@@ -63,11 +76,13 @@ class SweepResults:
 
 
 def open_results(store: ResultStore, *, include_stale: bool = False, _depth: int = 0) -> SweepResults:
-    """The rows of ``store`` split by the sweep file it was last run with (``spec.toml``)."""
+    """The rows of ``store`` split by the sweep file it was last run with (``spec.toml``), read once:
+    spec.toml once, each trial file once, the plan replayed once."""
     rows = store.load()
-    sweep = _recorded_sweep(store, _depth)
+    text = store.read_spec()
+    sweep = _recorded_sweep(store, text, _depth)
     if sweep is None:
-        return SweepResults(store, None, rows, rows.iloc[:0], 0, ())
+        return SweepResults(store, None, rows, rows.iloc[:0], 0, (), loaded=rows, spec_text=text)
     plan = make_plan(sweep, rows, store.root, read_only=True)
     planned = {c.trial_id: c for c in plan.planned()}
     current = rows["trial_id"].isin(set(planned))
@@ -79,7 +94,7 @@ def open_results(store: ResultStore, *, include_stale: bool = False, _depth: int
     done = set(rows.loc[current & rows["status"].ne("error"), "trial_id"])
     pending = tuple(c for tid, c in planned.items() if tid not in done)
     return SweepResults(store, sweep, used.reset_index(drop=True), stale.reset_index(drop=True),
-                        len(compatible), pending, plan)
+                        len(compatible), pending, plan, loaded=rows, spec_text=text)
 
 
 def best_value_resolver(results_root: Path, _depth: int = 0) -> Resolver:
@@ -90,12 +105,12 @@ def best_value_resolver(results_root: Path, _depth: int = 0) -> Resolver:
         if _depth > 4:
             raise SpecError(f"sweeps refer to each other in a loop through {name!r}; break the loop")
         rows = open_results(store, _depth=_depth + 1).rows if store.root.is_dir() else None
-        if rows is None or rows.empty or not rows["status"].isin(("ok", "diverged")).any():
+        if rows is None or rows.empty or not rows["status"].isin(FINISHED).any():
             raise SpecError(f"sweep {name!r} has no finished trials in {store.root}; run it first "
                             f"(completep-sweep run sweeps/{name}.toml)")
         if hp not in rows:
             raise SpecError(f"sweep {name!r} has no {hp} column")
-        rows = rows[rows["status"].isin(("ok", "diverged"))].assign(_loss=lambda d: [outcome(r) for r in d.to_dict("records")])
+        rows = rows[rows["status"].isin(FINISHED)].assign(_loss=lambda d: [row_outcome(r) for r in d.to_dict("records")])
         point = [c for c in fields_with(Role.HP, Role.TRAINING, Role.SHAPE, Role.PARAMETERIZATION) if c in rows]
         means = rows.groupby(point, dropna=False)["_loss"].mean()
         if not np.isfinite(means).any():
@@ -104,12 +119,22 @@ def best_value_resolver(results_root: Path, _depth: int = 0) -> Resolver:
     return best
 
 
-def _recorded_sweep(store: ResultStore, depth: int = 0) -> Sweep | None:
-    if not store.spec_path.is_file():
+def recorded_resolution(store: ResultStore, text: str) -> dict[str, dict]:
+    """What the latest run of this very text resolved (``Sweep.resolved``), from its run record;
+    {} for a folder an earlier release wrote (its ``around`` centres are looked up afresh)."""
+    digest = spec_hash(text)
+    for record in reversed(store.runs()):
+        if record.get("spec_hash") == digest and isinstance(record.get("resolved"), dict):
+            return record["resolved"]
+    return {}
+
+
+def _recorded_sweep(store: ResultStore, text: str | None, depth: int = 0) -> Sweep | None:
+    if text is None:
         return None
     try:
-        return parse_sweep(store.spec_path.read_text(), source=str(store.spec_path),
-                           resolve=best_value_resolver(store.root.parent, depth))
+        return parse_sweep(text, source=str(store.spec_path), resolve=best_value_resolver(store.root.parent, depth),
+                           recorded=recorded_resolution(store, text))
     except SpecError as e:
         sys.stderr.write(f"warning: the recorded sweep file no longer expands ({e}); every row in {store.root} "
                          "is used; run the sweep again to record a valid one\n")

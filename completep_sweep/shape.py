@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .errors import FieldError
 
-class ShapeError(ValueError):
+
+class ShapeError(FieldError):
     """A shape the architecture cannot build; ``field`` names the setting to change."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 def check_heads(width: int, head_dim: int, *, field: str = "width") -> None:

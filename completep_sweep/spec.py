@@ -12,9 +12,10 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from .data import DataError, check_source, fingerprint, resolve_data
-from .presets import MODEL_FIELDS, TRAIN_FIELDS, SpecError, load_preset
+from .errors import SpecError
+from .presets import MODEL_FIELDS, TRAIN_FIELDS, load_preset
 from .sweepfile import Around, Log2Range, SweepSpec
-from .trial import FIELD_TYPES, HP_ROLES, ConfigError, Role, TrialConfig, fields_with
+from .trial import FIELD_TYPES, HP_ROLES, SHAPE_AND_SEED, ConfigError, Role, TrialConfig, fields_with
 
 _CONFIG_FIELDS = MODEL_FIELDS | TRAIN_FIELDS
 
@@ -39,6 +40,11 @@ class Sweep:
     """Grid axis -> its values (log2_range and around resolved)."""
     template: TrialConfig | None = None
     """The first grid point: every fixed setting, resolved (data fingerprint included)."""
+    resolved: dict[str, dict] = field(default_factory=dict)
+    """What expanding the file looked up outside it: ``around`` -> {"sweep:hp": the other sweep's best
+    value} and ``data`` -> {source: content hash}. ``run`` records it with the run, and readers of the
+    results folder expand the recorded file with it (``parse_sweep(recorded=...)``), so extending
+    another sweep or touching a token file later never turns this sweep's finished rows stale."""
 
     @property
     def name(self) -> str:
@@ -81,7 +87,7 @@ Resolver = Callable[[str, str], float]
 """(sweep name, HP) -> that sweep's best value of the HP; raises SpecError when it has none."""
 
 
-def _axis_values(key: str, axis: Any, resolve: Resolver | None) -> list[Any]:
+def _axis_values(key: str, axis: Any, resolve: Resolver) -> list[Any]:
     if isinstance(axis, dict):
         kind, hint = (Around, "{ around = \"sweep\", octaves = 2, step = 0.5 }") if "around" in axis else (
             Log2Range, "{ log2_range = [low, high], step = 1 }")
@@ -108,9 +114,7 @@ def _axis_values(key: str, axis: Any, resolve: Resolver | None) -> list[Any]:
     return [_coerce(key, v) for v in values]
 
 
-def _best(resolve: Resolver | None, sweep: str, key: str) -> float:
-    if resolve is None:
-        raise SpecError(f"grid.{key}.around: {sweep!r} cannot be looked up here (no results folder given)")
+def _best(resolve: Resolver, sweep: str, key: str) -> float:
     try:
         return resolve(sweep, key)
     except SpecError as e:
@@ -156,12 +160,28 @@ def read_spec(text: str, source: str = "<sweep>") -> SweepSpec:
         raise SpecError(f"{source}: {_loc(first) or 'file'}: {first['msg']}") from None
 
 
-def parse_sweep(text: str, source: str = "<sweep>", *, resolve: Resolver | None = None) -> Sweep:
+def parse_sweep(text: str, source: str = "<sweep>", *, resolve: Resolver | None = None,
+                recorded: dict[str, dict] | None = None) -> Sweep:
     """Validate a sweep file's text and expand it; raises SpecError naming the field and the fix.
 
-    ``resolve`` looks up another sweep's best value for ``{ around = "sweep" }`` axes.
+    ``resolve`` looks up another sweep's best value for ``{ around = "sweep" }`` axes. ``recorded``
+    is a ``Sweep.resolved`` kept by the run that used this text: its values are used as they were
+    (the centres that run used; the data it hashed, not re-checked), ``resolve`` only for the rest.
     """
+    recorded = recorded or {}
     spec = read_spec(text, source)
+    around: dict[str, float] = {}
+
+    def lookup(name: str, hp: str) -> float:
+        key = f"{name}:{hp}"
+        if key in recorded.get("around", {}):
+            around[key] = float(recorded["around"][key])
+        else:
+            if resolve is None:
+                raise SpecError(f"{name!r} cannot be looked up here (no results folder given)")
+            around[key] = float(resolve(name, hp))
+        return around[key]
+
     _check_keys(spec.grid, "grid", SWEEPABLE)
     _check_keys(spec.train, "train", TRAIN_FIELDS)
     _check_keys(spec.model_overrides, "model_overrides", MODEL_FIELDS)
@@ -171,7 +191,7 @@ def parse_sweep(text: str, source: str = "<sweep>", *, resolve: Resolver | None 
     fixed = {**load_preset(spec.model), **spec.model_overrides, **spec.train, "sweep": spec.name,
              "parameterization": spec.parameterizations[0]}
     fixed = {k: _coerce(k, v) for k, v in fixed.items()}
-    axes = {key: _axis_values(key, axis, resolve) for key, axis in spec.grid.items()}
+    axes = {key: _axis_values(key, axis, lookup) for key, axis in spec.grid.items()}
     # Relative token-file paths mean "from where the sweep is run", wherever the trials execute.
     if isinstance(fixed.get("data"), str):
         fixed["data"] = resolve_data(fixed["data"])
@@ -181,17 +201,21 @@ def parse_sweep(text: str, source: str = "<sweep>", *, resolve: Resolver | None 
     for key, values in axes.items():  # each value on its own, so the message names the axis and the value
         for v in values:
             _config({**fixed, **first, key: v}, spec, source)
-    prints = _check_data(fixed, axes, spec, source)  # each data source's content hash, part of the ids
+    prints = _check_data(fixed, axes, spec, source, recorded.get("data", {}))  # content hashes: part of the ids
     template = _config({**fixed, **first, "data_fingerprint": prints[first.get("data", fixed["data"])]}, spec, source)
     _check_search(spec, axes, source)
     trials = () if spec.search.method == "optuna" else tuple(_expand(template, spec.parameterizations, axes, prints))
-    return Sweep(spec, text, trials, {k: tuple(v) for k, v in axes.items()}, template)
+    return Sweep(spec, text, trials, {k: tuple(v) for k, v in axes.items()}, template,
+                 {"around": around, "data": prints})
 
 
-def _check_data(fixed: dict, axes: dict, spec: SweepSpec, source: str) -> dict[str, str]:
+def _check_data(fixed: dict, axes: dict, spec: SweepSpec, source: str, known: dict[str, str]) -> dict[str, str]:
     """Every (data, vocab_size, seq_len) the grid can combine is checked now, before any compute;
-    returns each data source's content hash ('' for the built-in corpus)."""
+    returns each data source's content hash ('' for the built-in corpus). Sources in ``known`` (a
+    recorded run's hashes) are taken as recorded: the rows were computed on that content."""
     values = {k: axes.get(k, [fixed[k]]) for k in ("data", "vocab_size", "seq_len")}
+    if set(values["data"]) <= set(known):
+        return {d: known[d] for d in values["data"]}
     prints = {}
     for data, vocab_size, seq_len in itertools.product(*values.values()):
         try:
@@ -213,7 +237,7 @@ def _check_search(spec: SweepSpec, axes: dict, source: str) -> None:
         if min(axes[hp]) <= 0:
             raise SpecError(f"{source}: grid.{hp}: the bracket search works in log2({hp}); use positive values")
     elif search.method == "optuna":
-        single = [k for k in ("width", "depth", "seed", *(k for k in axes if k not in fields_with(*HP_ROLES)))
+        single = [k for k in (*SHAPE_AND_SEED, *(k for k in axes if k not in fields_with(*HP_ROLES)))
                   if len(axes.get(k, ())) > 1]
         if len(spec.parameterizations) > 1 or single:
             what = "parameterizations" if len(spec.parameterizations) > 1 else f"grid.{single[0]}"

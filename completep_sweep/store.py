@@ -101,6 +101,14 @@ class ResultStore:
     def write_spec(self, text: str) -> None:
         write_text(self.spec_path, text)
 
+    def read_spec(self) -> str | None:
+        """The recorded sweep file's text (None when the folder has none). Commands read it once,
+        through ``results.open_results``, and pass the parsed sweep on."""
+        try:
+            return self.spec_path.read_text()
+        except FileNotFoundError:
+            return None
+
     def write_result(self, result: TrialResult) -> None:
         self.write_row(result.row(), [vars(p) for p in result.curve])
 
@@ -115,7 +123,9 @@ class ResultStore:
         (self.errors_dir / f"{trial_id}.parquet").unlink(missing_ok=True)
 
     def record_run(self, record: dict) -> Path:
-        """Keep one JSON file per `run` invocation (when, how long, what ran) beside the rows."""
+        """Keep one JSON file per `run` invocation beside the rows: written when the run starts (the
+        spec hash and what its sweep file resolved to: ``around`` centres, data fingerprints) and
+        rewritten, same name, when it ends (how long, what ran)."""
         path = self.root / "runs" / f"{record['started_at'].replace(':', '')}.json"
         return write_text(path, json.dumps(record, indent=1))
 

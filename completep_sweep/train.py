@@ -22,7 +22,7 @@ from . import __version__
 from .data import TokenSource, load_source
 from .model import Transformer
 from .optim import build_optimizer, lr_at, set_lr
-from .parameterization import RULES_VERSION, scaling_rules
+from .parameterization import RULES_VERSION
 from .trial import CurvePoint, TrialConfig, TrialResult
 
 EvalCallback = Callable[[CurvePoint], None]
@@ -65,12 +65,8 @@ def resolve_device(spec: str) -> torch.device:
 
 def build_model(config: TrialConfig, device: torch.device | str = "cpu") -> Transformer:
     """The trial's model, initialised from ``config.seed`` (same seed → same weights)."""
-    rules = scaling_rules(
-        config.parameterization, width=config.width, depth=config.depth,
-        base_width=config.base_width, base_depth=config.base_depth,
-    )
     torch.manual_seed(config.seed)
-    return Transformer(config.model_config(), rules).to(device)
+    return Transformer(config.model_config(), config.rules()).to(device)
 
 
 @torch.no_grad()
@@ -105,7 +101,8 @@ def train_trial(config: TrialConfig, on_eval: EvalCallback | None = None, runtim
     source = load_source(config.data, config.vocab_size, config.seq_len)
     model = build_model(config, device)
     opt = build_optimizer(
-        model, lr=config.lr, weight_decay=config.weight_decay, eps=config.eps, betas=(config.beta1, config.beta2)
+        model, config.rules(), lr=config.lr, weight_decay=config.weight_decay, eps=config.eps,
+        betas=(config.beta1, config.beta2),
     )
     autocast = _autocast_for(device)
     schedule = functools.partial(

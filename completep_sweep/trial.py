@@ -23,7 +23,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
-from .parameterization import RULES_VERSION, get_parameterization
+from .errors import FieldError
+from .parameterization import RULES_VERSION, ScalingRules, get_parameterization, scaling_rules
 from .shape import ModelConfig, ShapeError, check_heads
 
 DECAYS = ("cosine", "linear", "constant")
@@ -60,12 +61,8 @@ TRAIN_ROLES = frozenset({Role.HP, Role.TRAINING, Role.SEED, Role.MEASUREMENT})  
 HP_ROLES = frozenset({Role.HP, Role.TRAINING})  # swept values the analysis finds optima for
 
 
-class ConfigError(ValueError):
+class ConfigError(FieldError):
     """A bad TrialConfig value; ``field`` names it so callers can say where it was set."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 def _number(v: Any) -> bool:
@@ -173,6 +170,11 @@ class TrialConfig:
         except ShapeError as e:
             raise ConfigError(e.field, str(e)) from None
 
+    def rules(self) -> ScalingRules:
+        """This trial's ScalingRules: its parameterization at (width, depth) for its base shape."""
+        return scaling_rules(self.parameterization, width=self.width, depth=self.depth,
+                             base_width=self.base_width, base_depth=self.base_depth)
+
     @property
     def alpha(self) -> float | None:
         return get_parameterization(self.parameterization).alpha
@@ -267,6 +269,7 @@ def fields_with(*roles: Role) -> tuple[str, ...]:
 
 
 HASHED_FIELDS = tuple(f for f in fields(TrialConfig) if f.metadata[ROLE] is not Role.LABEL)
+SHAPE_AND_SEED = fields_with(Role.SHAPE, Role.SEED)  # ("width", "depth", "seed"): never an HP to tune
 
 
 @dataclass(frozen=True, kw_only=True)

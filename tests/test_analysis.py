@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from completep_sweep.analysis import KEY, analyze, swept_hps, transferred_hps
+from completep_sweep.analysis import KEY, analyze, swept_hps
 from completep_sweep.parameterization import scaling_rules
 
 
@@ -299,7 +299,7 @@ def test_to_json_dict_contract_and_strict_json(make_trials):
     sp = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), parameterization="sp")  # alpha None
     d = analyze(pd.concat([df, sp], ignore_index=True)).to_json_dict()
     assert set(d) == {"optima", "transfer", "payoff", "stability", "stability_edges", "regret", "savings",
-                      "tolerance"}
+                      "tolerance", "loss"}
     text = json.dumps(d, allow_nan=False)  # raises on NaN/Infinity
     back = json.loads(text)
     o = back["optima"][0]
@@ -328,19 +328,23 @@ def test_width_axis_and_fixed_slice(make_trials):
     assert d.fixed_value == 64 and d.n_shapes == 3 and d.verdict == "transfers"
 
 
-def test_transferred_hps_apply_the_rules(make_trials):
+def test_the_target_shape_applies_the_rules(make_trials):
+    from completep_sweep.answer import target
+
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), width=256, base_width=256)
     a = analyze(df)
-    t = transferred_hps(a, target_width=512, target_depth=8).set_index("group")
+    t = target(a, width=512, depth=8).set_index("parameterization").loc["completep"]
     rules = scaling_rules("completep", width=512, depth=8, base_width=256, base_depth=2)
-    assert t.loc["hidden_weight", "lr"] == pytest.approx(2.0**-7 * rules.groups["hidden_weight"].lr_mult)
-    assert t.loc["hidden_weight", "lr"] == pytest.approx(2.0**-7 * 0.5)  # worked example: m_N=2, m_L=4
-    assert t.loc["hidden_weight", "init_std"] == pytest.approx(0.02 / math.sqrt(2))
-    assert t.loc["embedding", "lr"] == pytest.approx(2.0**-7)
-    assert math.isnan(t.loc["block_norm", "init_std"]) and t.loc["block_norm", "weight_decay"] == 0
-    assert t.loc["hidden_weight", "eps"] == pytest.approx(1e-8 * 0.125)
-    assert t.loc["embedding", "residual_multiplier"] == pytest.approx(0.25)
-    assert (t.tuned_depth == 2).all() and len(t) == 6
+    lr = t["base_lr"]
+    assert math.log2(lr) == pytest.approx(-7.0, abs=0.1)
+    assert t["lr.hidden_weight"] == pytest.approx(lr * rules.groups["hidden_weight"].lr_mult)
+    assert t["lr.hidden_weight"] == pytest.approx(lr * 0.5)  # worked example: m_N=2, m_L=4
+    assert t["init_std.hidden_weight"] == pytest.approx(0.02 / math.sqrt(2))
+    assert t["lr.embedding"] == pytest.approx(lr) and t["lr.block_norm"] == pytest.approx(lr)
+    assert t["weight_decay.hidden_weight"] == pytest.approx(t["base_weight_decay"] * 2)
+    assert t["eps.blocks"] == pytest.approx(1e-8 * 0.125) and t["eps.embedding"] == pytest.approx(1e-8)
+    assert t["residual_multiplier"] == pytest.approx(0.25) and t["output_multiplier"] == pytest.approx(0.5)
+    assert (t["width"], t["depth"], t["base_depth"]) == (512, 8, 2)
 
 
 def test_analyze_rejects_bad_input(make_trials):

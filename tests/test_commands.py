@@ -133,12 +133,13 @@ def test_status_watch_shows_running_trials_and_the_latest_finished(results):
     import time
 
     from completep_sweep.commands.sweeps import _status_text
+    from completep_sweep.results import open_results
 
     results.write_live({"t1": {"trial": "mup w64 d4 lr=2^-7 seed 0", "started": time.time() - 5, "step": 40,
                                "steps": 100, "val_loss": 3.25}})
-    text = _status_text(results, recent=3)
+    text = _status_text(open_results(results), recent=3)
     assert "running (1):" in text and "40/100" in text and "3.2500" in text and "lr=2^-7" in text
     assert "latest finished (3 of " in text
-    assert "running" not in _status_text(results, recent=0)  # plain `status`: counts only
+    assert "running" not in _status_text(open_results(results), recent=0)  # plain `status`: counts only
     results.live_path.unlink()
-    assert "running: none (no live driver" in _status_text(results, recent=3)
+    assert "running: none (no live driver" in _status_text(open_results(results), recent=3)

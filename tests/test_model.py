@@ -1,11 +1,13 @@
+import hashlib
 import math
 
 import pytest
 import torch
 
-from completep_sweep.model import Block, ModelConfig, Transformer
+from completep_sweep.model import (BIAS, GAIN, INIT, NORMAL, ONES, WEIGHT, ZEROS, Block, ModelConfig,
+                                    Transformer, param_kind)
 from completep_sweep.optim import build_optimizer, param_groups
-from completep_sweep.parameterization import GROUPS, scaling_rules
+from completep_sweep.parameterization import GROUPS, INITIALIZED_GROUPS, scaling_rules
 from completep_sweep.train import build_model
 from completep_sweep.trial import TrialConfig
 
@@ -82,7 +84,7 @@ def test_sp_hidden_init_does_not_shrink_with_width():
 def _first_losses(name: str, steps: int = 4) -> list[float]:
     config = tiny(parameterization=name, width=64, depth=3, base_width=64, base_depth=3, lr=3e-3, weight_decay=0.1)
     model = build_model(config)
-    opt = build_optimizer(model, lr=config.lr, weight_decay=config.weight_decay, eps=config.eps, betas=(0.9, 0.95))
+    opt = build_optimizer(model, config.rules(), lr=config.lr, weight_decay=config.weight_decay, eps=config.eps, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (4, 32), generator=g)
     losses = []
@@ -103,7 +105,7 @@ def test_base_shape_identical_across_parameterizations():
         assert all(torch.equal(states[n][k], states["sp"][k]) for k in states["sp"]), n
     groups = {}
     for n, c in configs.items():
-        groups[n] = [{k: v for k, v in g.items() if k != "params"} for g in param_groups(build_model(c), weight_decay=0.1, eps=1e-8)]
+        groups[n] = [{k: v for k, v in g.items() if k != "params"} for g in param_groups(build_model(c), c.rules(), weight_decay=0.1, eps=1e-8)]
     assert all(groups[n] == groups["sp"] for n in NAMES)
     losses = {n: _first_losses(n) for n in NAMES}
     assert all(losses[n] == losses["sp"] for n in NAMES)  # bit for bit
@@ -163,3 +165,99 @@ def test_analytic_flops_match_built_model(bias, tie):
     groups = model.param_groups()
     weights = sum(p.numel() for _, p in groups["hidden_weight"]) + 256 * 96  # unembedding (tied or not)
     assert model.flops_per_token() == 6.0 * weights + 12.0 * 3 * 32 * 96
+
+
+# ---------------------------------------------------------------- the init table
+
+# state_dict digests of build_model before the init table replaced the per-parameter conditionals
+# (computed with the old model.py, torch 2.13 on CPU): the table must draw the same weights.
+INIT_REFERENCE = [
+    (dict(parameterization="sp", width=32, depth=2, base_width=32, base_depth=2, bias=True,
+          tie_embeddings=False, seed=0), "c92a180c8157bc45"),
+    (dict(parameterization="mup", width=64, depth=3, base_width=32, base_depth=2, bias=True,
+          tie_embeddings=False, seed=1), "b9e4612c0d32507c"),
+    (dict(parameterization="alpha0.5", width=96, depth=4, base_width=32, base_depth=2, bias=False,
+          tie_embeddings=False, seed=2), "bed40ab0e096cba4"),
+    (dict(parameterization="completep", width=64, depth=3, base_width=32, base_depth=2, bias=True,
+          tie_embeddings=True, seed=3), "b031efd5179b1cd7"),
+    (dict(parameterization="completep", width=128, depth=8, base_width=32, base_depth=2, bias=False,
+          tie_embeddings=True, seed=0, init_std=0.05), "7aab269082915d94"),
+]
+
+
+def _digest(model: Transformer) -> str:
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.skipif(not torch.__version__.startswith("2.13."), reason="digests recorded with torch 2.13 (CPU RNG)")
+@pytest.mark.parametrize("kw, digest", INIT_REFERENCE)
+def test_initial_weights_unchanged_by_the_init_table(kw, digest):
+    assert _digest(build_model(TrialConfig(head_dim=16, seq_len=32, **kw))) == digest
+
+
+def _legacy_init(model: Transformer) -> None:
+    """The init as it was written before the table (the reference for any torch version)."""
+    with torch.no_grad():
+        for group, params in model.param_groups().items():
+            mult = model.rules.groups[group].init_std_mult
+            for name, p in params:
+                if mult is not None and p.dim() >= 2:
+                    torch.nn.init.normal_(p, mean=0.0, std=model.cfg.init_std * mult)
+                elif name.endswith("weight") and group in ("block_norm", "final_norm"):
+                    torch.nn.init.ones_(p)
+                else:
+                    torch.nn.init.zeros_(p)
+
+
+@pytest.mark.parametrize("kw, _digest", INIT_REFERENCE)
+def test_init_table_draws_what_the_old_conditionals_drew(kw, _digest, monkeypatch):
+    config = TrialConfig(head_dim=16, seq_len=32, **kw)
+    new = build_model(config).state_dict()
+    monkeypatch.setattr(Transformer, "_init_weights", _legacy_init)
+    old = build_model(config).state_dict()
+    assert new.keys() == old.keys()
+    assert all(torch.equal(new[k], old[k]) for k in old)
+
+
+def test_kinds_come_from_module_types():
+    assert param_kind(torch.nn.LayerNorm(4), "weight") == GAIN
+    assert param_kind(torch.nn.LayerNorm(4), "bias") == BIAS
+    assert param_kind(torch.nn.Linear(4, 4), "weight") == WEIGHT
+    assert param_kind(torch.nn.Linear(4, 4), "bias") == BIAS
+    assert param_kind(torch.nn.Embedding(4, 4), "weight") == WEIGHT
+    assert param_kind(Block(ModelConfig(width=32, depth=1, head_dim=16, vocab_size=8, seq_len=8), 1.0), "gate") is None
+
+
+@pytest.mark.parametrize("bias, tie", [(True, False), (False, False), (True, True)])
+def test_every_parameter_has_an_init_rule(bias, tie):
+    model = build_model(tiny(width=64, depth=3, bias=bias, tie_embeddings=tie))
+    table = model.param_table()
+    assert set(table) == {n for n, _ in model.named_parameters()}
+    assert all(entry in INIT for entry in table.values())
+    assert table["blocks.0.ln_1.weight"] == ("block_norm", GAIN)
+    assert table["ln_f.weight"] == ("final_norm", GAIN)
+    assert table["blocks.1.mlp.up.weight"] == ("hidden_weight", WEIGHT)
+    assert table["embed.wpe.weight"] == ("embedding", WEIGHT)
+    if bias:
+        assert table["blocks.0.ln_1.bias"] == ("block_norm", BIAS)
+        assert table["blocks.0.attn.proj.bias"] == ("hidden_bias", BIAS)
+
+
+def test_init_table_agrees_with_the_rules():
+    # Normal draws exactly for the groups the rules give an init std; norms start at (1, 0), biases at 0.
+    assert {g for (g, _), rule in INIT.items() if rule == NORMAL} == set(INITIALIZED_GROUPS)
+    assert {k for (_, k), rule in INIT.items() if rule == NORMAL} == {WEIGHT}
+    assert all(rule == ONES for (_, k), rule in INIT.items() if k == GAIN)
+    assert all(rule == ZEROS for (_, k), rule in INIT.items() if k == BIAS)
+    assert {g for g, _ in INIT} == set(GROUPS)
+
+
+def test_parameter_without_an_init_rule_is_an_error_naming_it():
+    model = build_model(tiny())
+    model.embed.norm = torch.nn.LayerNorm(32)  # a gain in the embedding group: no rule says how it starts
+    with pytest.raises(ValueError, match="embed.norm.weight"):
+        model._init_weights()

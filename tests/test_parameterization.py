@@ -6,7 +6,7 @@ from completep_sweep.parameterization import GROUPS, get_parameterization, scali
 
 NAMES = ["sp", "mup", "alpha0.5", "completep"]
 
-# PARAMETERIZATIONS.md worked example: base (256, 2) -> (512, 8), m_N = 2, m_L = 4.
+# docs/parameterizations.md worked example: base (256, 2) -> (512, 8), m_N = 2, m_L = 4.
 WORKED = {
     # factor: (sp, mup, alpha0.5, completep)
     "hidden_init_std": (1, 0.7071, 0.7071, 0.7071),
@@ -117,3 +117,26 @@ def test_hidden_init_variance_scales_as_inverse_width():
         r = scaling_rules("completep", width=32 * m, depth=2, base_width=32, base_depth=2)
         assert r.groups["hidden_weight"].init_std_mult ** 2 == pytest.approx(1 / m)
         assert math.isclose(r.output_multiplier, 1 / m)
+
+
+def test_docs_worked_example_matches_the_rules():
+    # docs/parameterizations.md states the worked example in prose tables: keep them honest.
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "parameterizations.md").read_text()
+    section = text.split("## Worked example", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[1] not in ("SP", "---"):
+            rows[cells[0]] = tuple(float(c) for c in cells[1:])
+    labels = {"hidden init std": ["hidden_init_std"], "hidden LR": ["hidden_lr"],
+              "block_norm & hidden_bias LR": ["block_norm_lr", "hidden_bias_lr"],
+              "hidden weight decay λ": ["hidden_wd"], "block ε": ["block_eps"],
+              "residual multiplier": ["residual"], "unembedding (output) multiplier": ["output"]}
+    assert set(rows) == set(labels)
+    got = {n: worked_factors(n) for n in NAMES}
+    for label, factors in labels.items():
+        for factor in factors:
+            assert rows[label] == WORKED[factor], label
+            assert rows[label] == pytest.approx(tuple(got[n][factor] for n in NAMES), abs=1e-4), label

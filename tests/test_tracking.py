@@ -220,14 +220,29 @@ def test_a_child_missing_some_steps_gets_only_those(sweep_dir):
     assert sorted(steps) == list(STEPS)
 
 
-def test_tracker_logs_in_the_background(sweep_dir, capsys):
+def finished(sweep_dir):
+    """(rows, {trial_id: curve points}) as the driver holds them when it writes them."""
+    store = ResultStore(sweep_dir)
+    curves = store.load_curves()
+    return (store.load().to_dict("records"),
+            {tid: g.drop(columns="trial_id").to_dict("records") for tid, g in curves.groupby("trial_id")})
+
+
+def test_tracker_logs_in_the_background_from_what_the_driver_hands_it(sweep_dir, capsys, monkeypatch):
     uri = uri_of(sweep_dir)
-    tracker = Tracker(sweep_dir, uri, backfill=False)
-    ids = sorted(ResultStore(sweep_dir).completed_ids())
-    for tid in ids[:5]:
-        tracker.log_trial(tid)
-    tracker.log_trial("no-such-trial")  # e.g. an errored trial: no row, nothing to log
+    rows, curves = finished(sweep_dir)
+    def no_reading(*a, **k):
+        raise AssertionError("the tracker re-read the results folder")
+    for reader in ("load", "load_curves", "read_spec"):
+        monkeypatch.setattr(ResultStore, reader, no_reading)
+    tracker = Tracker(sweep_dir, uri, spec_text=SPEC)
+    rows = sorted(rows, key=lambda r: r["trial_id"])
+    for row in rows[:5]:
+        tracker.log_trial(row, curves[row["trial_id"]])
+    tracker.log_trial({**rows[5], "status": "error"}, [])  # an errored trial: nothing to log
     tracker.close(timeout=120)
+    monkeypatch.undo()
+    ids = [r["trial_id"] for r in rows]
     assert not tracker.failed and "MLflow at" not in capsys.readouterr().err
     parents, children = runs(uri)
     assert len(parents) == 1 and set(children["tags.trial_id"]) == set(ids[:5])
@@ -237,7 +252,8 @@ def test_tracker_logs_in_the_background(sweep_dir, capsys):
 
 def test_tracker_backfills_rows_a_killed_driver_never_logged(sweep_dir):
     uri = uri_of(sweep_dir)
-    tracker = Tracker(sweep_dir, uri)  # nothing logged through it: the rows were already there
+    rows, _ = finished(sweep_dir)
+    tracker = Tracker(sweep_dir, uri, spec_text=SPEC, backfill=rows)  # the rows `run` loaded at its start
     tracker.close(timeout=120)
     parents, children = runs(uri)
     assert len(parents) == 1 and set(children["tags.trial_id"]) == ResultStore(sweep_dir).completed_ids()
@@ -264,10 +280,11 @@ def test_a_store_killed_while_being_created_is_never_left_half_made(tmp_path, mo
 
 def test_tracker_with_unreachable_server_warns_once_and_sync_fills_in_later(sweep_dir, capsys):
     tracker = Tracker(sweep_dir, UNREACHABLE)
-    for tid in sorted(ResultStore(sweep_dir).completed_ids()):
-        tracker.log_trial(tid)
+    rows, curves = finished(sweep_dir)
+    for row in rows:
+        tracker.log_trial(row, curves[row["trial_id"]])
     tracker.close(timeout=60)
-    tracker.log_trial("after-close")  # a no-op once failed, never an error
+    tracker.log_trial(rows[0], curves[rows[0]["trial_id"]])  # a no-op once failed, never an error
     err = capsys.readouterr().err
     assert tracker.failed
     assert err.count("warning: MLflow at") == 1 and f"MLflow at {UNREACHABLE} unreachable: " in err

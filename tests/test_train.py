@@ -61,3 +61,32 @@ def test_trial_id_covers_result_fields_only():
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field if field != "width" else "head_dim"):
         quick(**{field: value})
+
+
+def test_rules_of_a_trial_are_scaling_rules_at_its_shape():
+    from completep_sweep.parameterization import scaling_rules
+
+    config = quick(parameterization="alpha0.5", width=64, depth=8, base_width=32, base_depth=2)
+    assert config.rules() == scaling_rules("alpha0.5", width=64, depth=8, base_width=32, base_depth=2)
+    assert quick().rules().residual_multiplier == 1.0  # the base shape: every factor 1
+
+
+def test_setting_errors_share_one_base_with_the_field():
+    import pickle
+
+    from completep_sweep.data import DataError, check_source
+    from completep_sweep.errors import FieldError
+    from completep_sweep.shape import ShapeError, check_heads
+    from completep_sweep.trial import ConfigError
+
+    caught = []
+    for make in (lambda: quick(lr=-1.0), lambda: check_heads(40, 16), lambda: check_source("shakespeare", 100)):
+        with pytest.raises(FieldError) as info:
+            make()
+        caught.append(info.value)
+    assert [type(e) for e in caught] == [ConfigError, ShapeError, DataError]
+    assert [e.field for e in caught] == ["lr", "width", "vocab_size"]
+    for e in caught:
+        assert isinstance(e, ValueError) and str(e) == e.message
+        back = pickle.loads(pickle.dumps(e))  # e.g. raised in a Ray worker
+        assert type(back) is type(e) and (back.field, back.message) == (e.field, e.message)

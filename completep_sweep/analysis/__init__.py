@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..fmt import json_value, records
-from ..parameterization import BASE_HPS, GROUPS, scaling_rules
+from ..parameterization import BASE_HPS
 from .lines import BOOTSTRAP_SEED, N_BOOTSTRAP, build_lines
 from .optimum import DEFAULT_BAND_TOLERANCE, OPTIMA_COLUMNS, optima
 from .prepare import KEY, Prepared, best_combo, mode, prepare, slice_table, swept_hps
@@ -25,7 +25,7 @@ from .regret import REGRET_COLUMNS, SAVINGS_COLUMNS, regret, savings, shape_loss
 from .stability import stability_tables
 from .transfer import DEFAULT_TOLERANCE, PAYOFF_COLUMNS, TRANSFER_COLUMNS, payoff_table, transfer_table
 
-__all__ = ["Analysis", "analyze", "transferred_hps", "swept_hps", "KEY", "DEFAULT_TOLERANCE",
+__all__ = ["Analysis", "analyze", "swept_hps", "KEY", "DEFAULT_TOLERANCE",
            "OPTIMA_COLUMNS", "TRANSFER_COLUMNS", "PAYOFF_COLUMNS", "REGRET_COLUMNS", "SAVINGS_COLUMNS"]
 
 
@@ -72,6 +72,7 @@ class Analysis:
             "regret": records(self.regret),
             "savings": records(self.savings),
             "tolerance": json_value(self.tolerance),
+            "loss": self.loss,
         }
 
 
@@ -129,34 +130,4 @@ def _base_hps(prep: Prepared, optima: pd.DataFrame) -> pd.DataFrame:
             row[r.hp] = r.optimum_refined
         row["any_at_edge"] = bool(tuned["at_edge"].any())
         rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def transferred_hps(analysis: Analysis, *, target_width: int, target_depth: int) -> pd.DataFrame:
-    """Per parameterization and parameter group: the values a run at the target shape should use.
-
-    Base HPs (``analysis.base_hps``) times the group multipliers of ``scaling_rules`` at the target
-    shape relative to the base shape. init_std is NaN for groups with a fixed init (norms, biases);
-    weight_decay is 0 for groups that never decay.
-    """
-    rows = []
-    for b in analysis.base_hps.itertuples(index=False):
-        rules = scaling_rules(b.parameterization, width=target_width, depth=target_depth,
-                              base_width=b.base_width, base_depth=b.base_depth)
-        for group in GROUPS:
-            g = rules.groups[group]
-            rows.append({
-                "parameterization": b.parameterization, "group": group,
-                "target_width": target_width, "target_depth": target_depth,
-                "base_width": b.base_width, "base_depth": b.base_depth,
-                "lr": b.lr * g.lr_mult,
-                "init_std": b.init_std * g.init_std_mult if g.init_std_mult is not None else math.nan,
-                "weight_decay": b.weight_decay * g.weight_decay_mult,
-                "eps": b.eps * g.eps_mult,
-                "residual_multiplier": rules.residual_multiplier,
-                "output_multiplier": rules.output_multiplier,
-                "base_lr": b.lr, "base_init_std": b.init_std,
-                "tuned_width": b.tuned_width, "tuned_depth": b.tuned_depth,
-                "any_at_edge": b.any_at_edge,
-            })
     return pd.DataFrame(rows)

@@ -1,6 +1,6 @@
 """From trial rows to grid points: the one preparation every analysis step shares.
 
-Conventions (DESIGN.md, "Analysis, stated plainly"):
+Conventions (the analysis' own, stated here; the README's "How the verdicts are reached" explains them):
 - A shape is (width, depth); the group key is (parameterization, width, depth).
 - Loss per trial: ``loss`` (default final_val_loss). A ``diverged`` trial, or an ``ok`` trial whose loss
   is not finite, counts as +inf. ``error`` trials are excluded and counted. Pending trials are absent.
@@ -16,12 +16,13 @@ Conventions (DESIGN.md, "Analysis, stated plainly"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
+from ..outcome import outcomes
 from ..trial import HP_ROLES, Role, fields_with
 
 KEY = ("parameterization", "width", "depth")
@@ -38,6 +39,8 @@ class Prepared:
     combo: tuple[str, ...]  # all varying config columns that define a grid point (hps first)
     points: pd.DataFrame  # seed-mean per (key, combo): loss, n_seeds, n_diverged
     by_shape: dict[str, dict[tuple, pd.DataFrame]]  # "points"/"trials"/"errors" -> key -> rows
+    _slices: dict[tuple, tuple[pd.DataFrame, pd.DataFrame, int]] = field(default_factory=dict, repr=False)
+    """``hp_slice`` results, built once per (shape, HP) and shared by the lines, optima and plots."""
 
     def rows(self, kind: str, key: tuple) -> pd.DataFrame:
         """Rows of ``kind`` at one (parameterization, width, depth); split once, looked up often."""
@@ -65,9 +68,7 @@ def prepare(trials: pd.DataFrame, loss: str) -> Prepared:
         raise ValueError(f"trials DataFrame lacks column(s) {missing}; expected TrialResult.row() rows")
     is_error = trials["status"].eq("error")
     df = trials.loc[~is_error].copy()
-    value = pd.to_numeric(df[loss], errors="coerce").astype(float)
-    # A NaN loss on an 'ok' row means the run blew up without being flagged: count it as diverged.
-    df["_value"] = np.where(df["status"].eq("ok") & np.isfinite(value), value, np.inf)
+    df["_value"] = outcomes(df["status"], df[loss])  # diverged (or a non-finite loss): inf
     hps = swept_hps(trials)
     split = tuple(c for c in SPLIT_FIELDS if c in trials.columns and c not in hps
                   and trials[c].astype(str).nunique() > 1)
@@ -99,7 +100,14 @@ def best_combo(points: pd.DataFrame, combo: Iterable[str]) -> dict[str, Any]:
 
 def hp_slice(prep: Prepared, key: tuple, hp: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Seed-mean points, per-trial rows and error count of the 1-D slice along ``hp`` at one shape,
-    the other varying columns held at the shape's best combination."""
+    the other varying columns held at the shape's best combination (computed once per prep)."""
+    cache_key = (tuple(key), hp)
+    if cache_key not in prep._slices:
+        prep._slices[cache_key] = _hp_slice(prep, key, hp)
+    return prep._slices[cache_key]
+
+
+def _hp_slice(prep: Prepared, key: tuple, hp: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     points = prep.rows("points", key)
     fixed = {c: v for c, v in best_combo(points, prep.combo).items() if c != hp}
     line = points[match(points, fixed)].sort_values(hp)

@@ -1,6 +1,6 @@
 """Stability: the largest stable value of the HP per shape, and whether it moves with depth.
 
-A tested value is stable when every seed finished and their mean loss is within BLOWUP (4%) of the
+A tested value is stable when every seed finished and their mean loss is within outcome.STABLE_WITHIN (4%) of the
 shape's best mean. The edge is the largest stable value reached going up from the optimum without
 crossing an unstable one; when even the highest tested value is stable, the edge is only a lower
 bound. Across depths: the slope of the edge against log2(depth) (octaves per doubling), with a 95%
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..outcome import STABLE_WITHIN
 from .lines import Line, sign_verdict
 from .prepare import log2
 
-BLOWUP = 0.04
 EDGE_NOISE = 0.35  # octaves
 
 EDGE_COLUMNS = ["parameterization", "hp", "width", "depth", "max_stable", "lower_bound", "step"]
@@ -39,7 +39,7 @@ def edge(trials: pd.DataFrame, hp: str) -> tuple[float, bool, float]:
     if not np.isfinite(means).any():
         return math.nan, False, math.nan
     best = np.nanargmin(np.where(np.isfinite(means), means, np.nan))
-    threshold = means[best] * (1 + BLOWUP)
+    threshold = means[best] * (1 + STABLE_WITHIN)
     i = best
     while i + 1 < len(xs) and np.isfinite(means[i + 1]) and means[i + 1] <= threshold:
         i += 1

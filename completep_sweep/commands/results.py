@@ -34,9 +34,10 @@ def cmd_report(args) -> int:
     results, analysis = _analysis(args)
     store = results.store
     recs = recommendations(analysis)
-    written = write_report(analysis, store.root / "report", recs)
+    verdicts = {"recommendations": records(recs), **analysis.to_json_dict()}
+    written = write_report(analysis, store.root / "report", recs, verdicts)
     if args.json:
-        print(json.dumps({"recommendations": records(recs), **analysis.to_json_dict()}))
+        print(json.dumps(verdicts))
     else:
         pending = f", {len(results.pending)} still pending" if results.pending else ""
         print(f"{store.root}: {len(analysis.trials)} trials{pending}{stale_note(results)}\n")
@@ -57,7 +58,7 @@ def cmd_report(args) -> int:
         plots = sorted(str(p) for p in written.values() if p.suffix == ".png")
         print(f"\nreport: {store.root / 'report'} ({len(written)} files; plots: {', '.join(plots) or 'none'})")
     if not args.no_mlflow:
-        _sync_quietly(store.root, args.tracking_uri, report_dir=store.root / "report")
+        _sync_quietly(results, args.tracking_uri, analysis, verdicts)
     return EXIT_OK
 
 
@@ -91,14 +92,17 @@ def _readable(table, hps):
     return out
 
 
-def _sync_quietly(results_dir: Path, tracking_uri: str | None, report_dir: Path | None = None) -> None:
-    """Best effort: MLflow is a view of the Parquet rows, never a reason to fail."""
-    from ..store import LockedError, ResultStore
+def _sync_quietly(results, tracking_uri: str | None, analysis, verdicts: dict) -> None:
+    """Best effort: MLflow is a view of the Parquet rows, never a reason to fail. It gets this
+    report's rows, analysis (so its curves are of ``--loss``) and verdicts: nothing is read again."""
+    from ..store import LockedError
     from ..tracking import TrackingError, sync
 
+    results_dir = results.store.root
     try:
-        with ResultStore(results_dir).lock(command="completep-sweep report (MLflow sync)"):
-            sync(results_dir, tracking_uri, report_dir=report_dir)
+        with results.store.lock(command="completep-sweep report (MLflow sync)"):
+            sync(results_dir, tracking_uri, report_dir=results_dir / "report", results=results, analysis=analysis,
+                 verdicts=verdicts)
     except LockedError:
         print(f"note: a sweep is running in {results_dir} and mirrors MLflow itself; run `completep-sweep sync "
               f"{results_dir}` after it ends to attach this report", file=sys.stderr)

@@ -56,6 +56,7 @@ def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, st
 def cmd_validate(args) -> int:
     from ..runner.cluster import concurrency as trials_at_once
     from ..search import make_plan
+    from ..trial import SHAPE_AND_SEED
 
     sweep, store = _sweep_and_store(args)
     plan = make_plan(sweep, store.load(), store.root, read_only=True)
@@ -80,7 +81,7 @@ def cmd_validate(args) -> int:
         print(f"  bracket search over {spec.search.hp}: {len(planned)} trials planned so far ({len(pending)} to "
               f"run), between {low} and {high} in all; {len(planned) - len(pending)} done (results: {store.root})")
     else:
-        dims = [k for k in spec.grid if k not in ("width", "depth", "seed")]
+        dims = [k for k in spec.grid if k not in SHAPE_AND_SEED]
         print(f"  optuna (TPE) over {', '.join(dims)}: {low} trials in {store.root / 'optuna.db'}, "
               f"{len(planned)} asked so far")
     flops, seconds, how = _estimate(sweep, store, pending, concurrency)
@@ -128,6 +129,7 @@ def _cuda_here() -> bool:
 def cmd_run(args) -> int:
     sweep, store = _sweep_and_store(args)
     from ..runner.cluster import check_address, check_local_cpus, check_resources, connect
+    from ..search import make_plan
     from ..store import LockedError
 
     res = sweep.spec.resources
@@ -137,27 +139,30 @@ def cmd_run(args) -> int:
     _check_writable(store.root)
     try:
         with store.lock(command=" ".join(["completep-sweep", *sys.argv[1:]])):
-            if _nothing_to_do(sweep, store):
-                return _run_locked(args, sweep, store)  # says so, without starting Ray
-            connect(args.address)  # Ray is imported only now that the input is known to be good
-            check_resources(res.cpus_per_trial, res.gpus_per_trial, wait_s=res.autoscale_wait_s)
-            return _run_locked(args, sweep, store)
+            store.completed_ids()  # quarantines what does not read, before the rows are loaded
+            rows = store.load()
+            plan = make_plan(sweep, rows, store.root)  # once: the runner takes it as it is
+            if not plan.finished:  # else it says so, without starting Ray
+                connect(args.address)  # Ray is imported only now that the input is known to be good
+                check_resources(res.cpus_per_trial, res.gpus_per_trial, wait_s=res.autoscale_wait_s)
+            return _run_locked(args, sweep, store, plan, rows)
     except LockedError as e:
         raise UsageError(str(e)) from None
 
 
-def _run_locked(args, sweep, store) -> int:
+def _run_locked(args, sweep, store, plan, rows) -> int:
     from ..runner.sweep import run_sweep
 
     store.write_spec(sweep.text)
-    sink = None if args.no_mlflow else _tracker(store, args.tracking_uri)
+    sink = None if args.no_mlflow else _tracker(store, args.tracking_uri, sweep.text, rows)
     method = sweep.spec.search.method
     what = f"{len(sweep.ids)} trials" if method == "grid" else f"{method} search"
     print(f"sweep {sweep.name}: {what} -> {store.root}", file=sys.stderr)
     for warning in _config_warnings(sweep):
         print(f"warning: {warning}", file=sys.stderr)
     try:
-        summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink)
+        summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink,
+                            plan=plan)
     finally:
         if sink is not None:
             sink.close()  # MLflow gets every trial that finished, interrupted or not
@@ -178,12 +183,6 @@ def _run_locked(args, sweep, store) -> int:
     return EXIT_OK
 
 
-def _nothing_to_do(sweep, store) -> bool:
-    from ..search import make_plan
-
-    return make_plan(sweep, store.load(), store.root, read_only=True).finished
-
-
 def _check_writable(folder: Path) -> None:
     """--results must lead to a folder this process can write; checked (and nothing created) before
     anything starts: a probe file in the nearest existing ancestor, removed at once."""
@@ -199,24 +198,27 @@ def _check_writable(folder: Path) -> None:
                          "on a writable disk, or fix the folder's permissions") from None
 
 
-def _tracker(store, tracking_uri: str | None):
+def _tracker(store, tracking_uri: str | None, spec_text: str, rows):
     from ..tracking.tracker import Tracker
 
-    return Tracker(store.root, tracking_uri=tracking_uri)
+    finished = rows[rows["status"].isin(("ok", "diverged"))].to_dict("records")
+    return Tracker(store.root, tracking_uri=tracking_uri, spec_text=spec_text, backfill=finished)
 
 
 def cmd_status(args) -> int:
     from ..interrupt import Interrupted
+    from ..results import open_results
     from ..store import ResultStore
 
     store = ResultStore(resolve_results(args.target, args.results))
     if not args.watch:
-        print(_status_text(store, recent=0))
+        print(_status_text(open_results(store), recent=0))
         return EXIT_OK
     clear = "\033[H\033[J" if sys.stdout.isatty() else ""
     try:
         while True:
-            text, finished = _status_text(store, recent=8), _search_finished(store)
+            results = open_results(store)  # once per tick
+            text, finished = _status_text(results, recent=8), _search_finished(results)
             print(clear + text + ("" if finished else f"\n(every {args.interval:g}s; Ctrl-C to stop watching)"),
                   flush=True)
             if finished:
@@ -226,21 +228,17 @@ def cmd_status(args) -> int:
         return EXIT_OK  # stopping the watch is how it ends; nothing is running here
 
 
-def _search_finished(store) -> bool:
-    from ..results import open_results
-
-    results = open_results(store)
-    return results.plan is not None and results.plan.finished and not store.read_live()
+def _search_finished(results) -> bool:
+    return results.plan is not None and results.plan.finished and not results.store.read_live()
 
 
-def _status_text(store, *, recent: int) -> str:
+def _status_text(results, *, recent: int) -> str:
     """Counts and what is pending; with ``recent``: the trials in flight and the latest finished."""
     import pandas as pd
 
     from ..fmt import describe
-    from ..results import open_results
 
-    results = open_results(store)
+    store = results.store
     df = results.rows
     counts = df.status.value_counts().to_dict() if len(df) else {}
     lines = [f"{results.store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))

@@ -10,7 +10,6 @@ from . import EXIT_OK, UsageError
 
 
 def cmd_explain(args) -> int:
-    from ..parameterization import scaling_rules
     from ..presets import preset_config
     from ..tables import rules_table
 
@@ -18,8 +17,7 @@ def cmd_explain(args) -> int:
     config = preset_config(args.model, parameterization=args.parameterization, width=args.width, depth=args.depth,
                            base_width=args.base_width, base_depth=args.base_depth, lr=args.lr,
                            init_std=args.init_std, weight_decay=args.weight_decay, eps=args.eps)
-    rules = scaling_rules(config.parameterization, width=config.width, depth=config.depth,
-                          base_width=config.base_width, base_depth=config.base_depth)
+    rules = config.rules()
     if args.json:
         print(json.dumps(rules.to_dict()))
     else:

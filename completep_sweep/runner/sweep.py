@@ -29,7 +29,7 @@ from ..interrupt import Interrupted, deferred, interruptible, reap, requested
 from ..spec import Sweep
 from ..store import ResultStore
 from ..trial import TrialConfig, TrialResult
-from ..search import make_plan
+from ..search import Plan, make_plan
 from .cluster import concurrency, connect
 from .searcher import PlanSearcher
 
@@ -40,7 +40,7 @@ for _name in ("ray", "ray.tune", "ray.train"):
 class TrialSink(Protocol):
     """Told of each trial once its row is on disk (the MLflow tracker); must never block or raise."""
 
-    def log_trial(self, trial_id: str) -> None: ...
+    def log_trial(self, row: dict, curve: list[dict]) -> None: ...
 
 
 def run_trial_on_worker(param_space: dict) -> None:
@@ -148,7 +148,7 @@ class Recorder(tune.Callback):
             self.recorded.add(row["trial_id"])
             self.progress.finish(row["status"], TrialConfig(**trial.config["trial"]).flops)
             if self.sink is not None:
-                self.sink.log_trial(row["trial_id"])
+                self.sink.log_trial(row, curve)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.progress.running = _running(trials)
@@ -206,13 +206,21 @@ class RunSummary:
 
 def run_sweep(
     sweep: Sweep, store: ResultStore, *, address: str | None = None, max_concurrent: int | None = None,
-    sink: TrialSink | None = None, stream: TextIO | None = None,
+    sink: TrialSink | None = None, stream: TextIO | None = None, plan: Plan | None = None,
 ) -> RunSummary:
-    """Run the trials of ``sweep`` that have no row in ``store`` yet, as its [search] plans them."""
+    """Run the trials of ``sweep`` that have no row in ``store`` yet, as its [search] plans them.
+
+    ``plan``: the plan the caller built from the rows it loaded (built here when not given). The run
+    record is written first (spec hash and ``sweep.resolved``, which readers of the folder reuse)
+    and rewritten with the summary at the end, interrupted or not.
+    """
     t0 = time.monotonic()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    plan = make_plan(sweep, store.load(), store.root)
-    done = store.completed_ids()
+    done = store.completed_ids()  # first: quarantines a row without its curve, so the plan runs it again
+    plan = plan or make_plan(sweep, store.load(), store.root)
+    record = {"started_at": started_at, "spec_hash": sweep.spec_hash, "resolved": sweep.resolved,
+              "method": sweep.spec.search.method, "address": address or "local"}
+    store.record_run(record)
     low, high = plan.bounds()
     known = plan.planned()
     pending = [c for c in known if c.trial_id not in done]
@@ -221,7 +229,9 @@ def run_sweep(
     progress = Progress(total=low if low == high else None, done_before=len(known) - len(pending),
                         flops_pending=sum(t.flops for t in pending), stream=stream or sys.stderr)
     if plan.finished:
-        return RunSummary(len(known), progress.done_before, 0, 0, 0, 0, time.monotonic() - t0)
+        summary = RunSummary(len(known), progress.done_before, 0, 0, 0, 0, time.monotonic() - t0, 0, started_at)
+        store.record_run({**record, **asdict(summary), "finished_at": started_at})
+        return summary
     connect(address)
     trainable = tune.with_resources(run_trial_on_worker, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
     scratch = tempfile.mkdtemp(prefix="completep-tune-")
@@ -253,7 +263,7 @@ def run_sweep(
     total = len(plan.planned())
     summary = RunSummary(total, progress.done_before, ran, progress.ok, progress.diverged, progress.errored,
                          time.monotonic() - t0, concurrency(res.cpus_per_trial, limit), started_at, stopped or "")
-    store.record_run({**asdict(summary), "method": sweep.spec.search.method, "address": address or "local",
+    store.record_run({**record, **asdict(summary),
                       "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     return summary
 

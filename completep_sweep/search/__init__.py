@@ -21,6 +21,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from ..outcome import FINISHED, outcome
 from ..spec import Sweep
 from ..trial import TrialConfig
 from .bracket import BracketRules, Group
@@ -44,17 +45,15 @@ class Plan(Protocol):
         """(fewest, most) trials the sweep can have in all."""
 
 
-def outcome(row: dict) -> float:
-    """The loss a search compares: the final validation loss, infinite if the trial diverged."""
-    loss = row.get("final_val_loss")
-    ok = row.get("status") == "ok" and loss is not None and math.isfinite(loss)
-    return float(loss) if ok else math.inf
+def row_outcome(row: dict) -> float:
+    """The loss a search compares for a finished row: its final validation loss (outcome.py's rule)."""
+    return outcome(row.get("status"), row.get("final_val_loss"))
 
 
 def finished_rows(rows: pd.DataFrame) -> dict[str, float]:
     """trial_id -> loss of every ok or diverged row (errored trials are not finished)."""
-    done = rows[rows["status"].isin(("ok", "diverged"))] if len(rows) else rows
-    return {r["trial_id"]: outcome(r) for r in done.to_dict("records")}
+    done = rows[rows["status"].isin(FINISHED)] if len(rows) else rows
+    return {r["trial_id"]: row_outcome(r) for r in done.to_dict("records")}
 
 
 class GridPlan:
@@ -94,10 +93,7 @@ class BracketPlan:
         self.sweep, self.hp, self.done = sweep, search.hp, dict(done)
         axes = sweep.axes
         grid = tuple(sorted(math.log2(v) for v in axes[self.hp]))
-        self.rules = BracketRules(grid=grid, base_seeds=tuple(axes.get("seed", [sweep.template.seed])),
-                                  resolution=search.resolution, max_extend=search.max_extend,
-                                  seeds=search.seeds, max_trials=search.max_trials_per_shape,
-                                  stability=search.stability)
+        self.rules = BracketRules.of(search, grid=grid, base_seeds=tuple(axes.get("seed", [sweep.template.seed])))
         self.groups: dict[tuple, Group] = {}
         self.bases: dict[tuple, TrialConfig] = {}
         for config in sweep.trials:  # one group per combination of everything but the HP and the seed
@@ -144,8 +140,7 @@ class BracketPlan:
         if key not in self.groups:
             return
         point = (math.log2(getattr(config, self.hp)), config.seed)
-        value = None if status == "error" else (loss if status == "ok" and loss is not None and math.isfinite(loss)
-                                                 else math.inf)
+        value = outcome(status, loss)
         self.groups[key].measured[point] = value
         if value is not None:
             self.done[config.trial_id] = value

@@ -20,32 +20,48 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..outcome import STABLE_WITHIN
+from ..sweepfile import Search
+
 EPS = 1e-9
+
+
+def _setting(name: str):
+    """The default of a ``[search]`` key: declared once, on sweepfile.Search."""
+    return Search.model_fields[name].default
 
 
 @dataclass(frozen=True, kw_only=True)
 class BracketRules:
-    """The knobs of ``[search] method = "bracket"`` (see spec.Search)."""
+    """The knobs of ``[search] method = "bracket"``: the sweep file's (sweepfile.Search, whose
+    defaults these are) plus the grid they start from."""
 
     grid: tuple[float, ...]
     """log2 of the sweep file's values of the searched HP (sorted)."""
     base_seeds: tuple[int, ...]
     """The grid's seeds: every point is measured with these."""
-    resolution: float = 0.5
+    resolution: float = _setting("resolution")
     """Octaves between the best point and its neighbours when the search ends."""
-    max_extend: float = 3.0
+    max_extend: float = _setting("max_extend")
     """Octaves the search may go beyond the grid's lowest and highest values."""
-    seeds: int | None = None
+    seeds: int | None = _setting("seeds")
     """Seeds at the best point and its two neighbours at the end (None: the grid's seeds only)."""
-    max_trials: int = 40
+    max_trials: int = _setting("max_trials_per_shape")
     """At most this many trials per group, whatever the rules want."""
-    near: float = 0.01
-    stability: bool = False
+    stability: bool = _setting("stability")
     """Then find the largest stable value above the best to ``resolution`` (stable: every seed
     finished within ``blowup`` of the best mean), for the stability question."""
-    blowup: float = 0.04
+    near: float = 0.01
     """Points whose loss is within this fraction of the best one's are refined around too: with one
     seed a point can look worse than it is by about the seed-to-seed spread (1% ≈ 0.025 nats)."""
+    blowup: float = STABLE_WITHIN
+    """Stable means within this fraction of the best mean: the analysis' stability rule (outcome.py)."""
+
+    @classmethod
+    def of(cls, search: Search, *, grid: tuple[float, ...], base_seeds: tuple[int, ...]) -> "BracketRules":
+        """The rules a sweep file's ``[search]`` table sets."""
+        return cls(grid=grid, base_seeds=base_seeds, resolution=search.resolution, max_extend=search.max_extend,
+                   seeds=search.seeds, max_trials=search.max_trials_per_shape, stability=search.stability)
 
     @property
     def step(self) -> float:

@@ -18,8 +18,9 @@ import hashlib
 import math
 from pathlib import Path
 
+from ..outcome import outcome
 from ..spec import Sweep
-from ..trial import TrialConfig
+from ..trial import SHAPE_AND_SEED, TrialConfig
 
 STUDY_FILE = "optuna.db"
 
@@ -36,7 +37,7 @@ def distributions(sweep: Sweep) -> dict:
     optuna = _optuna()
     dims = {}
     for name, axis in sweep.spec.grid.items():
-        if name in ("width", "depth", "seed"):
+        if name in SHAPE_AND_SEED:
             continue
         if isinstance(axis, dict) and "log2_range" in axis:
             lo, hi = axis["log2_range"]
@@ -126,7 +127,7 @@ class OptunaPlan:
         number = self.live.pop(config.trial_id, None)
         if number is None:
             return
-        value = None if status == "error" else (loss if status == "ok" else math.inf)
+        value = outcome(status, loss)
         if value is not None:
             self.done[config.trial_id] = value
         self._tell(number, value)

@@ -80,14 +80,58 @@ def tracking_error(uri: str, e: BaseException) -> TrackingError:
     )
 
 
-def sync(results_dir: Path, tracking_uri: str | None = None, *, report_dir: Path | None = None) -> dict:
+def sync(results_dir: Path, tracking_uri: str | None = None, *, report_dir: Path | None = None, results=None,
+         analysis=None, verdicts: dict | None = None) -> dict:
     """Mirror one sweep's results (``results/<sweep>``) into MLflow; returns created/updated/skipped counts.
 
+    ``results``: the command's ``SweepResults`` (opened here only when not given); ``analysis`` and
+    ``verdicts``: the report's own, so the transfer curves are of the report's loss. Without them
+    the last report's verdicts (``report_dir/verdict.json``) say which loss; else final_val_loss.
     ``report_dir`` defaults to ``results_dir/report``; its files and spec.toml become parent artifacts.
     Raises TrackingError when the store cannot be reached or refuses a write.
     """
-    from .mirror import sync_trials
+    from ..results import open_results
+    from ..store import ResultStore
+    from .mirror import store_curves, sync_rows
 
     results_dir = Path(results_dir)
     uri = tracking_uri or default_tracking_uri(results_dir.parent)
-    return sync_trials(results_dir, uri, None, report_dir or results_dir / "report")
+    report_dir = report_dir or results_dir / "report"
+    if results is None:
+        results = open_results(ResultStore(results_dir))
+    if verdicts is None and analysis is None:
+        verdicts = _last_verdicts(report_dir)
+    loaded = results.all_rows
+    rows = loaded[loaded["status"].isin(("ok", "diverged"))].to_dict("records")
+    return sync_rows(uri, results.store, rows, store_curves(results.store), spec_text=results.spec_text,
+                     artifacts=report_dir, view=_view(results, analysis, verdicts))
+
+
+def _last_verdicts(report_dir: Path) -> dict | None:
+    import json
+
+    try:
+        found = json.loads((report_dir / "verdict.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _view(results, analysis, verdicts: dict | None):
+    """The transfer curves to show: the analysis' slices, or the current rows prepared with the loss
+    the last report used (a slice table costs no bootstrap)."""
+    from ..analysis.prepare import prepare, slice_table
+    from .mirror import TransferView
+
+    if analysis is not None:
+        return TransferView(analysis.slices, analysis.loss, verdicts)
+    rows = results.rows
+    if rows.empty or not rows["status"].isin(("ok", "diverged")).any():
+        return None
+    loss = (verdicts or {}).get("loss") or "final_val_loss"
+    try:
+        prep = prepare(rows, loss)
+    except ValueError:  # a loss column these rows lack: the default one
+        loss = "final_val_loss"
+        prep = prepare(rows, loss)
+    return TransferView({hp: slice_table(prep, hp) for hp in prep.hps}, loss, verdicts)

@@ -10,12 +10,14 @@ RUNNING and the next sync compares its metric history step by step.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
 
 from ..fmt import pow2
 from ..spec import SpecError, read_spec, spec_hash
@@ -33,23 +35,15 @@ CURVE_METRICS = ("train_loss", "val_loss")
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def _spec(store: ResultStore) -> tuple[dict[str, str], str, str, list[str]]:
+def _spec(text: str | None, source: str) -> tuple[dict[str, str], str, str, list[str]]:
     """(settings as params, description, hash, grid axes) of the recorded sweep file; empty if none."""
-    if not store.spec_path.is_file():
+    if text is None:
         return {}, "", "", []
-    text = store.spec_path.read_text()
     try:
-        spec = read_spec(text, str(store.spec_path))
+        spec = read_spec(text, source)
     except SpecError:  # a file an older release accepted: the rows still sync, the parent gets no params
         return {}, "", spec_hash(text), []
     return spec.settings(), spec.description, spec_hash(text), list(spec.grid)
-
-
-def _read_results(store: ResultStore, trial_ids: set[str] | None) -> tuple[list[dict], dict[str, list[dict]]]:
-    """Finished trial rows and their curves: all of them, or only ``trial_ids``."""
-    rows = store.load(include_errors=False, ids=trial_ids).to_dict("records")
-    curves = store.load_curves(ids=trial_ids)
-    return rows, {tid: g.to_dict("records") for tid, g in curves.groupby("trial_id")}
 
 
 def _present(value: Any) -> bool:
@@ -105,43 +99,42 @@ def _start_ms(row: dict) -> int:
 class _Sync:
     """One pass: find or create the experiment and parent, then add what each child lacks."""
 
-    def __init__(self, client, store: ResultStore, results_root: Path):
-        self.client, self.store, self.results_root = client, store, results_root
+    def __init__(self, client, store: ResultStore, spec_text: str | None):
+        self.client, self.store, self.spec_text = client, store, spec_text
+        self.results_root = store.root.parent
         self.sweep = store.root.name
         self.counts = {"created": 0, "updated": 0, "skipped": 0}
 
-    def run(self, rows: list[dict], curves: dict[str, list[dict]], *, artifacts: Path | None,
-            transfer_curves: bool = False) -> dict:
-        settings, description, hash_, grid = _spec(self.store)
+    def run(self, rows: list[dict], curves: CurveSource, *, artifacts: Path | None = None,
+            view: TransferView | None = None) -> dict:
+        settings, description, hash_, grid = _spec(self.spec_text, str(self.store.spec_path))
         experiment_id = self._experiment()
         parent, children, curve_runs = self._existing_runs(experiment_id)
         parent_id = self._parent(experiment_id, parent, settings, description, hash_, rows)
         varying = _varying(rows, grid)
+        # Curves are read only for the children that lack points (a new or interrupted child).
+        needed = [r["trial_id"] for r in rows if _needs_curve(children.get(r["trial_id"]))]
+        points = curves(needed) if needed else {}
         for row in rows:
             self._child(experiment_id, parent_id, children.get(row["trial_id"]), row,
-                        curves.get(row["trial_id"], []), varying)
-        if transfer_curves:
-            self._transfer_curves(experiment_id, parent_id, curve_runs, description)
-        if artifacts is not None:
+                        points.get(row["trial_id"], []), varying)
+        if view is not None:
+            self._transfer_curves(experiment_id, parent_id, curve_runs, description, view)
+        if artifacts is not None or self.spec_text is not None:
             self._artifacts(parent_id, artifacts)
         return self.counts
 
-    def _transfer_curves(self, experiment_id: str, parent_id: str, existing: dict, description: str) -> None:
-        """One run per loss-vs-HP curve of the current sweep, the saved view that charts them, and the
-        verdicts (from the report, when written) as the experiment's description."""
-        from ..analysis.prepare import prepare, slice_table
-        from ..results import open_results
+    def _transfer_curves(self, experiment_id: str, parent_id: str, existing: dict, description: str,
+                         view: TransferView) -> None:
+        """One run per loss-vs-HP curve of the current sweep (the report's own slices, so of the
+        report's loss), the saved view that charts them, and the verdicts as the experiment's note."""
         from .curves import VIEW_KEY, curves, sync_curves, view_state
 
-        rows = open_results(self.store).rows
-        if rows.empty or not rows["status"].isin(("ok", "diverged")).any():
-            return
-        prep = prepare(rows, "final_val_loss")
-        found = curves({hp: slice_table(prep, hp) for hp in prep.hps})
-        sync_curves(self.client, experiment_id, parent_id, found, existing)
-        if prep.hps:
-            self.client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", view_state(list(prep.hps)))
-        note = _experiment_note(self.sweep, description, self.store.root / "report" / "verdict.json")
+        if view.slices:
+            sync_curves(self.client, experiment_id, parent_id, curves(view.slices), existing)
+            self.client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}",
+                                           view_state(list(view.slices)))
+        note = _experiment_note(self.sweep, description, view.verdicts, view.loss)
         self.client.set_experiment_tag(experiment_id, "mlflow.note.content", note)
 
     def _experiment(self) -> str:
@@ -246,10 +239,15 @@ class _Sync:
         out = [Metric(k, float(p[k]), now, int(p["step"])) for k, points in curve.items() for p in points]
         return out + [Metric(k, v, now, 0) for k, v in scalars.items()]
 
-    def _artifacts(self, parent_id: str, report_dir: Path) -> None:
-        """spec.toml and the report files, uploaded only when absent or changed in size."""
-        files = [(self.store.spec_path, None)] if self.store.spec_path.is_file() else []
-        if report_dir.is_dir():
+    def _artifacts(self, parent_id: str, report_dir: Path | None) -> None:
+        """spec.toml (from the text already read) and the report files, uploaded only when absent or
+        changed in size."""
+        files = []
+        if self.spec_text is not None:
+            existing = {Path(i.path).name: i.file_size for i in self.client.list_artifacts(parent_id)}
+            if existing.get("spec.toml") != len(self.spec_text.encode()):
+                self.client.log_text(parent_id, self.spec_text, "spec.toml")
+        if report_dir is not None and report_dir.is_dir():
             for f in sorted(p for p in report_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
                 rel = f.parent.relative_to(report_dir)
                 files.append((f, "report" if rel == Path(".") else f"report/{rel.as_posix()}"))
@@ -261,17 +259,16 @@ class _Sync:
                 self.client.log_artifact(parent_id, str(path), folder)
 
 
-def _experiment_note(sweep: str, description: str, verdicts: Path) -> str:
-    """The experiment page's description: what the sweep asks, and the report's verdicts if written."""
+def _experiment_note(sweep: str, description: str, verdicts: dict | None, loss: str) -> str:
+    """The experiment page's description: what the sweep asks, and the report's verdicts if any."""
     lines = [f"**{sweep}**: {description}" if description else f"**{sweep}**",
-             "", "Charts: the *Transfer curves* view (loss against log2 of each swept HP, one line per depth)."]
-    try:
-        found = json.loads(verdicts.read_text())
-    except (OSError, ValueError):
+             "", "Charts: the *Transfer curves* view (loss against log2 of each swept HP, one line per depth; "
+             f"loss: {loss})."]
+    if not verdicts:
         return "\n".join(lines + ["", "Run `completep-sweep report` for the verdicts."])
     lines += ["", "| parameterization | hp | transfer | drift (oct/doubling) | depth payoff |", "|---|---|---|---|---|"]
-    payoff = {(r["parameterization"], r["hp"]): r["verdict"] for r in found.get("payoff", [])}
-    for r in found.get("transfer", []):
+    payoff = {(r["parameterization"], r["hp"]): r["verdict"] for r in verdicts.get("payoff", [])}
+    for r in verdicts.get("transfer", []):
         if r.get("axis") == "depth":
             slope = r.get("slope")
             lines.append(f"| {r['parameterization']} | {r['hp']} | {r['verdict']} | "
@@ -279,16 +276,43 @@ def _experiment_note(sweep: str, description: str, verdicts: Path) -> str:
     return "\n".join(lines)
 
 
-def sync_trials(results_dir: Path, uri: str, trial_ids: set[str] | None, report_dir: Path | None) -> dict:
-    """Sync ``trial_ids`` (all finished trials when None) and the report's files; see ``tracking.sync``.
-    A full sync (None) also writes the transfer curves and their saved chart view."""
+def _needs_curve(run) -> bool:
+    return run is None or run.info.status != "FINISHED"
+
+
+CurveSource = Callable[[list[str]], dict[str, list[dict]]]
+"""trial ids -> {trial_id: curve points}: called once per sync, for the children that lack points."""
+
+
+@dataclass(frozen=True)
+class TransferView:
+    """What the transfer-curve runs and the experiment note show: the slices of one analysis."""
+
+    slices: dict[str, pd.DataFrame]
+    """Per swept HP: the loss-vs-HP table of every shape (``Analysis.slices``)."""
+    loss: str
+    """The loss those slices are of (``report --loss``)."""
+    verdicts: dict | None = None
+    """The report's JSON (``Analysis.to_json_dict``) for the note; None before any report."""
+
+
+def store_curves(store: ResultStore) -> CurveSource:
+    """Curves read from the store's files, only those asked for."""
+    def read(ids: list[str]) -> dict[str, list[dict]]:
+        table = store.load_curves(ids=ids)
+        return {tid: g.to_dict("records") for tid, g in table.groupby("trial_id")}
+    return read
+
+
+def sync_rows(uri: str, store: ResultStore, rows: list[dict], curves: CurveSource, *, spec_text: str | None,
+              artifacts: Path | None = None, view: TransferView | None = None) -> dict:
+    """Make MLflow hold ``rows`` (finished trial rows, as dicts) and their curves; with ``view`` also
+    the transfer curves and note, with ``artifacts`` the report folder's files. Reads no row and no
+    sweep file: the caller passes what it already has."""
     from mlflow.exceptions import MlflowException
 
-    client = connect(uri, results_dir.parent)
-    store = ResultStore(results_dir)
-    rows, curves = _read_results(store, trial_ids)
+    client = connect(uri, store.root.parent)
     try:
-        return _Sync(client, store, results_dir.parent).run(rows, curves, artifacts=report_dir,
-                                                            transfer_curves=trial_ids is None)
+        return _Sync(client, store, spec_text).run(rows, curves, artifacts=artifacts, view=view)
     except (MlflowException, OSError) as e:
         raise tracking_error(uri, e) from e
