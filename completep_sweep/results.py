@@ -20,7 +20,7 @@ from pathlib import Path
 from .errors import SpecError
 from .outcome import FINISHED
 from .search import Plan, make_plan, row_outcome
-from .spec import Resolver, Sweep, parse_sweep, spec_hash
+from .sweep import Resolver, Sweep, parse_sweep, spec_hash
 from .store import ResultStore
 from .trial import HASHED_FIELDS, Role, TrialConfig, fields_with
 

@@ -1,7 +1,7 @@
 """The sweep file's tables as pydantic models: what each key means and accepts.
 
 Unknown keys are refused everywhere (a typo never silently falls back to a default). The grid's
-axes are checked against the trial schema by spec.py, which also expands the file into trials.
+axes are checked against the trial schema by sweep.py, which also expands the file into trials.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_only_the_runner_imports_ray_and_only_tracking_imports_mlflow():
 
 
 def test_the_core_loads_neither_ray_nor_mlflow():
-    core = ["model", "train", "analysis", "store", "spec", "report", "plots", "tables", "coord_check", "cli"]
+    core = ["model", "train", "analysis", "store", "sweep", "results", "outcome", "errors", "report", "plots", "tables", "coord_check", "cli"]
     code = ("import sys\n" + "".join(f"import completep_sweep.{m}\n" for m in core)
             + "bad = [m for m in ('ray', 'mlflow') if m in sys.modules]\nassert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from completep_sweep.spec import load_sweep
+from completep_sweep.sweep import load_sweep
 from completep_sweep.store import ResultStore
 
 pytestmark = pytest.mark.slow

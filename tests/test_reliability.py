@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from completep_sweep.results import open_results
-from completep_sweep.spec import SpecError, parse_sweep
+from completep_sweep.sweep import SpecError, parse_sweep
 from completep_sweep.store import ResultStore
 from completep_sweep.trial import TrialConfig
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from completep_sweep.results import best_value_resolver, open_results
-from completep_sweep.spec import parse_sweep
+from completep_sweep.sweep import parse_sweep
 from completep_sweep.store import ResultStore
 from completep_sweep.trial import CurvePoint, TrialResult
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from completep_sweep.search import BracketPlan, GridPlan, finished_rows, make_plan
-from completep_sweep.spec import SpecError, parse_sweep
+from completep_sweep.sweep import SpecError, parse_sweep
 from completep_sweep.store import ResultStore
 
 BRACKET = """name = "br"
@@ -143,3 +143,33 @@ def test_status_and_report_read_a_bracket_search_from_its_rows(tmp_path, make_re
 
     optima = json.loads(out)["optima"]
     assert len(optima) == 4 and not any(o["at_edge"] for o in optima) and {o["n_seeds"] for o in optima} == {2}
+
+
+OPTUNA = """name = "tpe"
+model = "tiny"
+parameterizations = ["completep"]
+[grid]
+lr = { log2_range = [-10, -4] }
+[train]
+steps = 40
+[search]
+method = "optuna"
+n_trials = 4
+"""
+
+
+def test_reading_an_optuna_plan_never_writes_the_study(tmp_path):
+    import hashlib
+
+    sweep = parse_sweep(OPTUNA)
+    assert make_plan(sweep, ResultStore(tmp_path).load(), tmp_path, read_only=True).planned() == []
+    assert not (tmp_path / "optuna.db").exists()  # reading creates no study
+    plan = make_plan(sweep, ResultStore(tmp_path).load(), tmp_path)
+    drive(plan, until=2)
+    db = tmp_path / "optuna.db"
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    (tmp_path / "optuna.db-journal").unlink(missing_ok=True)
+    seen = make_plan(sweep, ResultStore(tmp_path).load(), tmp_path, read_only=True)
+    assert {c.trial_id for c in seen.planned()} == {c.trial_id for c in plan.planned()}
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert not any(p.name.startswith("optuna.db-") for p in tmp_path.iterdir())  # no journal: nothing written

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from completep_sweep.search import make_plan
-from completep_sweep.spec import load_sweep
+from completep_sweep.sweep import load_sweep
 from completep_sweep.store import ResultStore
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from completep_sweep.cli import main
-from completep_sweep.spec import SpecError, parse_sweep
+from completep_sweep.sweep import SpecError, parse_sweep
 
 GOOD = """
 name = "ok-sweep"
@@ -137,7 +137,7 @@ def test_spec_error_type():
 def test_shipped_sweep_files_are_valid(tmp_path):
     import numpy as np
 
-    from completep_sweep.spec import load_sweep
+    from completep_sweep.sweep import load_sweep
 
     sweeps = Path(__file__).resolve().parents[1] / "sweeps"
     demo = load_sweep(sweeps / "depth-transfer-demo.toml")

@@ -1,8 +1,8 @@
 """What each ``completep-sweep`` command does, given its parsed arguments (cli.py parses).
 
 One module per group: ``tools`` (explain, trial, coord-check), ``sweeps`` (validate, run, status,
-submit), ``results`` (report, export, sync, ui). Every handler returns an exit status. Bad input
-raises ``UsageError`` (or ``SpecError``, ``DataError``, ``ClusterError``) before anything is
+submit), ``reports`` (report, export, sync, ui). Every handler returns an exit status. Bad input
+raises ``UsageError`` (or ``SpecError``, a ``FieldError``, ``ClusterError``) before anything is
 written or started; the CLI turns those into one line and exit 2. Heavy modules (torch, Ray,
 MLflow, matplotlib) are imported inside the handlers that need them, so ``--help`` and
 ``validate`` stay fast.
@@ -41,7 +41,7 @@ def stale_note(results) -> str:
     return f"; {len(results.stale)} stale row(s) of earlier versions of the sweep, not used{extra}"
 
 
-from .results import cmd_export, cmd_report, cmd_sync, cmd_ui  # noqa: E402
+from .reports import cmd_export, cmd_report, cmd_sync, cmd_ui  # noqa: E402
 from .sweeps import cmd_run, cmd_status, cmd_submit, cmd_validate  # noqa: E402
 from .tools import cmd_coord_check, cmd_explain, cmd_lazy_check, cmd_trial  # noqa: E402
 

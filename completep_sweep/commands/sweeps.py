@@ -20,7 +20,7 @@ LARGE_SWEEP = 20_000
 
 def _sweep_and_store(args):
     from ..results import best_value_resolver
-    from ..spec import load_sweep
+    from ..sweep import load_sweep
     from ..store import ResultStore
 
     sweep = load_sweep(args.spec, resolve=best_value_resolver(Path(args.results)))

@@ -26,7 +26,7 @@ from ray import tune
 
 from ..fmt import describe, duration
 from ..interrupt import Interrupted, deferred, interruptible, reap, requested
-from ..spec import Sweep
+from ..sweep import Sweep
 from ..store import ResultStore
 from ..trial import TrialConfig, TrialResult
 from ..search import Plan, make_plan

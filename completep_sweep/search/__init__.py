@@ -22,7 +22,7 @@ from typing import Protocol
 import pandas as pd
 
 from ..outcome import FINISHED, outcome
-from ..spec import Sweep
+from ..sweep import Sweep
 from ..trial import TrialConfig
 from .bracket import BracketRules, Group
 

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 from ..outcome import outcome
-from ..spec import Sweep
+from ..sweep import Sweep
 from ..trial import SHAPE_AND_SEED, TrialConfig
 
 STUDY_FILE = "optuna.db"
@@ -59,14 +59,17 @@ class OptunaPlan:
         self.live: dict[str, int] = {}  # trial_id -> optuna trial number
         path = Path(root) / STUDY_FILE
         self.study = None
-        if read_only and not path.exists():
+        if read_only:  # status, report, validate: open it read-only (SQLite mode=ro), never create or settle
+            if path.is_file() and path.stat().st_size:
+                storage = optuna.storages.RDBStorage(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true",
+                                                     skip_table_creation=True, skip_compatibility_check=True)
+                self.study = optuna.load_study(storage=storage, study_name=sweep.name)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
         self.study = optuna.create_study(storage=storage, study_name=sweep.name, direction="minimize",
                                          load_if_exists=True)
-        if not read_only:
-            self._settle_running()
+        self._settle_running()
 
     # ---------------------------------------------------------------- the study's trials as configs
 

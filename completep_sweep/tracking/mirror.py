@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..fmt import pow2
-from ..spec import SpecError, read_spec, spec_hash
+from ..sweep import SpecError, read_spec, spec_hash
 from ..store import ResultStore
 from ..trial import Role, fields_with
 from . import TrackingError, connect, tracking_error
