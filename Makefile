@@ -1,4 +1,4 @@
-# One command each: `make sweep` runs the demo, `make test` runs every test (fast and slow).
+# One command each: `make sweep` runs the demo, `make test` lints and runs every test (fast and slow).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 include loopback.env
 export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' loopback.env)
 
-.PHONY: setup test test-fast sweep bench clean
+.PHONY: setup lint test test-fast sweep bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -19,11 +19,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: setup
-	$(PY) -m pytest -m "slow or not slow"
+lint: setup
+	$(VENV)/bin/ruff check completep_sweep tests benchmarks
 
+# Every test, `slow` (end-to-end on local Ray) included: about 20 minutes on 2 cores.
+test: lint
+	$(PY) -m pytest --durations=15
+
+# Everything not marked `slow`: about 3 minutes on 2 cores.
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" --durations=15
 
 SWEEP ?= sweeps/depth-transfer-demo.toml
 
@@ -32,8 +37,18 @@ sweep: setup
 	$(VENV)/bin/completep-sweep run $(SWEEP)
 	$(VENV)/bin/completep-sweep report $(basename $(notdir $(SWEEP)))
 
+# The benchmarks in full mode (the numbers in the README): roughly 35 minutes on 2 cores, most of it
+# the calibration studies and the demo sweep of sweep_overhead.py. search_cost.py and optuna_vs_grid.py
+# add real trials with --real results/dense-half-octave (after `completep-sweep run
+# benchmarks/dense-half-octave.toml`).
+BENCHMARKS := step_throughput sweep_overhead calibration search_cost optuna_vs_grid
+
 bench: setup
-	$(PY) benchmarks/step_throughput.py
+	set -e; for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py; done
+
+# Each benchmark's --quick smoke mode (about a minute); tests/test_benchmarks.py runs the same.
+bench-quick: setup
+	set -e; for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py --quick"; $(PY) benchmarks/$$b.py --quick; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

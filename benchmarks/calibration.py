@@ -10,7 +10,10 @@ shaped like real trials on this machine (completep_sweep/synthetic.py), analysed
 - payoff: the best loss falls 0.02 nats per doubling (helps), stays (flat) or rises (hurts).
 - stability follows the drift (the edge of stability sits at a fixed distance above the optimum).
 
-    .venv/bin/python benchmarks/calibration.py [--repeats 200] [--json]
+    .venv/bin/python benchmarks/calibration.py [--repeats 200] [--n-bootstrap 200] [--quick] [--json]
+
+--quick: 3 studies per scenario with 40 bootstrap resamples (seconds): a smoke test of the same
+code path whose rates mean nothing.
 """
 
 from __future__ import annotations
@@ -77,20 +80,27 @@ def run(name: str, repeats: int, n_boot: int = 200, offset: int = 0) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, help="studies per scenario (default 200; 3 with --quick)")
+    parser.add_argument("--n-bootstrap", type=int, help="bootstrap resamples per analysis (default 200; "
+                                                          "40 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: a few studies, a cheap bootstrap")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = [run(name, args.repeats) for name in SCENARIOS]
+    repeats = args.repeats or (3 if args.quick else 200)
+    n_boot = args.n_bootstrap or (40 if args.quick else 200)
+    results = [run(name, repeats, n_boot=n_boot) for name in SCENARIOS]
     if args.json:
         print(json.dumps(results, indent=1))
         return
     for res in results:
         questions = [q for q in ("transfer", "payoff", "stability") if q in res]
-        parts = [f"{q}: right {100 * res[q]['right']:.0f}%, wrong {100 * res[q]['wrong']:.0f}% {res[q]['counts']}"
-                 for q in questions]
-        print(f"{res['scenario']:<18} ({res['repeats']} studies) drift interval covers {100 * res['drift_coverage']:.0f}%, "
-              f"optimum intervals {100 * res['optimum_coverage']:.0f}%; " + "; ".join(parts))
-        cover = ", ".join(f"{k} {100 * v:.0f}% (x{res['widening_needed'][k]:.2f} for 95%)" for k, v in res["coverage"].items())
+        parts = [f"{q}: right {100 * res[q]['right']:.0f}%, wrong {100 * res[q]['wrong']:.0f}% "
+                 f"{res[q]['counts']}" for q in questions]
+        print(f"{res['scenario']:<18} ({res['repeats']} studies) drift interval covers "
+              f"{100 * res['drift_coverage']:.0f}%, optimum intervals {100 * res['optimum_coverage']:.0f}%; "
+              + "; ".join(parts))
+        cover = ", ".join(f"{k} {100 * v:.0f}% (x{res['widening_needed'][k]:.2f} for 95%)"
+                          for k, v in res["coverage"].items())
         print(f"{'':<18} 95% intervals cover: {cover}")
 
 

@@ -9,7 +9,9 @@ Both read the same measurements, so the comparison is of what each method choose
 Same answer: the bracket's optimum within 0.5 octave of the dense grid's, or its loss within 0.5%.
 Cost: trials (every trial has the same token budget here, so trials = trial-tokens).
 
-    .venv/bin/python benchmarks/search_cost.py [--repeats 1000] [--real results/dense-half-octave] [--json]
+    .venv/bin/python benchmarks/search_cost.py [--repeats 1000] [--real results/dense-half-octave] [--quick] [--json]
+
+--quick: 40 synthetic shapes (seconds), a smoke test of the same code path; --real still replays all.
 """
 
 from __future__ import annotations
@@ -70,13 +72,13 @@ def synthetic(repeats: int) -> dict:
 
 
 def real(results: Path) -> dict:
-    from completep_sweep.search import outcome
+    from completep_sweep.search import row_outcome
     from completep_sweep.store import ResultStore
 
     rows = ResultStore(results).load()
     shapes = {}
     for r in rows.to_dict("records"):
-        shapes.setdefault((r["parameterization"], r["depth"]), {})[(math.log2(r["lr"]), r["seed"])] = outcome(r)
+        shapes.setdefault((r["parameterization"], r["depth"]), {})[(math.log2(r["lr"]), r["seed"])] = row_outcome(r)
     out = []
     for (p, depth), measured in sorted(shapes.items()):
         def loss(x, s, m=measured):
@@ -86,7 +88,7 @@ def real(results: Path) -> dict:
         group = bracket(loss)
         x_b = group.best()
         out.append({"parameterization": p, "depth": depth, "dense_optimum": x_d, "bracket_optimum": x_b,
-                    "same_answer": bool(same_answer(x_b, x_d, lambda x: means[x])),
+                    "same_answer": bool(same_answer(x_b, x_d, lambda x, means=means: means[x])),
                     "trials": len(group.measured), "dense_trials": len(DENSE) * len(SEEDS)})
     total = sum(o["trials"] for o in out) / sum(o["dense_trials"] for o in out)
     return {"shapes": out, "same_answer": float(np.mean([o["same_answer"] for o in out])), "cost_ratio": total}
@@ -94,24 +96,26 @@ def real(results: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, help="synthetic shapes (default 1000; 40 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: a few synthetic shapes")
     parser.add_argument("--real", type=Path, help="results folder of benchmarks/dense-half-octave.toml")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = {"synthetic": synthetic(args.repeats)}
+    report = {"synthetic": synthetic(args.repeats or (40 if args.quick else 1000))}
     if args.real:
         report["real"] = real(args.real)
     if args.json:
         print(json.dumps(report, indent=1))
         return
     s = report["synthetic"]
-    print(f"synthetic, {s['repeats']} shapes: same answer {100 * s['same_answer']:.1f}%, cost {100 * s['cost_ratio']:.1f}% "
-          f"of the dense grid's trials; within 0.5 octave of the true optimum: bracket "
-          f"{100 * s['bracket_within_half_octave_of_truth']:.1f}%, dense {100 * s['dense_within_half_octave_of_truth']:.1f}%")
+    print(f"synthetic, {s['repeats']} shapes: same answer {100 * s['same_answer']:.1f}%, "
+          f"cost {100 * s['cost_ratio']:.1f}% of the dense grid's trials; within 0.5 octave of the true "
+          f"optimum: bracket {100 * s['bracket_within_half_octave_of_truth']:.1f}%, "
+          f"dense {100 * s['dense_within_half_octave_of_truth']:.1f}%")
     if "real" in report:
         r = report["real"]
-        print(f"real trials ({args.real}), {len(r['shapes'])} shapes: same answer {100 * r['same_answer']:.0f}%, "
-              f"cost {100 * r['cost_ratio']:.1f}% of the dense grid's trials")
+        print(f"real trials ({args.real}), {len(r['shapes'])} shapes: same answer "
+              f"{100 * r['same_answer']:.0f}%, cost {100 * r['cost_ratio']:.1f}% of the dense grid's trials")
         for o in r["shapes"]:
             print(f"  {o['parameterization']:<10} depth {o['depth']:>2}: dense 2^{o['dense_optimum']:g}, bracket "
                   f"2^{o['bracket_optimum']:g} ({o['trials']} of {o['dense_trials']} trials)"

@@ -20,29 +20,28 @@ import time
 import torch
 
 from completep_sweep.data import load_source
-from completep_sweep.model import Transformer
 from completep_sweep.optim import build_optimizer
-from completep_sweep.parameterization import scaling_rules
-from completep_sweep.train import model_config
+from completep_sweep.train import build_model
 from completep_sweep.trial import TrialConfig
 
 NAMES = ["sp", "mup", "alpha0.5", "completep"]
 
 
 def make_step(config: TrialConfig, variant: str):
-    if variant == "baseline":
-        rules = scaling_rules("sp", width=config.width, depth=config.depth, base_width=config.width, base_depth=config.depth)
+    """One training step of ``variant``, built as train.train_trial builds a trial (build_model, then
+    build_optimizer over config.rules()); the baseline: base shape = this shape, stock AdamW."""
+    if variant == "baseline":  # every multiplier 1: SP with the base shape at this shape
+        config = config.replace(parameterization="sp", base_width=config.width, base_depth=config.depth)
     else:
-        rules = scaling_rules(variant, width=config.width, depth=config.depth,
-                              base_width=config.base_width, base_depth=config.base_depth)
-    torch.manual_seed(0)
-    model = Transformer(model_config(config), rules)
+        config = config.replace(parameterization=variant)
+    model = build_model(config)
     if variant == "baseline":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
     else:
-        opt = build_optimizer(model, lr=1e-3, weight_decay=0.0, eps=1e-8, betas=(0.9, 0.95))
-    source = load_source("shakespeare", 256, config.seq_len)
-    batches = [source.batch("train", i, batch_size=config.batch_size, seq_len=config.seq_len) for i in range(8)]
+        opt = build_optimizer(model, config.rules(), lr=1e-3, weight_decay=0.0, eps=1e-8, betas=(0.9, 0.95))
+    source = load_source(config.data, config.vocab_size, config.seq_len)
+    batches = [source.batch("train", i, batch_size=config.batch_size, seq_len=config.seq_len)
+               for i in range(8)]
 
     def step(i: int) -> None:
         x, y = batches[i % len(batches)]

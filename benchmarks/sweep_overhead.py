@@ -5,7 +5,7 @@
    reuse, Parquet writes and idle cores at the tail cost. Goal <= 1.10x.
    - default: runs the demo sweep (sweeps/depth-transfer-demo.toml) into a temporary results dir
      (about 15 minutes on 2 cores);
-   - --quick: a 16-trial, 100-step sweep (about a minute), the smoke mode;
+   - --quick: an 8-trial, 100-step sweep (about half a minute, mostly Ray's start), the smoke mode;
    - --existing results/<sweep>: reads the latest run record of an earlier `completep-sweep run`
      (e.g. after `make sweep`) instead of training again.
 2. Expansion: parse, validate and expand a sweep file of exactly 10,000 trials (best of 3). Goal < 2 s.
@@ -29,8 +29,8 @@ for _line in (ROOT / "loopback.env").read_text().splitlines():  # loopback-only 
     if _line.strip() and not _line.startswith("#"):
         os.environ.setdefault(*_line.split("=", 1))
 
-from completep_sweep.spec import load_sweep, parse_sweep  # noqa: E402
 from completep_sweep.store import ResultStore  # noqa: E402
+from completep_sweep.sweep import load_sweep, parse_sweep  # noqa: E402
 
 QUICK = """
 name = "overhead-quick"
@@ -38,7 +38,7 @@ model = "tiny"
 parameterizations = ["mup", "completep"]
 [grid]
 width = [64]
-depth = [2, 4]
+depth = [2]
 lr = { log2_range = [-9, -6] }
 [train]
 steps = 100
@@ -93,7 +93,7 @@ def expansion_time() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="smoke mode: a 16-trial sweep of 100 steps")
+    mode.add_argument("--quick", action="store_true", help="smoke mode: an 8-trial sweep of 100 steps")
     mode.add_argument("--existing", help="measure the latest run recorded in this results dir")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -4,6 +4,7 @@ helpers every test module shares, as fixtures: test modules never import each ot
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import math
 import os
 import shutil
@@ -29,7 +30,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from completep_sweep.parameterization import get_parameterization  # noqa: E402
 from completep_sweep.trial import CurvePoint, TrialConfig, TrialResult  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -40,6 +40,51 @@ def _one_thread_torch():
     import torch
 
     torch.set_num_threads(1)
+    yield
+
+
+# ---------------------------------------------------------------- a cheap bootstrap by default
+
+CHEAP_BOOTSTRAP = 40
+"""Bootstrap resamples ``analyze`` draws in tests that do not ask for the full count: verdicts on
+the synthetic sweeps here are clear-cut, and the full count (analysis.lines.N_BOOTSTRAP) makes the
+analysis most of a test's time. A test about intervals or calibration opts out with
+``@pytest.mark.full_bootstrap``; a call that passes ``n_bootstrap=`` is never changed; ``pytest
+--full-bootstrap`` runs every test with the full count."""
+
+
+def _analyze_defaults() -> dict:
+    from completep_sweep.analysis import analyze
+
+    defaults = analyze.__kwdefaults__ or {}
+    if "n_bootstrap" not in defaults:  # fail loudly rather than silently run the full bootstrap
+        raise RuntimeError("tests/conftest.py: analyze() has no keyword-only n_bootstrap default any more; "
+                           "update the cheap-bootstrap fixtures (_cheap_bootstrap, _full_bootstrap_opt_out)")
+    return defaults
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full-bootstrap", action="store_true",
+                     help="every analyze() draws its full bootstrap (no cheap default; see CHEAP_BOOTSTRAP)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_bootstrap(pytestconfig):
+    """Session-wide, so that module- and session-scoped fixtures that analyse are cheap too."""
+    defaults = _analyze_defaults()
+    full = defaults["n_bootstrap"]
+    if not pytestconfig.getoption("--full-bootstrap"):
+        defaults["n_bootstrap"] = min(full, CHEAP_BOOTSTRAP)
+    yield full
+    defaults["n_bootstrap"] = full
+
+
+@pytest.fixture(autouse=True)
+def _full_bootstrap_opt_out(request, monkeypatch, _cheap_bootstrap):
+    """``@pytest.mark.full_bootstrap``: this test's own ``analyze`` calls draw the full count
+    (fixtures of a wider scope that it uses were computed cheaply)."""
+    if request.node.get_closest_marker("full_bootstrap") is not None:
+        monkeypatch.setitem(_analyze_defaults(), "n_bootstrap", _cheap_bootstrap)
     yield
 
 
@@ -129,7 +174,8 @@ class Driver:
             if predicate():
                 return
             if self.proc.poll() is not None:
-                raise AssertionError(f"the driver exited ({self.proc.returncode}) before {what}:\n{self.output()[-3000:]}")
+                raise AssertionError(f"the driver exited ({self.proc.returncode}) before {what}:\n"
+                                     f"{self.output()[-3000:]}")
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n{self.output()[-3000:]}")
 
@@ -169,17 +215,18 @@ def start_driver():
 # ---------------------------------------------------------------- rows
 
 
-def _result(*, lr: float = 0.01, status: str = "ok", curve_steps=(10, 20), final_val_loss: float | None = None,
-            worker: str = "", code_version: str = "test", flops: float = 1e9, wall_time_s: float = 1.5,
-            **config) -> TrialResult:
+def _result(*, lr: float = 0.01, status: str = "ok", curve_steps=(10, 20),
+            final_val_loss: float | None = None, worker: str = "", code_version: str = "test",
+            flops: float = 1e9, wall_time_s: float = 1.5, **config) -> TrialResult:
     config = TrialConfig(**{"sweep": "s", "lr": lr, **config})
     ok = status == "ok"
-    curve = tuple(CurvePoint(step=s, tokens=s * 10, train_loss=4 - s / 100 + lr, val_loss=4.1 - s / 100 + lr, lr=lr)
-                  for s in curve_steps)
+    curve = tuple(CurvePoint(step=s, tokens=s * 10, train_loss=4 - s / 100 + lr, val_loss=4.1 - s / 100 + lr,
+                             lr=lr) for s in curve_steps)
     val = final_val_loss if final_val_loss is not None else (curve[-1].val_loss if ok else math.nan)
-    return TrialResult(config=config, status=status, final_train_loss=curve[-1].train_loss, final_val_loss=val,
-                       diverged_at_step=None if ok else 5, steps_done=curve_steps[-1] if ok else 5, clip_fraction=0.0,
-                       flops=flops, n_params=1000, wall_time_s=wall_time_s, device="cpu", worker=worker,
+    return TrialResult(config=config, status=status, final_train_loss=curve[-1].train_loss,
+                       final_val_loss=val, diverged_at_step=None if ok else 5,
+                       steps_done=curve_steps[-1] if ok else 5, clip_fraction=0.0, flops=flops, n_params=1000,
+                       wall_time_s=wall_time_s, device="cpu", worker=worker,
                        started_at="2026-01-01T00:00:00+00:00", code_version=code_version, curve=curve)
 
 
@@ -189,10 +236,12 @@ def make_result():
     return _result
 
 
-DEFAULTS = TrialConfig().to_dict()
-MEASURED = dict(final_train_loss=np.nan, diverged_at_step=None, steps_done=600, clip_fraction=0.0,
-                n_params=1000, wall_time_s=1.0, device="cpu", worker="", started_at="", code_version="test",
-                error="", tokens=600 * 16 * 64)
+# Measured values of a synthetic row that no analysis varies (loss, status and FLOPs come from _trials).
+SYNTHETIC_MEASURED = dict(final_train_loss=math.nan, steps_done=600, clip_fraction=0.0, n_params=1000,
+                          wall_time_s=1.0, device="cpu", worker="", started_at="", code_version="test",
+                          error="")
+CONFIG_FIELDS = frozenset(TrialConfig.field_names())
+RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(TrialResult)) - {"config", "curve"}
 
 
 def _trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 32), width=64,
@@ -200,7 +249,15 @@ def _trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 32),
             c=0.05, l0=lambda depth, width: 3.0, diverge_log2=math.inf, rng_seed=0,
             flops=lambda depth, width: 1e12 * depth, extra=None) -> pd.DataFrame:
     """Synthetic rows: loss(lr) = l0(depth, width) + c·(log2 lr − opt_log2(depth, width))² + noise;
-    lr above ``diverge_log2`` diverges."""
+    lr above ``diverge_log2`` diverges. Each row is ``TrialResult.row()`` of a real ``TrialConfig``
+    (``extra``: more config fields, or measured ones), so the rows follow the schema wherever it goes."""
+    extra = dict(extra or {})
+    unknown = set(extra) - CONFIG_FIELDS - RESULT_FIELDS
+    if unknown:
+        raise TypeError(f"make_trials(extra=...): {sorted(unknown)} are not fields of TrialConfig "
+                        "or TrialResult")
+    config_extra = {k: v for k, v in extra.items() if k in CONFIG_FIELDS}
+    measured = {**SYNTHETIC_MEASURED, **{k: v for k, v in extra.items() if k in RESULT_FIELDS}}
     rng = np.random.default_rng(rng_seed)
     widths = width if isinstance(width, (tuple, list)) else (width,)
     rows = []
@@ -210,17 +267,14 @@ def _trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 32),
                 for seed in seeds:
                     diverged = e > diverge_log2
                     loss = l0(depth, w) + c * (e - opt_log2(depth, w)) ** 2 + noise * rng.standard_normal()
-                    rows.append({
-                        **DEFAULTS, **MEASURED, **(extra or {}),
-                        "trial_id": f"{parameterization}-{w}-{depth}-{e}-{seed}",
-                        "parameterization": parameterization, "width": w, "depth": depth,
-                        "alpha": get_parameterization(parameterization).alpha,
-                        "base_width": base_width, "base_depth": base_depth, "lr": 2.0**e,
-                        "seed": seed, "status": "diverged" if diverged else "ok",
-                        "final_val_loss": np.nan if diverged else loss,
-                        "diverged_at_step": 10 if diverged else None,
-                        "flops": flops(depth, w),
-                    })
+                    config = TrialConfig(**{
+                        **config_extra, "parameterization": parameterization, "width": w, "depth": depth,
+                        "base_width": base_width, "base_depth": base_depth, "lr": 2.0**e, "seed": seed})
+                    result = TrialResult(**{
+                        **measured, "config": config, "status": "diverged" if diverged else "ok",
+                        "final_val_loss": math.nan if diverged else loss,
+                        "diverged_at_step": 10 if diverged else None, "flops": flops(depth, w)})
+                    rows.append(result.row())
     return pd.DataFrame(rows)
 
 

@@ -110,6 +110,7 @@ def test_optima_that_scatter_off_any_line_are_inconclusive(make_trials):
     assert "seeds" in t.next_step and "bend" in t.next_step
 
 
+@pytest.mark.full_bootstrap
 def test_a_small_zigzag_beyond_the_noise_widens_the_interval_and_still_transfers(make_trials):
     # Optima a few tenths of an octave apart, far more than their tiny noise explains: the drift's
     # interval is at least what the scatter says (not the noise's), and the zigzag, well inside the
@@ -126,6 +127,7 @@ def test_a_small_zigzag_beyond_the_noise_widens_the_interval_and_still_transfers
     assert t.slope_high - t.slope_low >= 2 * half - 1e-9 and t.slope_high - t.slope_low < 1.0
 
 
+@pytest.mark.full_bootstrap
 def test_a_noisy_flat_optimum_is_inconclusive_and_says_how_many_seeds_would_decide(make_trials):
     t = row(analyze(make_trials(lambda d, w: -7.0, depths=(2, 4, 8, 16), lr_log2=range(-12, -2), noise=0.05,
                                 c=0.01, rng_seed=5, seeds=(0, 1))).transfer, axis="depth")
@@ -200,6 +202,7 @@ def test_other_hp_fixed_at_its_best_value(make_trials):
     assert (s.init_std == 0.02).all()
 
 
+@pytest.mark.full_bootstrap
 def test_optimum_intervals_cover_the_truth_with_several_seeds(make_trials):
     rng = np.random.default_rng(1)
     truth = {d: t for d, t in zip((2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32), rng.uniform(-8.5, -6.5, 12))}
@@ -385,6 +388,7 @@ def test_provenance_columns_do_not_split_the_grid(make_trials):
     assert optima.optimum.eq(2.0**-7).all()
 
 
+@pytest.mark.full_bootstrap
 @pytest.mark.parametrize("per_doubling, verdict", [(-0.05, "helps"), (0.05, "hurts"), (0.0, "flat")])
 def test_depth_payoff_reads_the_best_loss_against_depth(make_trials, per_doubling, verdict):
     # The best loss moves by `per_doubling` nats per doubling of depth; the optimum stays put.

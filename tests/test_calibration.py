@@ -12,6 +12,8 @@ import pytest
 from completep_sweep.analysis import analyze
 from completep_sweep.synthetic import simulate_study
 
+pytestmark = pytest.mark.slow  # 48 simulated studies, a real bootstrap (~30 s); fast checks: test_analysis
+
 STUDIES = 12
 
 

@@ -161,7 +161,8 @@ def test_coord_check_plot(tmp_path):
         for step in (0, 10) for site in ("embedding", "block0.attn", "residual", "logits")
     ]
     paths = plot_coord_check(pd.DataFrame(rows), tmp_path / "coord")
-    assert_png(paths[0]) and paths[1].stat().st_size > 0
+    assert_png(paths[0])
+    assert paths[1].stat().st_size > 0
 
 
 def test_write_report_writes_what_it_says(trials, analysis, tmp_path):
