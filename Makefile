@@ -19,7 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The formatter's layout and the linter's rules (pyproject.toml [tool.ruff]), checked, never applied.
 lint: setup
+	$(VENV)/bin/ruff format --check completep_sweep tests benchmarks
 	$(VENV)/bin/ruff check completep_sweep tests benchmarks
 
 # Every test, `slow` (end-to-end on local Ray) included: about 20 minutes on 2 cores.

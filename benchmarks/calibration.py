@@ -40,9 +40,11 @@ SCENARIOS = {  # name: (drift octaves per doubling, payoff nats per doubling, ri
     "depth is flat": (0.0, 0.0, {"payoff": "flat"}),
     "depth hurts": (0.0, 0.02, {"payoff": "hurts"}),
 }
-WRONG = {"transfer": {"transfers": ("drifts",), "drifts": ("transfers",)},  # firm verdicts that are wrong
-         "payoff": {"helps": ("hurts",), "hurts": ("helps",), "flat": ("helps", "hurts")},
-         "stability": {"stays": ("falls", "rises"), "rises": ("falls", "stays")}}
+WRONG = {
+    "transfer": {"transfers": ("drifts",), "drifts": ("transfers",)},  # firm verdicts that are wrong
+    "payoff": {"helps": ("hurts",), "hurts": ("helps",), "flat": ("helps", "hurts")},
+    "stability": {"stays": ("falls", "rises"), "rises": ("falls", "stays")},
+}
 
 
 def run(name: str, repeats: int, n_boot: int = 200, offset: int = 0) -> dict:
@@ -55,8 +57,11 @@ def run(name: str, repeats: int, n_boot: int = 200, offset: int = 0) -> dict:
         a = analyze(rows, n_bootstrap=n_boot, bootstrap_seed=r)
         t = a.transfer.iloc[0]
         covered += t.slope_low <= drift <= t.slope_high
-        for kind, row, truth in (("drift", t, drift), ("payoff", a.payoff.iloc[0], payoff),
-                                 ("stability", a.stability.iloc[0], drift)):
+        for kind, row, truth in (
+            ("drift", t, drift),
+            ("payoff", a.payoff.iloc[0], payoff),
+            ("stability", a.stability.iloc[0], drift),
+        ):
             half = (row.slope_high - row.slope_low) / 2
             if half > 0 and math.isfinite(half):
                 z[kind].append((row.slope - truth) / (half / 1.959964))
@@ -64,25 +69,36 @@ def run(name: str, repeats: int, n_boot: int = 200, offset: int = 0) -> dict:
             truth = 2.0 ** (mu0 + drift * math.log2(o.depth / DEPTHS[0]))
             optimum_total += 1
             optimum_covered += o.interval_low <= truth <= o.interval_high
-        got = {"transfer": t.verdict, "payoff": a.payoff.iloc[0].verdict, "stability": a.stability.iloc[0].verdict}
+        got = {
+            "transfer": t.verdict,
+            "payoff": a.payoff.iloc[0].verdict,
+            "stability": a.stability.iloc[0].verdict,
+        }
         for q in right:
             verdicts[q][got[q]] += 1
-    out = {"scenario": name, "repeats": repeats, "drift_coverage": covered / repeats,
-           "optimum_coverage": optimum_covered / optimum_total,
-           "coverage": {k: float(np.mean(np.abs(v) <= 1.959964)) for k, v in z.items() if v},
-           "widening_needed": {k: float(np.quantile(np.abs(v), 0.95) / 1.959964) for k, v in z.items() if v}}
+    out = {
+        "scenario": name,
+        "repeats": repeats,
+        "drift_coverage": covered / repeats,
+        "optimum_coverage": optimum_covered / optimum_total,
+        "coverage": {k: float(np.mean(np.abs(v) <= 1.959964)) for k, v in z.items() if v},
+        "widening_needed": {k: float(np.quantile(np.abs(v), 0.95) / 1.959964) for k, v in z.items() if v},
+    }
     for q, answer in right.items():
-        out[q] = {"right": verdicts[q][answer] / repeats,
-                  "wrong": sum(verdicts[q][w] for w in WRONG[q][answer]) / repeats,
-                  "counts": dict(verdicts[q])}
+        out[q] = {
+            "right": verdicts[q][answer] / repeats,
+            "wrong": sum(verdicts[q][w] for w in WRONG[q][answer]) / repeats,
+            "counts": dict(verdicts[q]),
+        }
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, help="studies per scenario (default 200; 3 with --quick)")
-    parser.add_argument("--n-bootstrap", type=int, help="bootstrap resamples per analysis (default 200; "
-                                                          "40 with --quick)")
+    parser.add_argument(
+        "--n-bootstrap", type=int, help="bootstrap resamples per analysis (default 200; 40 with --quick)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke mode: a few studies, a cheap bootstrap")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -94,13 +110,19 @@ def main() -> None:
         return
     for res in results:
         questions = [q for q in ("transfer", "payoff", "stability") if q in res]
-        parts = [f"{q}: right {100 * res[q]['right']:.0f}%, wrong {100 * res[q]['wrong']:.0f}% "
-                 f"{res[q]['counts']}" for q in questions]
-        print(f"{res['scenario']:<18} ({res['repeats']} studies) drift interval covers "
-              f"{100 * res['drift_coverage']:.0f}%, optimum intervals {100 * res['optimum_coverage']:.0f}%; "
-              + "; ".join(parts))
-        cover = ", ".join(f"{k} {100 * v:.0f}% (x{res['widening_needed'][k]:.2f} for 95%)"
-                          for k, v in res["coverage"].items())
+        parts = [
+            f"{q}: right {100 * res[q]['right']:.0f}%, wrong {100 * res[q]['wrong']:.0f}% {res[q]['counts']}"
+            for q in questions
+        ]
+        print(
+            f"{res['scenario']:<18} ({res['repeats']} studies) drift interval covers "
+            f"{100 * res['drift_coverage']:.0f}%, optimum intervals {100 * res['optimum_coverage']:.0f}%; "
+            + "; ".join(parts)
+        )
+        cover = ", ".join(
+            f"{k} {100 * v:.0f}% (x{res['widening_needed'][k]:.2f} for 95%)"
+            for k, v in res["coverage"].items()
+        )
         print(f"{'':<18} 95% intervals cover: {cover}")
 
 

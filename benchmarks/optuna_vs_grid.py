@@ -6,7 +6,8 @@ Target: within 1% of the best loss the dense half-octave grid measured with the 
 - real (--real DIR, the results of benchmarks/dense-half-octave.toml): `completep-sweep run` of an
   Optuna sweep at that grid's depth-2 shape (CompleteP, seed 0) for a few sampler seeds, on this CPU.
 
-    .venv/bin/python benchmarks/optuna_vs_grid.py [--repeats 200] [--real results/dense-half-octave] [--quick] [--json]
+    .venv/bin/python benchmarks/optuna_vs_grid.py [--repeats 200] \
+        [--real results/dense-half-octave] [--quick] [--json]
 
 --quick: 5 synthetic studies and, with --real, one sampler seed of 4 trials of 30 steps: a smoke
 test of the same code paths (seconds; a minute with --real) whose numbers mean nothing.
@@ -53,8 +54,9 @@ def synthetic(repeats: int) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     needed, grid_trials = [], len(DENSE)
     for i in range(repeats):
-        shape = SyntheticShape(optimum=float(np.random.default_rng(i).uniform(-7.5, -4.0)),
-                               rng=np.random.default_rng(5000 + i))
+        shape = SyntheticShape(
+            optimum=float(np.random.default_rng(i).uniform(-7.5, -4.0)), rng=np.random.default_rng(5000 + i)
+        )
         target = min(shape.loss(x, 0) for x in DENSE)  # the grid's best, seed 0
         study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=i))
         losses = []
@@ -62,13 +64,22 @@ def synthetic(repeats: int) -> dict:
             trial = study.ask({"lr": optuna.distributions.FloatDistribution(2**-10, 2**-3, log=True)})
             x = math.log2(trial.params["lr"])
             loss = shape.loss(x, 0)
-            study.tell(trial, loss if math.isfinite(loss) else None,
-                       state=None if math.isfinite(loss) else optuna.trial.TrialState.PRUNED)
+            study.tell(
+                trial,
+                loss if math.isfinite(loss) else None,
+                state=None if math.isfinite(loss) else optuna.trial.TrialState.PRUNED,
+            )
             losses.append(loss)
         needed.append(trials_to_target(losses, target))
     reached = [n for n in needed if n is not None]
-    return {"repeats": repeats, "reached": len(reached) / repeats, "median_trials": float(np.median(reached)),
-            "q90_trials": float(np.quantile(reached, 0.9)), "grid_trials": grid_trials, "n_trials": N_TRIALS}
+    return {
+        "repeats": repeats,
+        "reached": len(reached) / repeats,
+        "median_trials": float(np.median(reached)),
+        "q90_trials": float(np.quantile(reached, 0.9)),
+        "grid_trials": grid_trials,
+        "n_trials": N_TRIALS,
+    }
 
 
 SWEEP = """name = "optuna-{seed}"
@@ -91,8 +102,14 @@ sampler_seed = {seed}
 """
 
 
-def real(dense: Path, sampler_seeds: list[int], *, n_trials: int = N_TRIALS, steps: int = 300,
-         extra_train: str = "") -> dict:
+def real(
+    dense: Path,
+    sampler_seeds: list[int],
+    *,
+    n_trials: int = N_TRIALS,
+    steps: int = 300,
+    extra_train: str = "",
+) -> dict:
     from completep_sweep.store import ResultStore
 
     rows = ResultStore(dense).load()
@@ -104,14 +121,35 @@ def real(dense: Path, sampler_seeds: list[int], *, n_trials: int = N_TRIALS, ste
             spec = Path(tmp) / f"optuna-{seed}.toml"
             spec.write_text(SWEEP.format(seed=seed, n=n_trials, steps=steps, extra_train=extra_train))
             t0 = time.monotonic()
-            run = subprocess.run([sys.executable, "-m", "completep_sweep.cli", "run", str(spec), "--results", tmp,
-                                  "--no-mlflow", "--max-concurrent", "1"], capture_output=True, text=True)
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "completep_sweep.cli",
+                    "run",
+                    str(spec),
+                    "--results",
+                    tmp,
+                    "--no-mlflow",
+                    "--max-concurrent",
+                    "1",
+                ],
+                capture_output=True,
+                text=True,
+            )
             wall = time.monotonic() - t0
             if run.returncode != 0:
                 sys.exit(f"completep-sweep run {spec.name} exited {run.returncode}:\n{run.stderr[-3000:]}")
             done = ResultStore(Path(tmp) / f"optuna-{seed}").load().sort_values("started_at", kind="stable")
-            out.append({"sampler_seed": seed, "trials_to_target": trials_to_target(list(done.final_val_loss), target),
-                        "best": float(done.final_val_loss.min()), "wall_time_s": wall, "trials": len(done)})
+            out.append(
+                {
+                    "sampler_seed": seed,
+                    "trials_to_target": trials_to_target(list(done.final_val_loss), target),
+                    "best": float(done.final_val_loss.min()),
+                    "wall_time_s": wall,
+                    "trials": len(done),
+                }
+            )
     return {"target": target, "grid_trials": len(grid), "n_trials": n_trials, "runs": out}
 
 
@@ -120,8 +158,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="synthetic studies (default 200; 5 with --quick)")
     parser.add_argument("--real", type=Path, help="results folder of benchmarks/dense-half-octave.toml")
     parser.add_argument("--sampler-seeds", type=int, nargs="+", help="default 0 1 2 (0 with --quick)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke mode: a few synthetic studies; with --real, 4 trials of 30 steps")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke mode: a few synthetic studies; with --real, 4 trials of 30 steps",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report = {"synthetic": synthetic(args.repeats or (5 if args.quick else 200))}
@@ -133,15 +174,23 @@ def main() -> None:
         print(json.dumps(report, indent=1))
         return
     s = report["synthetic"]
-    print(f"synthetic, {s['repeats']} studies: within 1% of the grid's best in {100 * s['reached']:.0f}% of "
-          f"studies; median {s['median_trials']:g} trials (90th percentile {s['q90_trials']:g}) vs "
-          f"{s['grid_trials']} grid trials")
+    print(
+        f"synthetic, {s['repeats']} studies: within 1% of the grid's best in {100 * s['reached']:.0f}% of "
+        f"studies; median {s['median_trials']:g} trials (90th percentile {s['q90_trials']:g}) vs "
+        f"{s['grid_trials']} grid trials"
+    )
     if "real" in report:
         r = report["real"]
-        print(f"real trials at width 32, depth 2 (grid best {r['target']:.4f} over {r['grid_trials']} seed-0 trials):")
+        print(
+            f"real trials at width 32, depth 2 (grid best {r['target']:.4f} "
+            f"over {r['grid_trials']} seed-0 trials):"
+        )
         for run in r["runs"]:
-            print(f"  sampler seed {run['sampler_seed']}: within 1% after {run['trials_to_target']} trials, best "
-                  f"{run['best']:.4f}, {run['wall_time_s']:.0f} s for {run['trials']} trials")
+            print(
+                f"  sampler seed {run['sampler_seed']}: within 1% after "
+                f"{run['trials_to_target']} trials, best "
+                f"{run['best']:.4f}, {run['wall_time_s']:.0f} s for {run['trials']} trials"
+            )
 
 
 if __name__ == "__main__":

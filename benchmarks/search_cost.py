@@ -9,7 +9,8 @@ Both read the same measurements, so the comparison is of what each method choose
 Same answer: the bracket's optimum within 0.5 octave of the dense grid's, or its loss within 0.5%.
 Cost: trials (every trial has the same token budget here, so trials = trial-tokens).
 
-    .venv/bin/python benchmarks/search_cost.py [--repeats 1000] [--real results/dense-half-octave] [--quick] [--json]
+    .venv/bin/python benchmarks/search_cost.py [--repeats 1000] \
+        [--real results/dense-half-octave] [--quick] [--json]
 
 --quick: 40 synthetic shapes (seconds), a smoke test of the same code path; --real still replays all.
 """
@@ -66,9 +67,13 @@ def synthetic(repeats: int) -> dict:
         ratio.append(len(group.measured) / (len(DENSE) * len(SEEDS)))
         err_b.append(abs(x_b - optimum))
         err_d.append(abs(x_d - optimum))
-    return {"repeats": repeats, "same_answer": float(np.mean(agree)), "cost_ratio": float(np.mean(ratio)),
-            "bracket_within_half_octave_of_truth": float(np.mean(np.array(err_b) <= 0.5)),
-            "dense_within_half_octave_of_truth": float(np.mean(np.array(err_d) <= 0.5))}
+    return {
+        "repeats": repeats,
+        "same_answer": float(np.mean(agree)),
+        "cost_ratio": float(np.mean(ratio)),
+        "bracket_within_half_octave_of_truth": float(np.mean(np.array(err_b) <= 0.5)),
+        "dense_within_half_octave_of_truth": float(np.mean(np.array(err_d) <= 0.5)),
+    }
 
 
 def real(results: Path) -> dict:
@@ -78,20 +83,36 @@ def real(results: Path) -> dict:
     rows = ResultStore(results).load()
     shapes = {}
     for r in rows.to_dict("records"):
-        shapes.setdefault((r["parameterization"], r["depth"]), {})[(math.log2(r["lr"]), r["seed"])] = row_outcome(r)
+        shapes.setdefault((r["parameterization"], r["depth"]), {})[(math.log2(r["lr"]), r["seed"])] = (
+            row_outcome(r)
+        )
     out = []
     for (p, depth), measured in sorted(shapes.items()):
+
         def loss(x, s, m=measured):
             return m[(x, s)]
+
         means = {x: np.mean([loss(x, s) for s in SEEDS]) for x in DENSE}
         x_d = dense_choice(loss)
         group = bracket(loss)
         x_b = group.best()
-        out.append({"parameterization": p, "depth": depth, "dense_optimum": x_d, "bracket_optimum": x_b,
-                    "same_answer": bool(same_answer(x_b, x_d, lambda x, means=means: means[x])),
-                    "trials": len(group.measured), "dense_trials": len(DENSE) * len(SEEDS)})
+        out.append(
+            {
+                "parameterization": p,
+                "depth": depth,
+                "dense_optimum": x_d,
+                "bracket_optimum": x_b,
+                "same_answer": bool(same_answer(x_b, x_d, lambda x, means=means: means[x])),
+                "trials": len(group.measured),
+                "dense_trials": len(DENSE) * len(SEEDS),
+            }
+        )
     total = sum(o["trials"] for o in out) / sum(o["dense_trials"] for o in out)
-    return {"shapes": out, "same_answer": float(np.mean([o["same_answer"] for o in out])), "cost_ratio": total}
+    return {
+        "shapes": out,
+        "same_answer": float(np.mean([o["same_answer"] for o in out])),
+        "cost_ratio": total,
+    }
 
 
 def main() -> None:
@@ -108,18 +129,25 @@ def main() -> None:
         print(json.dumps(report, indent=1))
         return
     s = report["synthetic"]
-    print(f"synthetic, {s['repeats']} shapes: same answer {100 * s['same_answer']:.1f}%, "
-          f"cost {100 * s['cost_ratio']:.1f}% of the dense grid's trials; within 0.5 octave of the true "
-          f"optimum: bracket {100 * s['bracket_within_half_octave_of_truth']:.1f}%, "
-          f"dense {100 * s['dense_within_half_octave_of_truth']:.1f}%")
+    print(
+        f"synthetic, {s['repeats']} shapes: same answer {100 * s['same_answer']:.1f}%, "
+        f"cost {100 * s['cost_ratio']:.1f}% of the dense grid's trials; within 0.5 octave of the true "
+        f"optimum: bracket {100 * s['bracket_within_half_octave_of_truth']:.1f}%, "
+        f"dense {100 * s['dense_within_half_octave_of_truth']:.1f}%"
+    )
     if "real" in report:
         r = report["real"]
-        print(f"real trials ({args.real}), {len(r['shapes'])} shapes: same answer "
-              f"{100 * r['same_answer']:.0f}%, cost {100 * r['cost_ratio']:.1f}% of the dense grid's trials")
+        print(
+            f"real trials ({args.real}), {len(r['shapes'])} shapes: same answer "
+            f"{100 * r['same_answer']:.0f}%, cost {100 * r['cost_ratio']:.1f}% of the dense grid's trials"
+        )
         for o in r["shapes"]:
-            print(f"  {o['parameterization']:<10} depth {o['depth']:>2}: dense 2^{o['dense_optimum']:g}, bracket "
-                  f"2^{o['bracket_optimum']:g} ({o['trials']} of {o['dense_trials']} trials)"
-                  + ("" if o["same_answer"] else "  DIFFERENT"))
+            print(
+                f"  {o['parameterization']:<10} depth {o['depth']:>2}: "
+                f"dense 2^{o['dense_optimum']:g}, bracket "
+                f"2^{o['bracket_optimum']:g} ({o['trials']} of {o['dense_trials']} trials)"
+                + ("" if o["same_answer"] else "  DIFFERENT")
+            )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ def make_step(config: TrialConfig, variant: str):
     else:
         opt = build_optimizer(model, config.rules(), lr=1e-3, weight_decay=0.0, eps=1e-8, betas=(0.9, 0.95))
     source = load_source(config.data, config.vocab_size, config.seq_len)
-    batches = [source.batch("train", i, batch_size=config.batch_size, seq_len=config.seq_len)
-               for i in range(8)]
+    batches = [
+        source.batch("train", i, batch_size=config.batch_size, seq_len=config.seq_len) for i in range(8)
+    ]
 
     def step(i: int) -> None:
         x, y = batches[i % len(batches)]
@@ -71,7 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    config = TrialConfig(width=args.width, depth=args.depth, base_width=32, base_depth=2, seq_len=64, batch_size=16)
+    config = TrialConfig(
+        width=args.width, depth=args.depth, base_width=32, base_depth=2, seq_len=64, batch_size=16
+    )
     steps, rounds = (5, 1) if args.quick else (20, 15)
     variants = ["baseline", *NAMES]
     fns = {v: make_step(config, v) for v in variants}
@@ -82,18 +85,29 @@ def main() -> None:
             rates[v].append(tokens / measure(fns[v], steps))
     median = {v: statistics.median(r) for v, r in rates.items()}
     result = {
-        "shape": {"width": config.width, "depth": config.depth, "base_width": 32, "base_depth": 2,
-                  "batch_size": config.batch_size, "seq_len": config.seq_len},
-        "threads": args.threads, "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor()}",
-        "rounds": rounds, "steps_per_round": steps,
+        "shape": {
+            "width": config.width,
+            "depth": config.depth,
+            "base_width": 32,
+            "base_depth": 2,
+            "batch_size": config.batch_size,
+            "seq_len": config.seq_len,
+        },
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()} {platform.processor()}",
+        "rounds": rounds,
+        "steps_per_round": steps,
         "tokens_per_s": {v: round(r) for v, r in median.items()},
         "ratio_to_baseline": {v: round(median[v] / median["baseline"], 3) for v in NAMES},
     }
     if args.json:
         print(json.dumps(result))
         return
-    print(f"width {config.width} depth {config.depth} (base 32x2), batch {config.batch_size}x{config.seq_len}, "
-          f"{args.threads} thread(s), torch {torch.__version__}, median of {rounds} interleaved rounds")
+    print(
+        f"width {config.width} depth {config.depth} (base 32x2), batch {config.batch_size}x{config.seq_len}, "
+        f"{args.threads} thread(s), torch {torch.__version__}, median of {rounds} interleaved rounds"
+    )
     print(f"  {'baseline':<10} {median['baseline']:>9.0f} tokens/s")
     for v in NAMES:
         print(f"  {v:<10} {median[v]:>9.0f} tokens/s   {median[v] / median['baseline']:.3f}x baseline")

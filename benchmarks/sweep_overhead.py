@@ -60,15 +60,24 @@ seed = [0, 1]
 
 
 def overhead_from(store: ResultStore, run: dict) -> dict:
-    """Ideal time (trial seconds / concurrency) of the trials started during ``run``, against its wall time."""
+    """Ideal time of the trials started during ``run``, against its wall time.
+
+    Ideal time: the trials' seconds / concurrency.
+    """
     rows = store.load(include_errors=False)
     started = datetime.fromisoformat(run["started_at"])
     finished = datetime.fromisoformat(run["finished_at"])
     mine = rows[[started <= datetime.fromisoformat(t) <= finished for t in rows.started_at]]
     ideal = mine.wall_time_s.sum() / run["concurrency"]
-    return {"sweep": store.root.name, "trials": int(len(mine)), "concurrency": run["concurrency"],
-            "wall_time_s": round(run["wall_time_s"], 1), "sum_trial_time_s": round(float(mine.wall_time_s.sum()), 1),
-            "ideal_s": round(float(ideal), 1), "ratio": round(run["wall_time_s"] / ideal, 3)}
+    return {
+        "sweep": store.root.name,
+        "trials": int(len(mine)),
+        "concurrency": run["concurrency"],
+        "wall_time_s": round(run["wall_time_s"], 1),
+        "sum_trial_time_s": round(float(mine.wall_time_s.sum()), 1),
+        "ideal_s": round(float(ideal), 1),
+        "ratio": round(run["wall_time_s"] / ideal, 3),
+    }
 
 
 def run_and_measure(spec_text: str, spec_name: str) -> dict:
@@ -112,10 +121,15 @@ def main() -> None:
         print(json.dumps(result))
         return
     o, e = result["overhead"], result["expansion"]
-    print(f"sweep {o['sweep']}: {o['trials']} trials at concurrency {o['concurrency']}: wall {o['wall_time_s']} s, "
-          f"ideal (sum of trial times / concurrency) {o['ideal_s']} s -> {o['ratio']:.3f}x (goal <= 1.10x)")
-    print(f"expansion of a {e['trials']:,}-trial sweep file: {e['seconds']:.3f} s "
-          f"({e['us_per_trial']} us per trial; goal < 2 s)")
+    print(
+        f"sweep {o['sweep']}: {o['trials']} trials at concurrency {o['concurrency']}: "
+        f"wall {o['wall_time_s']} s, "
+        f"ideal (sum of trial times / concurrency) {o['ideal_s']} s -> {o['ratio']:.3f}x (goal <= 1.10x)"
+    )
+    print(
+        f"expansion of a {e['trials']:,}-trial sweep file: {e['seconds']:.3f} s "
+        f"({e['us_per_trial']} us per trial; goal < 2 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,158 +1,95 @@
-"""The ``completep-sweep`` command line: parse, dispatch to commands.py, map errors to exit codes.
+"""The ``completep-sweep`` command line: parse, dispatch to commands/, map errors to exit codes.
 
-Parsing only: argument types check values (one line naming the argument and the fix, exit 2);
-what a command does lives in commands.py.
+Parsing only: argument types (cli_args.py) check values, one line naming the argument and the fix,
+exit 2; what a command does lives in commands/.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-import re
 import sys
-from typing import Callable, Sequence
+from collections.abc import Sequence
 
-from .commands import (
-    DEFAULT_RESULTS, UsageError, cmd_coord_check, cmd_explain, cmd_export, cmd_lazy_check, cmd_report, cmd_run,
-    cmd_status,
-    cmd_submit, cmd_sync, cmd_trial, cmd_ui, cmd_validate,
+from .cli_args import (
+    EXAMPLES,
+    EXIT_BAD_INPUT,
+    HelpFormatter,
+    Parser,
+    device_name,
+    int_list,
+    name_list,
+    non_negative_int,
+    parameterization_name,
+    positive_float,
+    positive_int,
 )
-from .parameterization import NAMES_HELP, get_parameterization
-
-EXIT_BAD_INPUT = 2
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def positive_float(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number (got {text!r})") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number (got {text})")
-        return value
-    return parse
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} (got {text!r})") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what} (got {value})")
-        return value
-    return parse
-
-
-positive_int, non_negative_int = int_at_least(1), int_at_least(0)
-
-
-def device_name(text: str) -> str:
-    if text == "auto" or text == "cpu" or re.fullmatch(r"cuda(:\d+)?", text):
-        if text.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise argparse.ArgumentTypeError(f"{text}: CUDA is not available here; use auto or cpu")
-        return text
-    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N (got {text!r})")
-
-
-def parameterization_name(text: str) -> str:
-    try:
-        return get_parameterization(text).name
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 2,4,8 (got {text!r})") from None
-    if len(values) < 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected at least two positive integers like 2,4,8 (got {text!r})")
-    return values
-
-
-def name_list(text: str) -> list[str]:
-    return [parameterization_name(v.strip()) for v in text.split(",") if v.strip()]
-
-
-# ---------------------------------------------------------------- parser
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Each option's default after its help (none for flags and unset options, whose help says what
-    happens instead); examples in the epilog kept as written."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text \
-                and action.option_strings:
-            text += " (default: %(default)s)"
-        return text
-
-
-EXAMPLES = {  # command -> the examples printed at the end of its --help
-    "explain": ["completep-sweep explain --parameterization completep --width 2048 --depth 64",
-                "completep-sweep explain --model tiny --parameterization mup --width 128 --depth 8 --json"],
-    "trial": ["completep-sweep trial --parameterization completep --width 64 --depth 8 --lr 0.0078125 --steps 200"],
-    "coord-check": ["completep-sweep coord-check --axis depth --values 2,4,8,16 --plot coord-depth.png",
-                    "completep-sweep coord-check --axis width --parameterizations sp,mup --json"],
-    "lazy-check": ["completep-sweep lazy-check", "completep-sweep lazy-check --values 2,8,32 --json"],
-    "validate": ["completep-sweep validate sweeps/depth-transfer-demo.toml"],
-    "run": ["completep-sweep run sweeps/depth-transfer-demo.toml",
-            "completep-sweep run sweeps/cpu-depth-study.toml --max-concurrent 1 --no-mlflow",
-            "completep-sweep run sweeps/depth-transfer-demo.toml --address 10.0.0.1:6379"],
-    "status": ["completep-sweep status depth-transfer-demo", "completep-sweep status results/cpu-depth-study --watch"],
-    "submit": ["completep-sweep submit sweeps/cpu-depth-study.toml --address http://head-node:8265 --wait"],
-    "report": ["completep-sweep report depth-transfer-demo", "completep-sweep report depth-transfer-demo --json",
-               "completep-sweep report results/cpu-depth-study --tolerance 0.25"],
-    "export": ["completep-sweep export depth-transfer-demo --target-depth 64",
-               "completep-sweep export depth-transfer-demo --format toml --target-depth 64",
-               "completep-sweep export depth-transfer-demo --format csv --target-width 2048 --target-depth 64 -o hps.csv"],
-    "sync": ["completep-sweep sync depth-transfer-demo"],
-    "ui": ["completep-sweep ui", "completep-sweep ui --sweep cpu-depth-study --port 5001"],
-}
+from .commands import (
+    DEFAULT_RESULTS,
+    UsageError,
+    cmd_coord_check,
+    cmd_explain,
+    cmd_export,
+    cmd_lazy_check,
+    cmd_report,
+    cmd_run,
+    cmd_status,
+    cmd_submit,
+    cmd_sync,
+    cmd_trial,
+    cmd_ui,
+    cmd_validate,
+)
+from .parameterization import NAMES_HELP
 
 
 def build_parser() -> Parser:
     from . import __version__
 
-    parser = Parser(prog="completep-sweep", formatter_class=HelpFormatter,
-                    description="Hyperparameter-transfer sweeps for SP, µP, α=0.5 and CompleteP: does the "
-                                "optimal learning rate stay put as depth grows?",
-                    epilog="start here:\n  make sweep                      # the demo, end to end\n"
-                           "  completep-sweep report depth-transfer-demo\n"
-                           "  completep-sweep <command> --help  # options, defaults and examples")
+    parser = Parser(
+        prog="completep-sweep",
+        formatter_class=HelpFormatter,
+        description="Hyperparameter-transfer sweeps for SP, µP, α=0.5 and CompleteP: does the "
+        "optimal learning rate stay put as depth grows?",
+        epilog="start here:\n  make sweep                      # the demo, end to end\n"
+        "  completep-sweep report depth-transfer-demo\n"
+        "  completep-sweep <command> --help  # options, defaults and examples",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
     def command(name: str, helptext: str, func) -> Parser:
         epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name])
-        q = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".",
-                           epilog=epilog, formatter_class=HelpFormatter)
+        q = sub.add_parser(
+            name,
+            help=helptext,
+            description=helptext[0].upper() + helptext[1:] + ".",
+            epilog=epilog,
+            formatter_class=HelpFormatter,
+        )
         q.set_defaults(func=func)
         return q
 
     results_help = "results root holding one folder per sweep"
     p = command("explain", "print every parameter group's multipliers at a shape", cmd_explain)
-    p.add_argument("--model", default="tiny", help="model preset in models/: gives the base shape and HP defaults")
+    p.add_argument(
+        "--model", default="tiny", help="model preset in models/: gives the base shape and HP defaults"
+    )
     p.add_argument("--parameterization", required=True, type=parameterization_name, help=NAMES_HELP)
-    p.add_argument("--width", required=True, type=positive_int, help="model width (a multiple of the preset's head_dim)")
+    p.add_argument(
+        "--width", required=True, type=positive_int, help="model width (a multiple of the preset's head_dim)"
+    )
     p.add_argument("--depth", required=True, type=positive_int, help="number of transformer blocks")
-    p.add_argument("--base-width", type=positive_int, help="base width the HPs were tuned at (default: the preset's)")
-    p.add_argument("--base-depth", type=positive_int, help="base depth the HPs were tuned at (default: the preset's)")
-    p.add_argument("--lr", type=positive_float("--lr"), help="base LR for the effective values (default: the preset's)")
-    p.add_argument("--init-std", type=positive_float("--init-std"), help="base init std (default: the preset's)")
+    p.add_argument(
+        "--base-width", type=positive_int, help="base width the HPs were tuned at (default: the preset's)"
+    )
+    p.add_argument(
+        "--base-depth", type=positive_int, help="base depth the HPs were tuned at (default: the preset's)"
+    )
+    p.add_argument(
+        "--lr", type=positive_float("--lr"), help="base LR for the effective values (default: the preset's)"
+    )
+    p.add_argument(
+        "--init-std", type=positive_float("--init-std"), help="base init std (default: the preset's)"
+    )
     p.add_argument("--weight-decay", type=float, help="base AdamW weight decay (default: the preset's)")
     p.add_argument("--eps", type=positive_float("--eps"), help="base AdamW epsilon (default: the preset's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -160,40 +97,65 @@ def build_parser() -> Parser:
     p = command("trial", "train one trial and print its result", cmd_trial)
     p.add_argument("--model", default="tiny", help="model preset in models/")
     p.add_argument("--parameterization", required=True, type=parameterization_name, help=NAMES_HELP)
-    p.add_argument("--width", required=True, type=positive_int, help="model width (a multiple of the preset's head_dim)")
+    p.add_argument(
+        "--width", required=True, type=positive_int, help="model width (a multiple of the preset's head_dim)"
+    )
     p.add_argument("--depth", required=True, type=positive_int, help="number of transformer blocks")
     p.add_argument("--base-width", type=positive_int, help="override the preset's base width")
     p.add_argument("--base-depth", type=positive_int, help="override the preset's base depth")
-    p.add_argument("--lr", required=True, type=positive_float("--lr"), help="base learning rate (e.g. 0.0078125 = 2^-7)")
-    p.add_argument("--init-std", type=positive_float("--init-std"), help="base init std (default: the preset's)")
+    p.add_argument(
+        "--lr", required=True, type=positive_float("--lr"), help="base learning rate (e.g. 0.0078125 = 2^-7)"
+    )
+    p.add_argument(
+        "--init-std", type=positive_float("--init-std"), help="base init std (default: the preset's)"
+    )
     p.add_argument("--steps", type=positive_int, help="optimizer steps (default: the preset's)")
-    p.add_argument("--warmup-steps", type=non_negative_int, help="linear warmup steps (default: the preset's)")
+    p.add_argument(
+        "--warmup-steps", type=non_negative_int, help="linear warmup steps (default: the preset's)"
+    )
     p.add_argument("--batch-size", type=positive_int, help="sequences per step (default: the preset's)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="init and data-order seed")
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads")
     p.add_argument("--json", action="store_true", help="print the TrialResult row as JSON")
 
-    p = command("coord-check", "coordinate check: activation sizes after a few steps, over depth or width",
-                cmd_coord_check)
+    p = command(
+        "coord-check",
+        "coordinate check: activation sizes after a few steps, over depth or width",
+        cmd_coord_check,
+    )
     p.add_argument("--model", default="tiny", help="model preset in models/")
     p.add_argument("--axis", required=True, choices=["depth", "width"], help="what varies")
-    p.add_argument("--values", type=int_list, help="e.g. 2,4,8,16,32 (default: depths 2..32, or 1-8x base width)")
+    p.add_argument(
+        "--values", type=int_list, help="e.g. 2,4,8,16,32 (default: depths 2..32, or 1-8x base width)"
+    )
     p.add_argument("--steps", type=positive_int, default=10, help="training steps before measuring")
     p.add_argument("--lr", type=positive_float("--lr"), default=1e-3, help="base learning rate of the steps")
-    p.add_argument("--parameterizations", type=name_list, default=["sp", "mup", "alpha0.5", "completep"],
-                   help="comma-separated: " + NAMES_HELP)
+    p.add_argument(
+        "--parameterizations",
+        type=name_list,
+        default=["sp", "mup", "alpha0.5", "completep"],
+        help="comma-separated: " + NAMES_HELP,
+    )
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true", help="print slopes and pass/fail as JSON")
     p.add_argument("--plot", help="write the figure to this path (.png; an .svg beside it)")
 
-    p = command("lazy-check", "laziness check (paper Fig. 6): a block's distance from its linearization "
-                              "after one step, against depth", cmd_lazy_check)
+    p = command(
+        "lazy-check",
+        "laziness check (paper Fig. 6): a block's distance from its linearization "
+        "after one step, against depth",
+        cmd_lazy_check,
+    )
     p.add_argument("--model", default="tiny", help="model preset in models/")
     p.add_argument("--values", type=int_list, default=[2, 4, 8, 16, 32], help="depths")
     p.add_argument("--lr", type=positive_float("--lr"), default=2.0**-7, help="base lr of the one step")
-    p.add_argument("--parameterizations", type=name_list, default=["sp", "mup", "alpha0.5", "completep"],
-                   help="comma-separated: " + NAMES_HELP)
+    p.add_argument(
+        "--parameterizations",
+        type=name_list,
+        default=["sp", "mup", "alpha0.5", "completep"],
+        help="comma-separated: " + NAMES_HELP,
+    )
     p.add_argument("--json", action="store_true", help="print slopes, expectations and pass/fail as JSON")
 
     p = command("validate", "check a sweep file; print trials, pending and an estimate", cmd_validate)
@@ -204,57 +166,100 @@ def build_parser() -> Parser:
     p.add_argument("spec", metavar="SPEC", help="sweep file, e.g. sweeps/depth-transfer-demo.toml")
     p.add_argument("--results", default=DEFAULT_RESULTS, help=results_help)
     p.add_argument("--address", help="Ray cluster address (default: start Ray in this process)")
-    p.add_argument("--max-concurrent", type=positive_int, help="at most N trials at once (default: as CPUs allow)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
-                                          "sqlite:///<results>/mlflow.db)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (rows are in Parquet anyway)")
+    p.add_argument(
+        "--max-concurrent", type=positive_int, help="at most N trials at once (default: as CPUs allow)"
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///<results>/mlflow.db)",
+    )
+    p.add_argument(
+        "--no-mlflow", action="store_true", help="do not log to MLflow (rows are in Parquet anyway)"
+    )
 
     p = command("status", "counts by status and what is pending; --watch: live running trials", cmd_status)
     p.add_argument("target", metavar="RESULTS_DIR_OR_NAME", help="results/<sweep>, or just the sweep name")
     p.add_argument("--results", default=DEFAULT_RESULTS, help=results_help)
-    p.add_argument("--watch", action="store_true", help="refresh a table of running and latest finished trials "
-                                                        "until the search is complete (Ctrl-C stops watching)")
-    p.add_argument("--interval", type=positive_float("--interval"), default=5.0, help="seconds between refreshes")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh a table of running and latest finished trials "
+        "until the search is complete (Ctrl-C stops watching)",
+    )
+    p.add_argument(
+        "--interval", type=positive_float("--interval"), default=5.0, help="seconds between refreshes"
+    )
 
     p = command("submit", "submit the run to a Ray cluster as a Ray Job", cmd_submit)
     p.add_argument("spec", metavar="SPEC", help="sweep file, e.g. sweeps/cpu-depth-study.toml")
     p.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://HOST:8265")
-    p.add_argument("--results", default="~/completep-sweep/results", help="results root on the cluster's head node")
+    p.add_argument(
+        "--results", default="~/completep-sweep/results", help="results root on the cluster's head node"
+    )
     p.add_argument("--max-concurrent", type=positive_int, help="at most N trials at once")
     p.add_argument("--attempt", type=positive_int, default=1, help="bump to resubmit after a failed job")
-    p.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 0 only if it succeeded")
+    p.add_argument(
+        "--wait", action="store_true", help="follow the job until it ends; exit 0 only if it succeeded"
+    )
 
-    for name, helptext, func in (("report", "recommendations, verdicts, optimal-HP tables and plots of a sweep",
-                                  cmd_report),
-                                 ("export", "the optimal-HP table, or the HPs to use at a target shape", cmd_export)):
+    for name, helptext, func in (
+        ("report", "recommendations, verdicts, optimal-HP tables and plots of a sweep", cmd_report),
+        ("export", "the optimal-HP table, or the HPs to use at a target shape", cmd_export),
+    ):
         p = command(name, helptext, func)
         p.add_argument("target", metavar="RESULTS_DIR", help="results/<sweep>, or just the sweep name")
         p.add_argument("--results", default=DEFAULT_RESULTS, help=results_help)
-        p.add_argument("--tolerance", type=positive_float("--tolerance"), default=0.5,
-                       help="octaves per doubling of depth (or width) the optimum may move and still "
-                            "'transfer' (0.5: the optimal lr changes by at most sqrt(2) per doubling)")
-        p.add_argument("--loss", default="final_val_loss", choices=["final_val_loss", "final_train_loss"],
-                       help="the loss the optima minimize")
-        p.add_argument("--include-stale", action="store_true",
-                       help="also use rows of earlier versions of the sweep that differ only in swept values")
+        p.add_argument(
+            "--tolerance",
+            type=positive_float("--tolerance"),
+            default=0.5,
+            help="octaves per doubling of depth (or width) the optimum may move and still "
+            "'transfer' (0.5: the optimal lr changes by at most sqrt(2) per doubling)",
+        )
+        p.add_argument(
+            "--loss",
+            default="final_val_loss",
+            choices=["final_val_loss", "final_train_loss"],
+            help="the loss the optima minimize",
+        )
+        p.add_argument(
+            "--include-stale",
+            action="store_true",
+            help="also use rows of earlier versions of the sweep that differ only in swept values",
+        )
     report_p, export_p = sub.choices["report"], sub.choices["export"]
-    report_p.add_argument("--json", action="store_true", help="print recommendations, optima, verdicts and regret "
-                                                              "as one JSON object")
+    report_p.add_argument(
+        "--json",
+        action="store_true",
+        help="print recommendations, optima, verdicts and regret as one JSON object",
+    )
     report_p.add_argument("--tracking-uri", help="also attach the report to this MLflow store")
     report_p.add_argument("--no-mlflow", action="store_true", help="do not attach the report to MLflow")
-    export_p.add_argument("--format", default="md", choices=["csv", "md", "latex", "json", "toml"],
-                          help="table format; toml: the ready-to-paste block for a target shape")
+    export_p.add_argument(
+        "--format",
+        default="md",
+        choices=["csv", "md", "latex", "json", "toml"],
+        help="table format; toml: the ready-to-paste block for a target shape",
+    )
     export_p.add_argument("-o", "--output", help="write to this file (default: stdout)")
-    export_p.add_argument("--target-depth", type=positive_int,
-                          help="effective per-group HPs at this depth (width: the tuned width unless given)")
-    export_p.add_argument("--target-width", type=positive_int,
-                          help="effective per-group HPs at this width (depth: the tuned depth unless given)")
+    export_p.add_argument(
+        "--target-depth",
+        type=positive_int,
+        help="effective per-group HPs at this depth (width: the tuned width unless given)",
+    )
+    export_p.add_argument(
+        "--target-width",
+        type=positive_int,
+        help="effective per-group HPs at this width (depth: the tuned depth unless given)",
+    )
 
     p = command("sync", "backfill MLflow from the Parquet rows: runs, curves, the saved chart view", cmd_sync)
     p.add_argument("target", metavar="RESULTS_DIR", help="results/<sweep>, or just the sweep name")
     p.add_argument("--results", default=DEFAULT_RESULTS, help=results_help)
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
-                                          "sqlite:///<results>/mlflow.db)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///<results>/mlflow.db)",
+    )
 
     p = command("ui", "serve the MLflow UI on the project's store and print the transfer-curves URL", cmd_ui)
     p.add_argument("--port", type=positive_int, default=5000, help="port to serve on")
@@ -282,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{parser.prog} {args.command}: error: {e.field}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Interrupted as e:
-        print(f"{parser.prog} {args.command}: interrupted by {e.name}; finished work is kept", file=sys.stderr)
+        print(
+            f"{parser.prog} {args.command}: interrupted by {e.name}; finished work is kept", file=sys.stderr
+        )
         return e.exit_code
     except (KeyboardInterrupt, SystemError) as e:  # a second Ctrl-C during the clean stop
         cause = e if isinstance(e, KeyboardInterrupt) else (e.__cause__ or e.__context__)

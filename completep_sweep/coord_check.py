@@ -43,8 +43,9 @@ def _shape(base: TrialConfig, axis: str, value: int) -> dict[str, int]:
 
 def _record_run(config: TrialConfig, steps: int, lr: float) -> list[dict]:
     model = build_model(config)
-    opt = build_optimizer(model, config.rules(), lr=lr, weight_decay=0.0, eps=config.eps,
-                          betas=(config.beta1, config.beta2))
+    opt = build_optimizer(
+        model, config.rules(), lr=lr, weight_decay=0.0, eps=config.eps, betas=(config.beta1, config.beta2)
+    )
     source = load_source(config.data, config.vocab_size, config.seq_len)
     seen: dict[str, float] = {}
 
@@ -52,17 +53,22 @@ def _record_run(config: TrialConfig, steps: int, lr: float) -> list[dict]:
         def hook(_module, args, output):
             x = args[0] if site == "residual" else output
             seen[site] = x.detach().abs().mean().item()
+
         return hook
 
     handles = [model.embed.register_forward_hook(keep("embedding"))]
     for i, block in enumerate(model.blocks):
-        handles += [block.attn.register_forward_hook(keep(f"block{i}.attn")),
-                    block.mlp.register_forward_hook(keep(f"block{i}.mlp"))]
+        handles += [
+            block.attn.register_forward_hook(keep(f"block{i}.attn")),
+            block.mlp.register_forward_hook(keep(f"block{i}.mlp")),
+        ]
     handles.append(model.ln_f.register_forward_hook(keep("residual")))
     rows = []
     try:
         for step in range(steps + 1):  # step 0 is the init; step k follows k updates
-            x, y = source.batch("train", step, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed)
+            x, y = source.batch(
+                "train", step, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed
+            )
             logits, loss = model(x, y)
             seen["logits"] = logits.detach().abs().mean().item()
             rows += [{"step": step, "site": site, "mean_abs": v} for site, v in seen.items()]
@@ -89,8 +95,15 @@ def expectation(parameterization: str, axis: str) -> tuple[float, float]:
 
 
 def run_coord_check(
-    base: TrialConfig, *, axis: str, values: list[int], parameterizations: list[str],
-    steps: int = 10, lr: float = 1e-3, seeds: tuple[int, ...] = (0, 1), threads: int | None = None,
+    base: TrialConfig,
+    *,
+    axis: str,
+    values: list[int],
+    parameterizations: list[str],
+    steps: int = 10,
+    lr: float = 1e-3,
+    seeds: tuple[int, ...] = (0, 1),
+    threads: int | None = None,
 ) -> CoordCheckResult:
     """Run the check; slopes use the final residual stream at the last step, averaged over seeds."""
     if threads:
@@ -100,11 +113,21 @@ def run_coord_check(
         for value in values:
             for seed in seeds:
                 config = base.replace(parameterization=p, seed=seed, **_shape(base, axis, value))
-                meta = {"parameterization": config.parameterization, "axis": axis, "value": value,
-                        "width": config.width, "depth": config.depth, "seed": seed}
+                meta = {
+                    "parameterization": config.parameterization,
+                    "axis": axis,
+                    "value": value,
+                    "width": config.width,
+                    "depth": config.depth,
+                    "seed": seed,
+                }
                 rows += [{**meta, **r} for r in _record_run(config, steps, lr)]
     df = pd.DataFrame.from_records(rows)
-    final = df[(df.site == "residual") & (df.step == steps)].groupby(["parameterization", "value"]).mean_abs.mean()
+    final = (
+        df[(df.site == "residual") & (df.step == steps)]
+        .groupby(["parameterization", "value"])
+        .mean_abs.mean()
+    )
     slopes, passed = {}, {}
     for p in df.parameterization.unique():
         series = final.loc[p]

@@ -86,39 +86,56 @@ def check_source(data: str, vocab_size: int, seq_len: int = 0) -> None:
     """Everything a trial will need from its data, checked before any compute; DataError names the fix."""
     if data == BUILTIN:
         if vocab_size < BYTE_VOCAB:
-            raise DataError("vocab_size", f"vocab_size {vocab_size} is too small for the byte-level corpus "
-                                          f"'{BUILTIN}'; set vocab_size = 256")
+            raise DataError(
+                "vocab_size",
+                f"vocab_size {vocab_size} is too small for the byte-level corpus "
+                f"'{BUILTIN}'; set vocab_size = 256",
+            )
         lengths = {s: len(v) for s, v in _builtin_splits().items()}
     else:
         if vocab_size > 1 << 16:
-            raise DataError("vocab_size", f"vocab_size {vocab_size} does not fit uint16 token files; "
-                                          "use vocab_size <= 65536")
+            raise DataError(
+                "vocab_size",
+                f"vocab_size {vocab_size} does not fit uint16 token files; use vocab_size <= 65536",
+            )
         info = inspect_tokens(data)
         lengths = {s: info[s]["tokens"] for s in SPLITS}
         for split in SPLITS:
             if info[split]["max_id"] >= vocab_size:
-                raise DataError("vocab_size", f"{data}/{split}.bin holds token id {info[split]['max_id']}, "
-                                              f"not below vocab_size {vocab_size}; raise vocab_size above it "
-                                              "or re-tokenize the data")
+                raise DataError(
+                    "vocab_size",
+                    f"{data}/{split}.bin holds token id {info[split]['max_id']}, "
+                    f"not below vocab_size {vocab_size}; raise vocab_size above it "
+                    "or re-tokenize the data",
+                )
     _check_lengths(data, lengths, seq_len)
 
 
 def _check_lengths(data: str, lengths: dict[str, int], seq_len: int) -> None:
     for split, n in lengths.items():
         if n <= seq_len + 1:
-            raise DataError("seq_len", f"the {split} split of {data!r} has {n} tokens, not more than seq_len + 1 "
-                                       f"= {seq_len + 1}; lower seq_len or use more data")
+            raise DataError(
+                "seq_len",
+                f"the {split} split of {data!r} has {n} tokens, not more than seq_len + 1 "
+                f"= {seq_len + 1}; lower seq_len or use more data",
+            )
 
 
 def _check_file(file: Path, path: Path) -> None:
     if not file.is_file():
-        raise DataError("data", f"{path} has no {file.name}; point data at a directory with train.bin and "
-                                f"val.bin (uint16 token files), or use data = '{BUILTIN}'")
+        raise DataError(
+            "data",
+            f"{path} has no {file.name}; point data at a directory with train.bin and "
+            f"val.bin (uint16 token files), or use data = '{BUILTIN}'",
+        )
     size = file.stat().st_size
     if size == 0 or size % 2:
         what = "is empty" if size == 0 else f"has {size} bytes, an odd number"
-        raise DataError("data", f"{file} {what}: token files hold uint16 tokens (2 bytes each); "
-                                "re-export it, e.g. np.array(ids, dtype=np.uint16).tofile(path)")
+        raise DataError(
+            "data",
+            f"{file} {what}: token files hold uint16 tokens (2 bytes each); "
+            "re-export it, e.g. np.array(ids, dtype=np.uint16).tofile(path)",
+        )
 
 
 def inspect_tokens(data: str) -> dict[str, dict]:
@@ -162,7 +179,7 @@ def _scan(file: Path) -> dict:
     tokens = np.memmap(file, dtype=np.uint16, mode="r")
     digest, max_id = hashlib.sha256(), 0
     for start in range(0, len(tokens), _CHUNK):
-        chunk = np.asarray(tokens[start:start + _CHUNK])
+        chunk = np.asarray(tokens[start : start + _CHUNK])
         digest.update(chunk.tobytes())
         max_id = max(max_id, int(chunk.max()))
     return {"tokens": int(len(tokens)), "max_id": max_id, "sha256": digest.hexdigest()}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,9 @@ def pow2(x: float) -> str:
 def describe(trial: Mapping[str, Any] | Any) -> str:
     """One line per trial: 'completep w64 d8 lr=2^-7 seed 0' (a config, or a row dict)."""
     get = trial.get if isinstance(trial, Mapping) else lambda k: getattr(trial, k)
-    return (f"{get('parameterization')} w{get('width')} d{get('depth')} lr={pow2(get('lr'))} "
-            f"seed {get('seed')}")
+    return (
+        f"{get('parameterization')} w{get('width')} d{get('depth')} lr={pow2(get('lr'))} seed {get('seed')}"
+    )
 
 
 def json_value(v: Any) -> Any:

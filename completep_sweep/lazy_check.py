@@ -4,7 +4,8 @@ For depth L at the base width: one AdamW step on one batch moves every parameter
 the first block's residual branch F (its attention and MLP sub-branches, before the residual
 multiplier) on that block's input h, compare the true change with its first-order prediction:
 
-    distance(L) = || F(h; theta + dtheta) - F(h; theta) - J dtheta || / || F(h; theta + dtheta) - F(h; theta) ||
+    distance(L) = || F(h; theta + dtheta) - F(h; theta) - J dtheta ||
+                  / || F(h; theta + dtheta) - F(h; theta) ||
 
 (J dtheta by a central difference in float64, exact to O(eps^2): forward-mode autodiff has no CPU
 kernel for scaled-dot-product attention). In a lazy regime the update is small enough that the
@@ -62,6 +63,7 @@ def distance(config: TrialConfig, lr: float) -> float:
         def sub(name, module, inp):
             own = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(name + ".")}
             return functional_call(module, own, (inp,))
+
         ln1 = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("ln_1.")}
         ln2 = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("ln_2.")}
         a = sub("attn", block.attn, functional_call(block.ln_1, ln1, (h,)))
@@ -69,8 +71,9 @@ def distance(config: TrialConfig, lr: float) -> float:
         return torch.cat([a, m], dim=-1)
 
     before = {k: v.detach().double().clone() for k, v in block.named_parameters()}
-    opt = build_optimizer(model, config.rules(), lr=lr, weight_decay=0.0, eps=config.eps,
-                          betas=(config.beta1, config.beta2))
+    opt = build_optimizer(
+        model, config.rules(), lr=lr, weight_decay=0.0, eps=config.eps, betas=(config.beta1, config.beta2)
+    )
     _, loss = model(x, y)
     loss.backward()
     opt.step()
@@ -86,15 +89,27 @@ def distance(config: TrialConfig, lr: float) -> float:
     return float((change - linear).norm() / change.norm())
 
 
-def run_lazy_check(base: TrialConfig, *, depths: list[int], parameterizations: list[str], lr: float = 2.0**-7,
-                   seeds: tuple[int, ...] = (0, 1)) -> LazyCheckResult:
+def run_lazy_check(
+    base: TrialConfig,
+    *,
+    depths: list[int],
+    parameterizations: list[str],
+    lr: float = 2.0**-7,
+    seeds: tuple[int, ...] = (0, 1),
+) -> LazyCheckResult:
     rows = []
     for p in parameterizations:
         for depth in depths:
             for seed in seeds:
                 config = base.replace(parameterization=p, depth=depth, width=base.base_width, seed=seed)
-                rows.append({"parameterization": config.parameterization, "depth": depth, "seed": seed,
-                             "distance": distance(config, lr)})
+                rows.append(
+                    {
+                        "parameterization": config.parameterization,
+                        "depth": depth,
+                        "seed": seed,
+                        "distance": distance(config, lr),
+                    }
+                )
     df = pd.DataFrame(rows)
     means = df.groupby(["parameterization", "depth"])["distance"].mean()
     slopes, expected, passed = {}, {}, {}

@@ -12,8 +12,8 @@ starts; docs/parameterizations.md states the contract.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -135,7 +135,9 @@ class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig, rules: ScalingRules):
         super().__init__()
         if (cfg.width, cfg.depth) != (rules.width, rules.depth):
-            raise ValueError(f"rules are for shape {(rules.width, rules.depth)}, model is {(cfg.width, cfg.depth)}")
+            raise ValueError(
+                f"rules are for shape {(rules.width, rules.depth)}, model is {(cfg.width, cfg.depth)}"
+            )
         self.cfg, self.rules = cfg, rules
         self.output_multiplier = rules.output_multiplier
         self.embed = Embedding(cfg)
@@ -152,10 +154,13 @@ class Transformer(nn.Module):
         Kind from the owning module's type (``param_kind``), group from its region (``param_group``).
         A parameter neither covers is a ValueError naming it.
         """
-        regions = [*((block, "block") for block in self.blocks), (self.ln_f, "final_norm"),
-                   (self.lm_head, "unembedding"),
-                   # Embedding last: when tied, the shared matrix is the embedding (its LR/WD rules apply).
-                   (self.embed, "embedding")]
+        regions = [
+            *((block, "block") for block in self.blocks),
+            (self.ln_f, "final_norm"),
+            (self.lm_head, "unembedding"),
+            # Embedding last: when tied, the shared matrix is the embedding (its LR/WD rules apply).
+            (self.embed, "embedding"),
+        ]
         by_id: dict[int, tuple[str, str]] = {}
         for root, region in regions:
             for module in root.modules():
@@ -166,8 +171,10 @@ class Transformer(nn.Module):
         table = {}
         for name, p in self.named_parameters():  # shared tensors appear once
             if id(p) not in by_id:
-                raise ValueError(f"parameter {name!r} belongs to no parameter group; classify it in "
-                                 "Transformer.param_table (model.py)")
+                raise ValueError(
+                    f"parameter {name!r} belongs to no parameter group; classify it in "
+                    "Transformer.param_table (model.py)"
+                )
             table[name] = by_id[id(p)]
         return table
 
@@ -194,14 +201,18 @@ class Transformer(nn.Module):
                 if rule == NORMAL:
                     mult = self.rules.groups[group].init_std_mult
                     if mult is None:
-                        raise ValueError(f"parameter {name!r}: group {group} has no init_std_mult in the rules")
+                        raise ValueError(
+                            f"parameter {name!r}: group {group} has no init_std_mult in the rules"
+                        )
                     nn.init.normal_(p, mean=0.0, std=self.cfg.init_std * mult)
                 elif rule == ONES:
                     nn.init.ones_(p)
                 elif rule == ZEROS:
                     nn.init.zeros_(p)
                 else:
-                    raise ValueError(f"parameter {name!r} ({group}, {kind}) has no init rule; add one to model.INIT")
+                    raise ValueError(
+                        f"parameter {name!r} ({group}, {kind}) has no init rule; add one to model.INIT"
+                    )
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """idx, targets: (B, T) token ids. Returns logits (B, T, V) and the mean loss (or None)."""
@@ -218,4 +229,3 @@ class Transformer(nn.Module):
 
     def flops_per_token(self) -> float:
         return self.cfg.flops_per_token()
-

@@ -21,8 +21,9 @@ def param_groups(model: Transformer, rules: ScalingRules, *, weight_decay: float
     """AdamW param groups: the model's parameters by rule group, with base λ and ε times the group's
     multipliers from ``rules`` (docs/parameterizations.md). ``rules`` must be for the model's shape."""
     if (rules.width, rules.depth) != (model.cfg.width, model.cfg.depth):
-        raise ValueError(f"rules are for shape {(rules.width, rules.depth)}, "
-                         f"model is {(model.cfg.width, model.cfg.depth)}")
+        raise ValueError(
+            f"rules are for shape {(rules.width, rules.depth)}, model is {(model.cfg.width, model.cfg.depth)}"
+        )
     groups = []
     for name, named in model.param_groups().items():
         if not named:
@@ -41,7 +42,12 @@ def param_groups(model: Transformer, rules: ScalingRules, *, weight_decay: float
 
 
 def build_optimizer(
-    model: Transformer, rules: ScalingRules, *, lr: float, weight_decay: float, eps: float,
+    model: Transformer,
+    rules: ScalingRules,
+    *,
+    lr: float,
+    weight_decay: float,
+    eps: float,
     betas: tuple[float, float],
 ) -> torch.optim.AdamW:
     """Stock AdamW over ``param_groups(model, rules, ...)``, each group's LR at ``lr × lr_scale``."""
@@ -57,7 +63,9 @@ def build_optimizer(
 DECAY_SHAPES = {"cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * p)), "linear": lambda p: 1.0 - p}
 
 
-def lr_at(step: int, *, lr: float, total_steps: int, warmup_steps: int, decay: str, final_lr_ratio: float) -> float:
+def lr_at(
+    step: int, *, lr: float, total_steps: int, warmup_steps: int, decay: str, final_lr_ratio: float
+) -> float:
     """Base LR at ``step`` (0-based): linear warmup to ``lr``, then decay to ``final_lr_ratio × lr``."""
     if warmup_steps > 0 and step < warmup_steps:
         return lr * (step + 1) / warmup_steps

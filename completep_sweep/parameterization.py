@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 # Bumped whenever a rule changes numerically: it is part of every trial_id, so results produced
 # under older rules are never silently mixed with new ones.
@@ -45,7 +45,7 @@ class Exponent:
     depth_const: float = 0.0
     depth_alpha: float = 0.0
 
-    def factor(self, p: "Parameterization", width_mult: float, depth_mult: float) -> float:
+    def factor(self, p: Parameterization, width_mult: float, depth_mult: float) -> float:
         a = self.width if p.width_scaling else 0.0
         b = self.depth_const + self.depth_alpha * p.alpha if p.alpha is not None else 0.0
         # m**0 is exactly 1.0, so at the base shape every factor is exactly 1 (bit-identical models).
@@ -223,4 +223,3 @@ def scaling_rules(
         output_multiplier=OUTPUT_MULTIPLIER.factor(p, m_n, m_l),
         groups=MappingProxyType(groups),
     )
-

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,9 @@ def _save_figure(fig: Figure, path_stem: Path | str) -> PlotFiles:
     return PlotFiles([png, svg], text.getvalue())
 
 
-def _panels(n: int, ncols: int | None = None, nrows: int = 1, sharey: bool = False) -> tuple[Figure, np.ndarray]:
+def _panels(
+    n: int, ncols: int | None = None, nrows: int = 1, sharey: bool = False
+) -> tuple[Figure, np.ndarray]:
     ncols = ncols or max(n, 1)
     fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.9), layout="constrained")
     axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False, sharey=sharey))
@@ -92,8 +95,9 @@ def _describe_fixed(lines: pd.DataFrame, trials: pd.DataFrame, hp: str, analysis
     return ", ".join(parts)
 
 
-def plot_lr_curves(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
-                   axis: str = "depth") -> PlotFiles:
+def plot_lr_curves(
+    analysis: Analysis, path_stem: Path | str, hp: str = "lr", axis: str = "depth"
+) -> PlotFiles:
     """Loss against log2(hp): one panel per parameterization in the paper's order (verdict in the
     title), one curve per ``axis`` value in a sequential palette, a shared y axis and one legend.
 
@@ -118,12 +122,19 @@ def plot_lr_curves(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
         held.append(f"{other} {fixed}")
     axes[0, 0].set_ylabel(f"{analysis.loss.replace('_', ' ')} (mean over seeds)")
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8,
-                   title="x: diverged\n*: fitted optimum", title_fontsize=7)
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside right upper",
+            fontsize=8,
+            title="x: diverged\n*: fitted optimum",
+            title_fontsize=7,
+        )
     described = _describe_fixed(pd.concat(plotted), analysis.trials, hp, analysis) if plotted else ""
     title = ", ".join([*dict.fromkeys(held), *([described] if described else [])])
-    fig.suptitle(_wrap(f"{analysis.loss.replace('_', ' ')} vs log2({hp}) — {title}",
-                       width=50 * max(len(names), 1)))
+    fig.suptitle(
+        _wrap(f"{analysis.loss.replace('_', ' ')} vs log2({hp}) — {title}", width=50 * max(len(names), 1))
+    )
     return _save_figure(fig, path_stem)
 
 
@@ -153,8 +164,9 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(lines)
 
 
-def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str, axis: str,
-                 limits: tuple[float, float]) -> dict:
+def _draw_curves(
+    ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str, axis: str, limits: tuple[float, float]
+) -> dict:
     bottom, top = limits
     pad = 0.05 * (top - bottom or 1.0)
     position = _log2_axis(lines[hp].to_numpy(float))
@@ -164,19 +176,38 @@ def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str,
         line = lines[lines[axis].eq(v)].sort_values(hp)
         ok = np.isfinite(line["loss"]).to_numpy()
         x = position(line[hp].to_numpy(float))
-        handle, = ax.plot(x[ok], line["loss"][ok], "o-", ms=2.5, lw=1.3, color=color, alpha=0.9)
+        (handle,) = ax.plot(x[ok], line["loss"][ok], "o-", ms=2.5, lw=1.3, color=color, alpha=0.9)
         handles[f"{axis} {v}"] = handle
         if (~ok).any():
             ax.plot(x[~ok], np.full((~ok).sum(), top + pad), "x", color=color, ms=5)
-        o = optima[optima["parameterization"].eq(p) & optima["hp"].eq(hp) & optima[axis].eq(v)
-                   & optima[_other(axis)].eq(line[_other(axis)].iloc[0])]
+        o = optima[
+            optima["parameterization"].eq(p)
+            & optima["hp"].eq(hp)
+            & optima[axis].eq(v)
+            & optima[_other(axis)].eq(line[_other(axis)].iloc[0])
+        ]
         if len(o) and not math.isnan(o["optimum_refined"].iloc[0]) and o["optimum_refined"].iloc[0] > 0:
-            ax.plot(position(o["optimum_refined"].iloc[0]), o["loss"].iloc[0], "*", ms=10,
-                    color=color, markeredgecolor="black", markeredgewidth=0.5, zorder=5)
+            ax.plot(
+                position(o["optimum_refined"].iloc[0]),
+                o["loss"].iloc[0],
+                "*",
+                ms=10,
+                color=color,
+                markeredgecolor="black",
+                markeredgewidth=0.5,
+                zorder=5,
+            )
     if position.zero_x is not None:
         ax.axvline(position.zero_x + 0.75, color="grey", lw=0.5, ls=":")
-        ax.text(position.zero_x, 0.99, f"{hp}=0", ha="center", va="top", fontsize=7,
-                transform=ax.get_xaxis_transform())
+        ax.text(
+            position.zero_x,
+            0.99,
+            f"{hp}=0",
+            ha="center",
+            va="top",
+            fontsize=7,
+            transform=ax.get_xaxis_transform(),
+        )
     ax.set_ylim(bottom - pad, top + 2 * pad)
     ax.set_xlabel(f"log2({hp})")
     ax.grid(alpha=0.3)
@@ -186,12 +217,14 @@ def _draw_curves(ax, lines: pd.DataFrame, optima: pd.DataFrame, p: str, hp: str,
 def _colors(n: int) -> list:
     """Light to dark (shallow to deep), every shade readable on white: viridis without its yellow."""
     from matplotlib import colormaps
+
     cmap = colormaps["viridis"]
     return [cmap(0.78 - 0.72 * i / max(n - 1, 1)) for i in range(n)]
 
 
-def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr",
-                       axis: str = "depth") -> PlotFiles:
+def plot_optimum_drift(
+    analysis: Analysis, path_stem: Path | str, hp: str = "lr", axis: str = "depth"
+) -> PlotFiles:
     """Fitted optimum against ``axis``, one panel per parameterization (paper order, shared y): the
     per-shape optima with 95% intervals (hollow: on the edge of the tested values, only a bound),
     the fitted drift line, and the tolerance cone (±T octave per doubling around the base)."""
@@ -213,13 +246,25 @@ def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr"
             # eye looks for it (the joint fit's own level can sit apart from them in a flat basin).
             at_base = r["line_at_base"]
             if len(rows):
-                at_base = float(np.mean(np.log2(rows["optimum_refined"]))
-                                - r["slope"] * np.mean(np.log2(rows[axis] / r["base_axis_value"])))
-            ax.fill_between(grid, 2 ** (at_base - r["tolerance"] * np.abs(doublings)),
-                            2 ** (at_base + r["tolerance"] * np.abs(doublings)), color="0.85",
-                            label=f"±{r['tolerance']:g} oct/doubling")
-            ax.plot(grid, 2 ** (at_base + r["slope"] * doublings), "-", color="C3", lw=1.2,
-                    label=f"fitted drift: {r['slope']:+.2f} oct/doubling")
+                at_base = float(
+                    np.mean(np.log2(rows["optimum_refined"]))
+                    - r["slope"] * np.mean(np.log2(rows[axis] / r["base_axis_value"]))
+                )
+            ax.fill_between(
+                grid,
+                2 ** (at_base - r["tolerance"] * np.abs(doublings)),
+                2 ** (at_base + r["tolerance"] * np.abs(doublings)),
+                color="0.85",
+                label=f"±{r['tolerance']:g} oct/doubling",
+            )
+            ax.plot(
+                grid,
+                2 ** (at_base + r["slope"] * doublings),
+                "-",
+                color="C3",
+                lw=1.2,
+                label=f"fitted drift: {r['slope']:+.2f} oct/doubling",
+            )
         if len(rows):
             y = rows["optimum_refined"].to_numpy(float)
             low = np.nan_to_num(y - rows["interval_low"].to_numpy(float), nan=0.0)
@@ -228,7 +273,9 @@ def plot_optimum_drift(analysis: Analysis, path_stem: Path | str, hp: str = "lr"
             ax.errorbar(rows[axis], y, yerr=[low, high], fmt="none", ecolor="C0", capsize=3)
             ax.plot(rows[axis][~edge], y[~edge], "o", color="C0", label="optimum, 95% interval")
             if edge.any():
-                ax.plot(rows[axis][edge], y[edge], "o", mfc="white", color="C0", label="at a grid edge (bound)")
+                ax.plot(
+                    rows[axis][edge], y[edge], "o", mfc="white", color="C0", label="at a grid edge (bound)"
+                )
         verdict = _verdict(analysis, p, hp, axis)
         ax.set_title(f"{name(p)}" + (f": {verdict}" if verdict else "") + f" ({other} {fixed})", fontsize=10)
         ax.set_xscale("log", base=2)
@@ -252,8 +299,9 @@ def plot_depth_payoff(analysis: Analysis, path_stem: Path | str, hp: str = "lr")
         fixed = _fixed_value(analysis, p, hp, "depth")
         rows = o[o["parameterization"].eq(p) & o["width"].eq(fixed)].sort_values("depth")
         hit = pay[pay["parameterization"].eq(p)] if len(pay) else pay
-        label = name(p) + (f": {hit['verdict'].iloc[0]} ({hit['slope'].iloc[0]:+.3f} nats/doubling)"
-                           if len(hit) else "")
+        label = name(p) + (
+            f": {hit['verdict'].iloc[0]} ({hit['slope'].iloc[0]:+.3f} nats/doubling)" if len(hit) else ""
+        )
         ax.plot(rows["depth"], rows["loss"], "o-", color=f"C{i}", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("depth")

@@ -18,7 +18,9 @@ PRESET_DIRS = (Path.cwd() / "models", Path(__file__).resolve().parents[1] / "mod
 MODEL_FIELDS = frozenset(fields_with(*PRESET_ROLES))
 TRAIN_FIELDS = frozenset(fields_with(*TRAIN_ROLES))
 # What a preset must say (the architecture, data and base shape); optional ones default to None.
-REQUIRED_FIELDS = frozenset(f.name for f in fields(TrialConfig) if f.name in MODEL_FIELDS and f.default is not None)
+REQUIRED_FIELDS = frozenset(
+    f.name for f in fields(TrialConfig) if f.name in MODEL_FIELDS and f.default is not None
+)
 
 
 def find_preset(name: str) -> Path:
@@ -28,15 +30,19 @@ def find_preset(name: str) -> Path:
         if path.is_file():
             return path
     known = sorted({p.stem for d in PRESET_DIRS if d.is_dir() for p in d.glob("*.toml")})
-    raise SpecError(f"model: no preset {name!r}; use one of {', '.join(known) or '(none found)'} "
-                    "or a path to a .toml file")
+    raise SpecError(
+        f"model: no preset {name!r}; use one of {', '.join(known) or '(none found)'} "
+        "or a path to a .toml file"
+    )
 
 
 def _unknown(path: Path, where: str, keys: set[str], allowed: frozenset[str]) -> None:
     unknown = sorted(keys - allowed)
     if unknown:
-        raise SpecError(f"model preset {path}: {where}: unknown key(s) {', '.join(unknown)}; "
-                        f"allowed there: {', '.join(sorted(allowed))}")
+        raise SpecError(
+            f"model preset {path}: {where}: unknown key(s) {', '.join(unknown)}; "
+            f"allowed there: {', '.join(sorted(allowed))}"
+        )
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -54,8 +60,10 @@ def load_preset(name: str) -> dict[str, Any]:
     _unknown(path, "[train]", set(train), TRAIN_FIELDS)
     missing = sorted(REQUIRED_FIELDS - set(raw))
     if missing:
-        raise SpecError(f"model preset {path}: missing {', '.join(missing)}; a preset fixes the architecture, "
-                        "data and base shape (see models/tiny.toml)")
+        raise SpecError(
+            f"model preset {path}: missing {', '.join(missing)}; a preset fixes the architecture, "
+            "data and base shape (see models/tiny.toml)"
+        )
     return {"model": path.stem, **raw, **train}
 
 
@@ -69,12 +77,19 @@ def preset_config(name: str, **overrides: Any) -> TrialConfig:
 
 
 def config_warnings(config: TrialConfig) -> list[str]:
-    """Settings that are legal but silently defeat each other (printed by trial/validate/run, never refused)."""
+    """Settings that are legal but silently defeat each other.
+
+    Printed by trial/validate/run, never refused.
+    """
     out = []
     if config.warmup_steps >= config.steps:
-        out.append(f"warmup_steps {config.warmup_steps} >= steps {config.steps}: the LR never leaves warmup "
-                   f"and never decays; set warmup_steps below steps (e.g. {config.steps // 10})")
+        out.append(
+            f"warmup_steps {config.warmup_steps} >= steps {config.steps}: the LR never leaves warmup "
+            f"and never decays; set warmup_steps below steps (e.g. {config.steps // 10})"
+        )
     if config.eval_interval > config.steps:
-        out.append(f"eval_interval {config.eval_interval} > steps {config.steps}: the loss curve has only "
-                   "the final eval; set eval_interval to at most steps")
+        out.append(
+            f"eval_interval {config.eval_interval} > steps {config.steps}: the loss curve has only "
+            "the final eval; set eval_interval to at most steps"
+        )
     return out

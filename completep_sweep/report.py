@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis import Analysis
+from .fmt import pow2
 from .plots import plot_depth_payoff, plot_lr_curves, plot_optimum_drift
 from .store import write_text
-from .fmt import pow2
 from .tables import cell, export_table, format_table
 
 
@@ -21,16 +21,29 @@ def recommendation_text(analysis: Analysis, recs: pd.DataFrame) -> str:
     """The first screen: per parameterization and HP, what to use and how sure that is."""
     from .parameterization import display_name as name
 
-    lines = [f"What to use (95% intervals; transfer tolerance ±{analysis.tolerance:g} octave per doubling of depth):"]
+    lines = [
+        f"What to use (95% intervals; transfer tolerance ±{analysis.tolerance:g} "
+        "octave per doubling of depth):"
+    ]
     for r in recs.to_dict("records"):
-        interval = (f" [{pow2(r['base_low'])}, {pow2(r['base_high'])}]" if r["base_low"] == r["base_low"] else "")
-        drift = (f" (drift {r['drift']:+.2f} [{r['drift_low']:+.2f}, {r['drift_high']:+.2f}])"
-                 if r["drift_low"] == r["drift_low"] else "")
-        regret = (f", worst regret {r['max_regret_percent']:.1f}% at depth {r['max_regret_depth']}"
-                  if r["max_regret_percent"] == r["max_regret_percent"] else "")
-        lines.append(f"  {name(r['parameterization']):<10} {r['hp']} = {pow2(r['base_optimum'])}{interval} at depth "
-                     f"{r['base_depth']}: {r['verdict']}{drift}; depth payoff {r['depth_payoff']}; "
-                     f"stability {r['stability']}{regret}")
+        interval = (
+            f" [{pow2(r['base_low'])}, {pow2(r['base_high'])}]" if r["base_low"] == r["base_low"] else ""
+        )
+        drift = (
+            f" (drift {r['drift']:+.2f} [{r['drift_low']:+.2f}, {r['drift_high']:+.2f}])"
+            if r["drift_low"] == r["drift_low"]
+            else ""
+        )
+        regret = (
+            f", worst regret {r['max_regret_percent']:.1f}% at depth {r['max_regret_depth']}"
+            if r["max_regret_percent"] == r["max_regret_percent"]
+            else ""
+        )
+        lines.append(
+            f"  {name(r['parameterization']):<10} {r['hp']} = {pow2(r['base_optimum'])}{interval} at depth "
+            f"{r['base_depth']}: {r['verdict']}{drift}; depth payoff {r['depth_payoff']}; "
+            f"stability {r['stability']}{regret}"
+        )
         lines.append(f"             {r['sentence']}")
     return "\n".join(lines)
 
@@ -44,31 +57,68 @@ def verdict_text(analysis: Analysis) -> str:
         return df.assign(parameterization=df["parameterization"].map(display_name))
 
     tol = analysis.tolerance
-    parts = [f"Transfer: does the optimal HP move more than ±{tol:g} octave per doubling? "
-             f"(95% intervals; loss: {analysis.loss})"]
+    parts = [
+        f"Transfer: does the optimal HP move more than ±{tol:g} octave per doubling? "
+        f"(95% intervals; loss: {analysis.loss})"
+    ]
     t = paper_order(analysis.transfer)
     if t.empty:
         parts.append("(no depth or width axis with two or more shapes)")
     else:
-        parts.append(format_table(pd.DataFrame({
-            "parameterization": t["parameterization"], "hp": t["hp"], "axis": t["axis"],
-            "at": [f"{a}={cell(v)}" for a, v in zip(t["fixed_axis"], t["fixed_value"])],
-            "drift/doubling": t["slope"],
-            "95%": [f"[{cell(lo, 2)}, {cell(hi, 2)}]" for lo, hi in zip(t["slope_low"], t["slope_high"])],
-            "shapes": t["n_shapes"], "seeds": t["n_seeds"], "verdict": t["verdict"],
-            "why / what would decide it": [n or r for r, n in zip(t["reason"], t["next_step"])],
-        })))
-    for title, df, unit in (("Depth payoff: does the best loss fall or rise with depth?",
-                             paper_order(analysis.payoff), "nats/doubling"),
-                            ("Stability: does the largest stable value move with depth?",
-                             paper_order(analysis.stability), "oct/doubling")):
+        parts.append(
+            format_table(
+                pd.DataFrame(
+                    {
+                        "parameterization": t["parameterization"],
+                        "hp": t["hp"],
+                        "axis": t["axis"],
+                        "at": [f"{a}={cell(v)}" for a, v in zip(t["fixed_axis"], t["fixed_value"])],
+                        "drift/doubling": t["slope"],
+                        "95%": [
+                            f"[{cell(lo, 2)}, {cell(hi, 2)}]"
+                            for lo, hi in zip(t["slope_low"], t["slope_high"])
+                        ],
+                        "shapes": t["n_shapes"],
+                        "seeds": t["n_seeds"],
+                        "verdict": t["verdict"],
+                        "why / what would decide it": [n or r for r, n in zip(t["reason"], t["next_step"])],
+                    }
+                )
+            )
+        )
+    for title, df, unit in (
+        (
+            "Depth payoff: does the best loss fall or rise with depth?",
+            paper_order(analysis.payoff),
+            "nats/doubling",
+        ),
+        (
+            "Stability: does the largest stable value move with depth?",
+            paper_order(analysis.stability),
+            "oct/doubling",
+        ),
+    ):
         if df.empty:
             continue
-        parts += ["", title, format_table(pd.DataFrame({
-            "parameterization": df["parameterization"], "hp": df["hp"], unit: df["slope"],
-            "95%": [f"[{cell(lo, 2)}, {cell(hi, 2)}]" for lo, hi in zip(df["slope_low"], df["slope_high"])],
-            "verdict": df["verdict"], "why": df["reason"],
-        }))]
+        parts += [
+            "",
+            title,
+            format_table(
+                pd.DataFrame(
+                    {
+                        "parameterization": df["parameterization"],
+                        "hp": df["hp"],
+                        unit: df["slope"],
+                        "95%": [
+                            f"[{cell(lo, 2)}, {cell(hi, 2)}]"
+                            for lo, hi in zip(df["slope_low"], df["slope_high"])
+                        ],
+                        "verdict": df["verdict"],
+                        "why": df["reason"],
+                    }
+                )
+            ),
+        ]
     return "\n".join(parts)
 
 
@@ -77,8 +127,9 @@ def _axes_with_shapes(analysis: Analysis, hp: str) -> list[str]:
     return [a for a in ("depth", "width") if o.groupby("parameterization")[a].nunique().max() >= 2]
 
 
-def write_report(analysis: Analysis, out_dir: Path | str, recs: pd.DataFrame | None = None,
-                 verdicts: dict | None = None) -> dict[str, Path]:
+def write_report(
+    analysis: Analysis, out_dir: Path | str, recs: pd.DataFrame | None = None, verdicts: dict | None = None
+) -> dict[str, Path]:
     """Write plots and tables into ``out_dir``; return {file name: path} of everything written.
 
     Plots: ``curves_<hp>_vs_<axis>`` and ``drift_<hp>_vs_<axis>`` (PNG and SVG) for every swept HP
@@ -95,19 +146,26 @@ def write_report(analysis: Analysis, out_dir: Path | str, recs: pd.DataFrame | N
         if len(analysis.payoff) and analysis.payoff["hp"].eq(hp).any():
             plots.append(plot_depth_payoff(analysis, out / f"payoff_{hp}_vs_depth", hp=hp))
     written: list[Path] = [path for files in plots for path in files]
-    tables = {"optima.csv": (analysis.optima, "csv"), "optima.md": (analysis.optima, "md"),
-              "transfer.csv": (analysis.transfer, "csv"), "payoff.csv": (analysis.payoff, "csv"),
-              "stability.csv": (analysis.stability, "csv"), "regret.csv": (analysis.regret, "csv")}
+    tables = {
+        "optima.csv": (analysis.optima, "csv"),
+        "optima.md": (analysis.optima, "md"),
+        "transfer.csv": (analysis.transfer, "csv"),
+        "payoff.csv": (analysis.payoff, "csv"),
+        "stability.csv": (analysis.stability, "csv"),
+        "regret.csv": (analysis.regret, "csv"),
+    }
     if not analysis.savings.empty:
         tables["savings.csv"] = (analysis.savings, "csv")
     for name, (df, fmt) in tables.items():
         written.append(write_text(out / name, export_table(df, fmt)))
     if recs is None:
         from .answer import recommendations
+
         recs = recommendations(analysis)
     written.append(write_text(out / "recommendations.csv", export_table(recs, "csv")))
     if verdicts is None:
         from .fmt import records
+
         verdicts = {"recommendations": records(recs), **analysis.to_json_dict()}
     verdict = json.dumps(verdicts, indent=2, allow_nan=False) + "\n"
     written.append(write_text(out / "verdict.json", verdict))
@@ -121,10 +179,17 @@ def report_html(analysis: Analysis, recs: pd.DataFrame, svgs: dict[str, str]) ->
     HTML inline, so the report reads in the browser at full resolution, zoomable, with no download."""
     from html import escape
 
-    figures = [f"<h2>{escape(title)}</h2>\n" + text[text.find("<svg"):] for title, text in svgs.items()]
-    body = "\n".join([f"<h1>completep-sweep report (loss: {escape(analysis.loss)})</h1>",
-                      f"<pre>{escape(recommendation_text(analysis, recs))}</pre>",
-                      f"<pre>{escape(verdict_text(analysis))}</pre>", *figures])
-    return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>completep-sweep report</title>"
-            "<style>body{font-family:sans-serif;margin:1em}pre{font-size:12px;overflow-x:auto}"
-            "svg{max-width:100%;height:auto}</style></head><body>\n" + body + "\n</body></html>\n")
+    figures = [f"<h2>{escape(title)}</h2>\n" + text[text.find("<svg") :] for title, text in svgs.items()]
+    body = "\n".join(
+        [
+            f"<h1>completep-sweep report (loss: {escape(analysis.loss)})</h1>",
+            f"<pre>{escape(recommendation_text(analysis, recs))}</pre>",
+            f"<pre>{escape(verdict_text(analysis))}</pre>",
+            *figures,
+        ]
+    )
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><title>completep-sweep report</title>'
+        "<style>body{font-family:sans-serif;margin:1em}pre{font-size:12px;overflow-x:auto}"
+        "svg{max-width:100%;height:auto}</style></head><body>\n" + body + "\n</body></html>\n"
+    )

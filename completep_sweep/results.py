@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pathlib import Path
-
 from .errors import SpecError
 from .outcome import FINISHED
 from .search import Plan, make_plan, row_outcome
-from .sweep import Resolver, Sweep, parse_sweep, spec_hash
 from .store import ResultStore
+from .sweep import Resolver, Sweep, parse_sweep, spec_hash
 from .trial import HASHED_FIELDS, Role, TrialConfig, fields_with
 
 
@@ -71,8 +70,10 @@ class SweepResults:
         method = self.sweep.spec.search.method
         if self.plan.finished:
             return f"; the {method} search is complete ({len(self.plan.planned())} trials)"
-        return (f"; the {method} search has {len(self.pending)} trial(s) to run now and will take between "
-                f"{low} and {high} in all")
+        return (
+            f"; the {method} search has {len(self.pending)} trial(s) to run now and will take between "
+            f"{low} and {high} in all"
+        )
 
 
 def open_results(store: ResultStore, *, include_stale: bool = False, _depth: int = 0) -> SweepResults:
@@ -93,29 +94,46 @@ def open_results(store: ResultStore, *, include_stale: bool = False, _depth: int
         stale = stale[~stale["trial_id"].isin(compatible["trial_id"])]
     done = set(rows.loc[current & rows["status"].ne("error"), "trial_id"])
     pending = tuple(c for tid, c in planned.items() if tid not in done)
-    return SweepResults(store, sweep, used.reset_index(drop=True), stale.reset_index(drop=True),
-                        len(compatible), pending, plan, loaded=rows, spec_text=text)
+    return SweepResults(
+        store,
+        sweep,
+        used.reset_index(drop=True),
+        stale.reset_index(drop=True),
+        len(compatible),
+        pending,
+        plan,
+        loaded=rows,
+        spec_text=text,
+    )
 
 
 def best_value_resolver(results_root: Path, _depth: int = 0) -> Resolver:
     """For ``{ around = "sweep" }``: the value of an HP at that sweep's best grid point (lowest mean
     loss over seeds, a diverged seed making it infinite), from its current rows."""
+
     def best(name: str, hp: str) -> float:
         store = ResultStore(Path(results_root) / name)
         if _depth > 4:
             raise SpecError(f"sweeps refer to each other in a loop through {name!r}; break the loop")
         rows = open_results(store, _depth=_depth + 1).rows if store.root.is_dir() else None
         if rows is None or rows.empty or not rows["status"].isin(FINISHED).any():
-            raise SpecError(f"sweep {name!r} has no finished trials in {store.root}; run it first "
-                            f"(completep-sweep run sweeps/{name}.toml)")
+            raise SpecError(
+                f"sweep {name!r} has no finished trials in {store.root}; run it first "
+                f"(completep-sweep run sweeps/{name}.toml)"
+            )
         if hp not in rows:
             raise SpecError(f"sweep {name!r} has no {hp} column")
-        rows = rows[rows["status"].isin(FINISHED)].assign(_loss=lambda d: [row_outcome(r) for r in d.to_dict("records")])
-        point = [c for c in fields_with(Role.HP, Role.TRAINING, Role.SHAPE, Role.PARAMETERIZATION) if c in rows]
+        rows = rows[rows["status"].isin(FINISHED)].assign(
+            _loss=lambda d: [row_outcome(r) for r in d.to_dict("records")]
+        )
+        point = [
+            c for c in fields_with(Role.HP, Role.TRAINING, Role.SHAPE, Role.PARAMETERIZATION) if c in rows
+        ]
         means = rows.groupby(point, dropna=False)["_loss"].mean()
         if not np.isfinite(means).any():
             raise SpecError(f"every trial of sweep {name!r} diverged; it has no best {hp}")
         return float(dict(zip(means.index.names, means.idxmin()))[hp])
+
     return best
 
 
@@ -133,11 +151,17 @@ def _recorded_sweep(store: ResultStore, text: str | None, depth: int = 0) -> Swe
     if text is None:
         return None
     try:
-        return parse_sweep(text, source=str(store.spec_path), resolve=best_value_resolver(store.root.parent, depth),
-                           recorded=recorded_resolution(store, text))
+        return parse_sweep(
+            text,
+            source=str(store.spec_path),
+            resolve=best_value_resolver(store.root.parent, depth),
+            recorded=recorded_resolution(store, text),
+        )
     except SpecError as e:
-        sys.stderr.write(f"warning: the recorded sweep file no longer expands ({e}); every row in {store.root} "
-                         "is used; run the sweep again to record a valid one\n")
+        sys.stderr.write(
+            f"warning: the recorded sweep file no longer expands ({e}); every row in {store.root} "
+            "is used; run the sweep again to record a valid one\n"
+        )
         return None
 
 

@@ -18,8 +18,11 @@ class ShapeError(FieldError):
 def check_heads(width: int, head_dim: int, *, field: str = "width") -> None:
     """Heads are width / head_dim with head_dim fixed across widths, so width must divide evenly."""
     if width % head_dim:
-        raise ShapeError(field, f"width {width} is not a multiple of head_dim {head_dim}; "
-                                f"use widths that are multiples of {head_dim}")
+        raise ShapeError(
+            field,
+            f"width {width} is not a multiple of head_dim {head_dim}; "
+            f"use widths that are multiples of {head_dim}",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,9 +63,9 @@ class ModelConfig:
         The second term is attention scores and their weighted sum (forward 4·L·T·N, ×3 for
         training); embedding lookups do no matmul.
         """
-        n, l = self.width, self.depth
-        matmul_weights = l * (4 + 2 * self.mlp_ratio) * n * n + self.vocab_size * n
-        return 6.0 * matmul_weights + 12.0 * l * self.seq_len * n
+        n, depth = self.width, self.depth
+        matmul_weights = depth * (4 + 2 * self.mlp_ratio) * n * n + self.vocab_size * n
+        return 6.0 * matmul_weights + 12.0 * depth * self.seq_len * n
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

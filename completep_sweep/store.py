@@ -27,10 +27,10 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -118,7 +118,11 @@ class ResultStore:
         if row["status"] == "error":
             _write_table(self.errors_dir / f"{trial_id}.parquet", [row], TRIAL_SCHEMA)
             return
-        _write_table(self.curves_dir / f"{trial_id}.parquet", [{"trial_id": trial_id, **p} for p in curve], CURVE_SCHEMA)
+        _write_table(
+            self.curves_dir / f"{trial_id}.parquet",
+            [{"trial_id": trial_id, **p} for p in curve],
+            CURVE_SCHEMA,
+        )
         _write_table(self.trials_dir / f"{trial_id}.parquet", [row], TRIAL_SCHEMA)
         (self.errors_dir / f"{trial_id}.parquet").unlink(missing_ok=True)
 
@@ -133,7 +137,11 @@ class ResultStore:
         """The run records, oldest first (an unreadable one is skipped: it is a log, not a result)."""
         runs_dir = self.root / "runs"
         records = []
-        for p in sorted(q for q in runs_dir.glob("*.json") if not q.name.startswith(".")) if runs_dir.is_dir() else []:
+        for p in (
+            sorted(q for q in runs_dir.glob("*.json") if not q.name.startswith("."))
+            if runs_dir.is_dir()
+            else []
+        ):
             try:
                 records.append(json.loads(p.read_text()))
             except (OSError, ValueError):
@@ -164,7 +172,8 @@ class ResultStore:
                 self._quarantine(row_file, "its curve file is missing")
                 continue
             if all(checked.get(k) == v for k, v in marks.items()) or all(
-                    self._read(path, columns=["trial_id"]) is not None for path in pair):
+                self._read(path, columns=["trial_id"]) is not None for path in pair
+            ):
                 done.add(row_file.stem)
                 now.update(marks)
         if now != checked:
@@ -191,7 +200,11 @@ class ResultStore:
         if not frames:
             return CURVE_SCHEMA.empty_table().to_pandas()
         df = pd.concat(frames, ignore_index=True)
-        return df.drop_duplicates(["trial_id", "step"], keep="last").sort_values(["trial_id", "step"]).reset_index(drop=True)
+        return (
+            df.drop_duplicates(["trial_id", "step"], keep="last")
+            .sort_values(["trial_id", "step"])
+            .reset_index(drop=True)
+        )
 
     # ---------------------------------------------------------------- reading, defensively
 
@@ -211,11 +224,15 @@ class ResultStore:
             schema = pq.read_schema(path)
             missing = (set(CURVE_COLUMNS) if curve else REQUIRED_ROW_COLUMNS) - set(schema.names)
             if missing:
-                raise ValueError(f"not a {'curve' if curve else 'trial'} file: no column(s) {', '.join(sorted(missing))}")
+                raise ValueError(
+                    f"not a {'curve' if curve else 'trial'} file: no column(s) {', '.join(sorted(missing))}"
+                )
             df = pq.read_table(path, columns=columns).to_pandas()
             ids = set(df["trial_id"]) if "trial_id" in df else {path.stem}
             if ids - {path.stem} or (not curve and len(df) != 1):
-                raise ValueError(f"holds {len(df)} row(s) of trial(s) {', '.join(sorted(ids))}, not one of {path.stem}")
+                raise ValueError(
+                    f"holds {len(df)} row(s) of trial(s) {', '.join(sorted(ids))}, not one of {path.stem}"
+                )
         except (OSError, ValueError, pa.ArrowException) as e:
             self._quarantine(path, str(e).splitlines()[0] if str(e) else type(e).__name__)
             return None
@@ -225,7 +242,9 @@ class ResultStore:
         """Move a bad file (and, for a trial, its row and curve together) aside, with one warning."""
         trial_id = path.stem
         moved = []
-        for directory in (self.trials_dir, self.curves_dir) if path.parent != self.errors_dir else (self.errors_dir,):
+        for directory in (
+            (self.trials_dir, self.curves_dir) if path.parent != self.errors_dir else (self.errors_dir,)
+        ):
             source = directory / f"{trial_id}.parquet"
             if not source.exists():
                 continue
@@ -237,8 +256,10 @@ class ResultStore:
             except OSError:
                 pass  # a read-only folder: the file stays, is skipped, and the warning says so
         where = f"moved to {moved[0].parent.parent}" if moved else "left in place (folder not writable)"
-        sys.stderr.write(f"warning: {path} is unreadable ({reason}); {where}; trial {trial_id} counts as pending "
-                         "and the next run computes it again\n")
+        sys.stderr.write(
+            f"warning: {path} is unreadable ({reason}); {where}; trial {trial_id} counts as pending "
+            "and the next run computes it again\n"
+        )
 
     # ---------------------------------------------------------------- trials in flight
 
@@ -281,9 +302,11 @@ class ResultStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = path.read_text().strip() or "another process"
-                raise LockedError(f"{self.root} is in use by a running driver ({holder}); wait for it to "
-                                  "finish, or stop it (Ctrl-C, or kill PID) and run again") from None
-            since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                raise LockedError(
+                    f"{self.root} is in use by a running driver ({holder}); wait for it to "
+                    "finish, or stop it (Ctrl-C, or kill PID) and run again"
+                ) from None
+            since = datetime.now(UTC).isoformat(timespec="seconds")
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}: {command}".encode())
             yield

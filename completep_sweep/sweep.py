@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -89,8 +90,11 @@ Resolver = Callable[[str, str], float]
 
 def _axis_values(key: str, axis: Any, resolve: Resolver) -> list[Any]:
     if isinstance(axis, dict):
-        kind, hint = (Around, "{ around = \"sweep\", octaves = 2, step = 0.5 }") if "around" in axis else (
-            Log2Range, "{ log2_range = [low, high], step = 1 }")
+        kind, hint = (
+            (Around, '{ around = "sweep", octaves = 2, step = 0.5 }')
+            if "around" in axis
+            else (Log2Range, "{ log2_range = [low, high], step = 1 }")
+        )
         try:
             model = kind.model_validate(axis)
             values = model.values(_best(resolve, model.around, key)) if kind is Around else model.values()
@@ -105,8 +109,10 @@ def _axis_values(key: str, axis: Any, resolve: Resolver) -> list[Any]:
     elif isinstance(axis, list):
         values = axis
     else:
-        raise SpecError(f"grid.{key}: expected a list of values, {{ log2_range = [low, high] }} or "
-                        f"{{ around = \"sweep\" }} (got {axis!r})")
+        raise SpecError(
+            f"grid.{key}: expected a list of values, {{ log2_range = [low, high] }} or "
+            f'{{ around = "sweep" }} (got {axis!r})'
+        )
     if not values:
         raise SpecError(f"grid.{key}: empty list; give at least one value or remove the key")
     if len(set(map(repr, values))) != len(values):
@@ -160,8 +166,13 @@ def read_spec(text: str, source: str = "<sweep>") -> SweepSpec:
         raise SpecError(f"{source}: {_loc(first) or 'file'}: {first['msg']}") from None
 
 
-def parse_sweep(text: str, source: str = "<sweep>", *, resolve: Resolver | None = None,
-                recorded: dict[str, dict] | None = None) -> Sweep:
+def parse_sweep(
+    text: str,
+    source: str = "<sweep>",
+    *,
+    resolve: Resolver | None = None,
+    recorded: dict[str, dict] | None = None,
+) -> Sweep:
     """Validate a sweep file's text and expand it; raises SpecError naming the field and the fix.
 
     ``resolve`` looks up another sweep's best value for ``{ around = "sweep" }`` axes. ``recorded``
@@ -187,9 +198,16 @@ def parse_sweep(text: str, source: str = "<sweep>", *, resolve: Resolver | None 
     _check_keys(spec.model_overrides, "model_overrides", MODEL_FIELDS)
     for key in spec.grid:
         if key in spec.train or key in spec.model_overrides:
-            raise SpecError(f"grid.{key}: also set as a fixed value in [train] or [model_overrides]; keep it in one place")
-    fixed = {**load_preset(spec.model), **spec.model_overrides, **spec.train, "sweep": spec.name,
-             "parameterization": spec.parameterizations[0]}
+            raise SpecError(
+                f"grid.{key}: also set as a fixed value in [train] or [model_overrides]; keep it in one place"
+            )
+    fixed = {
+        **load_preset(spec.model),
+        **spec.model_overrides,
+        **spec.train,
+        "sweep": spec.name,
+        "parameterization": spec.parameterizations[0],
+    }
     fixed = {k: _coerce(k, v) for k, v in fixed.items()}
     axes = {key: _axis_values(key, axis, lookup) for key, axis in spec.grid.items()}
     # Relative token-file paths mean "from where the sweep is run", wherever the trials execute.
@@ -201,15 +219,31 @@ def parse_sweep(text: str, source: str = "<sweep>", *, resolve: Resolver | None 
     for key, values in axes.items():  # each value on its own, so the message names the axis and the value
         for v in values:
             _config({**fixed, **first, key: v}, spec, source)
-    prints = _check_data(fixed, axes, spec, source, recorded.get("data", {}))  # content hashes: part of the ids
-    template = _config({**fixed, **first, "data_fingerprint": prints[first.get("data", fixed["data"])]}, spec, source)
+    prints = _check_data(
+        fixed, axes, spec, source, recorded.get("data", {})
+    )  # content hashes: part of the ids
+    template = _config(
+        {**fixed, **first, "data_fingerprint": prints[first.get("data", fixed["data"])]}, spec, source
+    )
     _check_search(spec, axes, source)
-    trials = () if spec.search.method == "optuna" else tuple(_expand(template, spec.parameterizations, axes, prints))
-    return Sweep(spec, text, trials, {k: tuple(v) for k, v in axes.items()}, template,
-                 {"around": around, "data": prints})
+    trials = (
+        ()
+        if spec.search.method == "optuna"
+        else tuple(_expand(template, spec.parameterizations, axes, prints))
+    )
+    return Sweep(
+        spec,
+        text,
+        trials,
+        {k: tuple(v) for k, v in axes.items()},
+        template,
+        {"around": around, "data": prints},
+    )
 
 
-def _check_data(fixed: dict, axes: dict, spec: SweepSpec, source: str, known: dict[str, str]) -> dict[str, str]:
+def _check_data(
+    fixed: dict, axes: dict, spec: SweepSpec, source: str, known: dict[str, str]
+) -> dict[str, str]:
     """Every (data, vocab_size, seq_len) the grid can combine is checked now, before any compute;
     returns each data source's content hash ('' for the built-in corpus). Sources in ``known`` (a
     recorded run's hashes) are taken as recorded: the rows were computed on that content."""
@@ -232,20 +266,31 @@ def _check_search(spec: SweepSpec, axes: dict, source: str) -> None:
     if search.method == "bracket":
         hp = search.hp
         if hp not in axes or FIELD_TYPES.get(hp) is not float or hp not in fields_with(*HP_ROLES):
-            raise SpecError(f"{source}: search.hp: {hp!r} must be a numeric HP swept in [grid] (e.g. lr = "
-                            "{ log2_range = [-9, -5] }); the bracket search starts from its values")
+            raise SpecError(
+                f"{source}: search.hp: {hp!r} must be a numeric HP swept in [grid] (e.g. lr = "
+                "{ log2_range = [-9, -5] }); the bracket search starts from its values"
+            )
         if min(axes[hp]) <= 0:
-            raise SpecError(f"{source}: grid.{hp}: the bracket search works in log2({hp}); use positive values")
+            raise SpecError(
+                f"{source}: grid.{hp}: the bracket search works in log2({hp}); use positive values"
+            )
     elif search.method == "optuna":
-        single = [k for k in (*SHAPE_AND_SEED, *(k for k in axes if k not in fields_with(*HP_ROLES)))
-                  if len(axes.get(k, ())) > 1]
+        single = [
+            k
+            for k in (*SHAPE_AND_SEED, *(k for k in axes if k not in fields_with(*HP_ROLES)))
+            if len(axes.get(k, ())) > 1
+        ]
         if len(spec.parameterizations) > 1 or single:
             what = "parameterizations" if len(spec.parameterizations) > 1 else f"grid.{single[0]}"
-            raise SpecError(f"{source}: {what}: method = \"optuna\" tunes base HPs at one shape, one "
-                            "parameterization and one seed; give one value (a transfer study is a bracket search)")
+            raise SpecError(
+                f'{source}: {what}: method = "optuna" tunes base HPs at one shape, one '
+                "parameterization and one seed; give one value (a transfer study is a bracket search)"
+            )
         if not any(k in fields_with(*HP_ROLES) for k in axes):
-            raise SpecError(f"{source}: grid: method = \"optuna\" needs an HP to tune, e.g. lr = "
-                            "{ log2_range = [-12, -3] }")
+            raise SpecError(
+                f'{source}: grid: method = "optuna" needs an HP to tune, e.g. lr = '
+                "{ log2_range = [-12, -3] }"
+            )
 
 
 def _expand(template: TrialConfig, parameterizations: list[str], axes: dict[str, list[Any]], prints: dict):
@@ -264,5 +309,7 @@ def _expand(template: TrialConfig, parameterizations: list[str], axes: dict[str,
 def load_sweep(path: str | Path, *, resolve: Resolver | None = None) -> Sweep:
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"sweep file {path} does not exist; pass a path such as sweeps/depth-transfer-demo.toml")
+        raise SpecError(
+            f"sweep file {path} does not exist; pass a path such as sweeps/depth-transfer-demo.toml"
+        )
     return parse_sweep(path.read_text(), source=str(path), resolve=resolve)

@@ -42,8 +42,12 @@ class Resources(BaseModel):
     gpus_per_trial: float = Field(default=0, ge=0, description="GPUs per trial; fractional shares a GPU")
     max_concurrent: int | None = Field(default=None, ge=1, description="at most this many trials at once")
     max_retries: int = Field(default=2, ge=0, description="re-runs of a trial whose worker died or raised")
-    autoscale_wait_s: float = Field(default=0, ge=0, description="on an autoscaling cluster: seconds to wait for "
-                                    "a node that fits a trial before giving up (0: refuse at once)")
+    autoscale_wait_s: float = Field(
+        default=0,
+        ge=0,
+        description="on an autoscaling cluster: seconds to wait for "
+        "a node that fits a trial before giving up (0: refuse at once)",
+    )
 
 
 class Around(BaseModel):
@@ -61,9 +65,11 @@ class Around(BaseModel):
         return [2.0 ** (centre + k * self.step) for k in range(-n, n + 1)]
 
 
-METHOD_KEYS = {"grid": set(), "bracket": {"hp", "resolution", "max_extend", "seeds", "max_trials_per_shape",
-                                         "stability"},
-               "optuna": {"n_trials", "sampler_seed"}}
+METHOD_KEYS = {
+    "grid": set(),
+    "bracket": {"hp", "resolution", "max_extend", "seeds", "max_trials_per_shape", "stability"},
+    "optuna": {"n_trials", "sampler_seed"},
+}
 
 
 class Search(BaseModel):
@@ -73,21 +79,31 @@ class Search(BaseModel):
     method: Literal["grid", "bracket", "optuna"] = "grid"
     hp: str = Field(default="lr", description="bracket: the HP searched in log2 space")
     resolution: float = Field(default=0.5, gt=0, description="bracket: octaves between neighbours at the end")
-    max_extend: float = Field(default=3.0, ge=0, description="bracket: octaves it may go past the grid's edges")
-    seeds: int | None = Field(default=None, ge=1, description="bracket: seeds at the best point and its neighbours")
-    max_trials_per_shape: int = Field(default=40, ge=1, description="bracket: at most this many trials per group")
-    stability: bool = Field(default=False, description="bracket: also locate the largest stable value above "
-                                                        "the best, to the resolution")
+    max_extend: float = Field(
+        default=3.0, ge=0, description="bracket: octaves it may go past the grid's edges"
+    )
+    seeds: int | None = Field(
+        default=None, ge=1, description="bracket: seeds at the best point and its neighbours"
+    )
+    max_trials_per_shape: int = Field(
+        default=40, ge=1, description="bracket: at most this many trials per group"
+    )
+    stability: bool = Field(
+        default=False,
+        description="bracket: also locate the largest stable value above the best, to the resolution",
+    )
     n_trials: int | None = Field(default=None, ge=1, description="optuna: trials in the study, across runs")
     sampler_seed: int = Field(default=0, ge=0, description="optuna: seeds the TPE sampler")
 
     @model_validator(mode="after")
-    def _keys_of_the_method(self) -> "Search":
+    def _keys_of_the_method(self) -> Search:
         for key in self.model_fields_set - {"method"} - METHOD_KEYS[self.method]:
             owner = next(m for m, keys in METHOD_KEYS.items() if key in keys)
-            raise ValueError(f"{key} is a setting of method = \"{owner}\", not \"{self.method}\"; remove it")
+            raise ValueError(f'{key} is a setting of method = "{owner}", not "{self.method}"; remove it')
         if self.method == "optuna" and self.n_trials is None:
-            raise ValueError("method = \"optuna\" needs n_trials (how many trials the study runs), e.g. n_trials = 40")
+            raise ValueError(
+                'method = "optuna" needs n_trials (how many trials the study runs), e.g. n_trials = 40'
+            )
         return self
 
 
@@ -110,7 +126,9 @@ class SweepSpec(BaseModel):
         out = {}
         for key, value in self.model_dump(exclude_unset=True, exclude={"name", "description"}).items():
             if isinstance(value, dict):
-                out.update({f"{key}.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in value.items()})
+                out.update(
+                    {f"{key}.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+                )
             else:
                 out[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         return out

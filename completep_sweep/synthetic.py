@@ -23,8 +23,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # (d in octaves, seed-to-seed sd in nats): pooled over the 8 measured shapes.
-SPREAD = ((-3.0, 0.011), (-2.0, 0.012), (-1.0, 0.02), (-0.5, 0.03), (0.0, 0.033), (0.5, 0.056),
-          (1.0, 0.09), (2.0, 0.10))
+SPREAD = (
+    (-3.0, 0.011),
+    (-2.0, 0.012),
+    (-1.0, 0.02),
+    (-0.5, 0.03),
+    (0.0, 0.033),
+    (0.5, 0.056),
+    (1.0, 0.09),
+    (2.0, 0.10),
+)
 CORRELATION_LENGTH = 1.4  # octaves: exp(-0.5 / 1.4) = 0.7 between points half an octave apart
 WALL = (2.5, 4.0)  # octaves above the optimum where divergence starts being possible, and is certain
 
@@ -91,9 +99,19 @@ class SyntheticShape:
         return float(self.best_loss + basin(x - self.optimum))
 
 
-def simulate_study(*, drift: float = 0.0, payoff: float = 0.0, depths=(2, 4, 8, 16), seeds=(0, 1, 2),
-                   start=(-9.0, -7.0, -5.0, -3.0), optimum: float | None = None, rng_seed: int = 0,
-                   parameterization: str = "completep", width: int = 32, base_width: int = 16):
+def simulate_study(
+    *,
+    drift: float = 0.0,
+    payoff: float = 0.0,
+    depths=(2, 4, 8, 16),
+    seeds=(0, 1, 2),
+    start=(-9.0, -7.0, -5.0, -3.0),
+    optimum: float | None = None,
+    rng_seed: int = 0,
+    parameterization: str = "completep",
+    width: int = 32,
+    base_width: int = 16,
+):
     """One simulated transfer study as trial rows (the columns ``analyze`` reads).
 
     Per depth d the optimum is ``optimum + drift * log2(d / depths[0])`` (octaves) and the best loss
@@ -106,22 +124,38 @@ def simulate_study(*, drift: float = 0.0, payoff: float = 0.0, depths=(2, 4, 8, 
 
     rng = np.random.default_rng(rng_seed)
     optimum = rng.uniform(-6.0, -4.5) if optimum is None else optimum
-    rules = BracketRules(grid=tuple(start), base_seeds=tuple(seeds), resolution=0.5, max_extend=2.0,
-                         stability=True)
+    rules = BracketRules(
+        grid=tuple(start), base_seeds=tuple(seeds), resolution=0.5, max_extend=2.0, stability=True
+    )
     rows = []
     for k, depth in enumerate(depths):
         doublings = math.log2(depth / depths[0])
-        shape = SyntheticShape(optimum=optimum + drift * doublings, best_loss=2.4 + payoff * doublings,
-                               rng=np.random.default_rng(rng_seed * 1000 + k))
+        shape = SyntheticShape(
+            optimum=optimum + drift * doublings,
+            best_loss=2.4 + payoff * doublings,
+            rng=np.random.default_rng(rng_seed * 1000 + k),
+        )
         group = Group(rules)
         while points := group.next_round():
             for x, seed in points:
                 group.measured[(x, seed)] = shape.loss(x, seed)
         for (x, seed), loss in group.measured.items():
             finite = math.isfinite(loss)
-            rows.append({"trial_id": f"{rng_seed}-{depth}-{x}-{seed}", "parameterization": parameterization,
-                         "alpha": 1.0, "width": width, "depth": depth, "base_width": base_width,
-                         "base_depth": depths[0], "lr": 2.0**x, "seed": seed, "steps": 300,
-                         "status": "ok" if finite else "diverged", "final_val_loss": loss if finite else math.nan,
-                         "flops": 1e12 * depth})
+            rows.append(
+                {
+                    "trial_id": f"{rng_seed}-{depth}-{x}-{seed}",
+                    "parameterization": parameterization,
+                    "alpha": 1.0,
+                    "width": width,
+                    "depth": depth,
+                    "base_width": base_width,
+                    "base_depth": depths[0],
+                    "lr": 2.0**x,
+                    "seed": seed,
+                    "steps": 300,
+                    "status": "ok" if finite else "diverged",
+                    "final_val_loss": loss if finite else math.nan,
+                    "flops": 1e12 * depth,
+                }
+            )
     return pd.DataFrame(rows), optimum

@@ -54,8 +54,18 @@ def format_table(df: pd.DataFrame) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-               "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    special = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
     return "".join(special.get(ch, ch) for ch in text)
 
 
@@ -78,8 +88,20 @@ def _latex(df: pd.DataFrame) -> str:
     spec = "".join("r" if _is_numeric_column(df[c]) else "l" for c in df.columns) or "l"
     rows = [" & ".join(_latex_cell(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
     header = " & ".join(_latex_escape(str(c)) for c in df.columns) + r" \\"
-    return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\hline", header, r"\hline", *rows,
-                      r"\hline", r"\end{tabular}"]) + "\n"
+    return (
+        "\n".join(
+            [
+                rf"\begin{{tabular}}{{{spec}}}",
+                r"\hline",
+                header,
+                r"\hline",
+                *rows,
+                r"\hline",
+                r"\end{tabular}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def export_table(df: pd.DataFrame, fmt: str) -> str:
@@ -108,16 +130,21 @@ def rules_table(rules, *, lr: float, init_std: float, weight_decay: float, eps: 
         f"depth_mult {rules.depth_mult:g}",
         f"residual multiplier {rules.residual_multiplier:.6g}   output (logit) multiplier "
         f"{rules.output_multiplier:.6g}",
-        f"base HPs: lr {lr:g}, init_std {init_std:g}, weight_decay {weight_decay:g}, eps {eps:g}", "",
+        f"base HPs: lr {lr:g}, init_std {init_std:g}, weight_decay {weight_decay:g}, eps {eps:g}",
+        "",
     ]
-    header = (f"{'group':<14}{'init_std x':>11}{'lr x':>10}{'wd x':>8}{'eps x':>10} | "
-              f"{'init_std':>10}{'lr':>11}{'wd':>9}{'eps':>10}")
+    header = (
+        f"{'group':<14}{'init_std x':>11}{'lr x':>10}{'wd x':>8}{'eps x':>10} | "
+        f"{'init_std':>10}{'lr':>11}{'wd':>9}{'eps':>10}"
+    )
     lines += [header, "-" * len(header)]
     for g, r in rules.groups.items():
         init = "fixed" if r.init_std_mult is None else f"{r.init_std_mult:.4g}"
         init_eff = "fixed" if r.init_std_mult is None else f"{init_std * r.init_std_mult:.4g}"
-        lines.append(f"{g:<14}{init:>11}{r.lr_mult:>10.4g}{r.weight_decay_mult:>8.4g}{r.eps_mult:>10.4g} | "
-                     f"{init_eff:>10}{lr * r.lr_mult:>11.4g}{weight_decay * r.weight_decay_mult:>9.4g}"
-                     f"{eps * r.eps_mult:>10.3g}")
+        lines.append(
+            f"{g:<14}{init:>11}{r.lr_mult:>10.4g}{r.weight_decay_mult:>8.4g}{r.eps_mult:>10.4g} | "
+            f"{init_eff:>10}{lr * r.lr_mult:>11.4g}{weight_decay * r.weight_decay_mult:>9.4g}"
+            f"{eps * r.eps_mult:>10.3g}"
+        )
     lines.append("\nnorms start at 1, biases at 0; wd is PyTorch-AdamW style (decay = lr * wd * theta).")
     return "\n".join(lines)

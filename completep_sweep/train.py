@@ -11,10 +11,10 @@ import functools
 import math
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -44,8 +44,11 @@ def code_version() -> str:
     version = f"{__version__}+{RULES_VERSION}"
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-            capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         if out.returncode == 0 and out.stdout.strip():
             version += f"+g{out.stdout.strip()}"
@@ -89,9 +92,11 @@ def _autocast_for(device: torch.device):
     return contextlib.nullcontext
 
 
-def train_trial(config: TrialConfig, on_eval: EvalCallback | None = None, runtime: Runtime = Runtime()) -> TrialResult:
+def train_trial(
+    config: TrialConfig, on_eval: EvalCallback | None = None, runtime: Runtime = Runtime()
+) -> TrialResult:
     """Train one trial for its token budget and return its row (never raises for divergence)."""
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     device = resolve_device(runtime.device)
     if device.type == "cpu":
@@ -101,13 +106,21 @@ def train_trial(config: TrialConfig, on_eval: EvalCallback | None = None, runtim
     source = load_source(config.data, config.vocab_size, config.seq_len)
     model = build_model(config, device)
     opt = build_optimizer(
-        model, config.rules(), lr=config.lr, weight_decay=config.weight_decay, eps=config.eps,
+        model,
+        config.rules(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        eps=config.eps,
         betas=(config.beta1, config.beta2),
     )
     autocast = _autocast_for(device)
     schedule = functools.partial(
-        lr_at, lr=config.lr, total_steps=config.steps, warmup_steps=config.warmup_steps,
-        decay=config.decay, final_lr_ratio=config.final_lr_ratio,
+        lr_at,
+        lr=config.lr,
+        total_steps=config.steps,
+        warmup_steps=config.warmup_steps,
+        decay=config.decay,
+        final_lr_ratio=config.final_lr_ratio,
     )
 
     curve: list[CurvePoint] = []
@@ -116,7 +129,9 @@ def train_trial(config: TrialConfig, on_eval: EvalCallback | None = None, runtim
     diverged_at, clipped, steps_done = None, 0, 0
     for step in range(config.steps):
         set_lr(opt, schedule(step))
-        x, y = source.batch("train", step, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed)
+        x, y = source.batch(
+            "train", step, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed
+        )
         with autocast():
             _, loss = model(x.to(device), y.to(device))
         last_loss = loss.item()
@@ -135,8 +150,10 @@ def train_trial(config: TrialConfig, on_eval: EvalCallback | None = None, runtim
         window.append(last_loss)
         if steps_done % config.eval_interval == 0 or steps_done == config.steps:
             point = CurvePoint(
-                step=steps_done, tokens=steps_done * config.batch_size * config.seq_len,
-                train_loss=sum(window) / len(window), val_loss=evaluate(model, source, config, autocast),
+                step=steps_done,
+                tokens=steps_done * config.batch_size * config.seq_len,
+                train_loss=sum(window) / len(window),
+                val_loss=evaluate(model, source, config, autocast),
                 lr=schedule(step),
             )
             curve.append(point)

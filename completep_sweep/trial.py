@@ -14,78 +14,38 @@ so re-running a sweep recognises finished trials and extending a grid only runs 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import hashlib
 import json
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from .errors import FieldError
 from .parameterization import RULES_VERSION, ScalingRules, get_parameterization, scaling_rules
+from .roles import (  # noqa: F401 - the schema's vocabulary, re-exported where the schema is
+    ABOVE_ONE,
+    ADDED,
+    CHECK,
+    DECAYS,
+    DECAYS_CHECK,
+    EXAMPLES,
+    HP_ROLES,
+    NON_NEGATIVE,
+    POSITIVE,
+    PRESET_ROLES,
+    ROLE,
+    TRAIN_ROLES,
+    UNIT,
+    ConfigError,
+    Role,
+    base_type,
+    check_roles,
+    is_number,
+    role,
+)
 from .shape import ModelConfig, ShapeError, check_heads
-
-DECAYS = ("cosine", "linear", "constant")
-
-
-class Role(enum.Enum):
-    """What a config field means to a sweep; where it may be set follows from it."""
-
-    LABEL = "label"
-    """Names or places the trial (sweep, preset name); cannot change its numbers, not hashed."""
-    PARAMETERIZATION = "parameterization"
-    """Which rules of Table 1 apply."""
-    SHAPE = "shape"
-    """Width and depth of this trial: the axes along which transfer is judged."""
-    BASE_SHAPE = "base_shape"
-    """The shape at which base HPs are tuned (multipliers are 1 there); a preset setting."""
-    MODEL = "model"
-    """Architecture and data, fixed by the model preset (``[model_overrides]`` in a sweep file)."""
-    HP = "hp"
-    """Optimizer hyperparameters (``[train]``); the ones a transfer study sweeps."""
-    TRAINING = "training"
-    """Budget and schedule (``[train]``); an HP too when a sweep varies it."""
-    SEED = "seed"
-    """Seeds init and batch order; the analysis averages over it."""
-    MEASUREMENT = "measurement"
-    """How the outcome is measured (``[train]``); never an HP."""
-    DERIVED = "derived"
-    """Computed by the tool from other fields (the data's content hash); never set by hand."""
-
-
-ROLE, CHECK, ADDED = "role", "check", "added"
-PRESET_ROLES = frozenset({Role.BASE_SHAPE, Role.MODEL})  # a preset's top-level keys, [model_overrides]
-TRAIN_ROLES = frozenset({Role.HP, Role.TRAINING, Role.SEED, Role.MEASUREMENT})  # a preset's [train]
-HP_ROLES = frozenset({Role.HP, Role.TRAINING})  # swept values the analysis finds optima for
-
-
-class ConfigError(FieldError):
-    """A bad TrialConfig value; ``field`` names it so callers can say where it was set."""
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-# Checks: (test, what the value must be). Integers must be ints; the type hint says which.
-POSITIVE = (lambda v: _number(v) and v > 0, "a positive number")
-NON_NEGATIVE = (lambda v: _number(v) and v >= 0, "a number >= 0")
-UNIT = (lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")
-ABOVE_ONE = (lambda v: _number(v) and v > 1, "a number > 1")
-DECAYS_CHECK = (lambda v: v in DECAYS, "one of " + ", ".join(DECAYS))
-_EXAMPLES = {"lr": " e.g. lr = 0.0078125 (2^-7)", "init_std": " e.g. init_std = 0.02", "eps": " e.g. eps = 1e-8"}
-
-
-def role(kind: Role, default: Any, check: tuple[Callable[[Any], bool], str] | None = None, *,
-         added: str | None = None):
-    """A config field: its default, its role and the check its value must pass.
-
-    ``added``: the release that introduced the field. Such a field is hashed into ``trial_id`` only
-    when it differs from its default, so every id (and row) of an earlier release stays valid.
-    """
-    return field(default=default, metadata={ROLE: kind, CHECK: check, ADDED: added})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,8 +132,13 @@ class TrialConfig:
 
     def rules(self) -> ScalingRules:
         """This trial's ScalingRules: its parameterization at (width, depth) for its base shape."""
-        return scaling_rules(self.parameterization, width=self.width, depth=self.depth,
-                             base_width=self.base_width, base_depth=self.base_depth)
+        return scaling_rules(
+            self.parameterization,
+            width=self.width,
+            depth=self.depth,
+            base_width=self.base_width,
+            base_depth=self.base_depth,
+        )
 
     @property
     def alpha(self) -> float | None:
@@ -194,8 +159,11 @@ class TrialConfig:
 
     @functools.cached_property  # frozen: the inputs never change, so hash once
     def trial_id(self) -> str:
-        payload = {f.name: getattr(self, f.name) for f in HASHED_FIELDS
-                   if not (f.metadata[ADDED] and getattr(self, f.name) == f.default)}
+        payload = {
+            f.name: getattr(self, f.name)
+            for f in HASHED_FIELDS
+            if not (f.metadata[ADDED] and getattr(self, f.name) == f.default)
+        }
         payload["rules_version"] = RULES_VERSION
         if not self.bias:  # since 0.2.0 LayerNorms follow `bias` (before, they always had biases)
             payload["norm_bias"] = False
@@ -205,7 +173,7 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TrialConfig":
+    def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -213,7 +181,7 @@ class TrialConfig:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "TrialConfig":
+    def from_row(cls, row: Mapping[str, Any]) -> TrialConfig:
         """The config of a stored row. Parquet's null for None comes back as NaN; a field added
         after the row was written (absent or NaN) takes its default."""
         values = {}
@@ -238,27 +206,15 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
         return
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f.name, f"{f.name} must be an integer (got {value!r})")
-    test, what = f.metadata[CHECK] or (_number, "a finite number")
+    test, what = f.metadata[CHECK] or (is_number, "a finite number")
     if not test(value):
-        raise ConfigError(f.name, f"{f.name} must be {what} (got {value!r});{_EXAMPLES.get(f.name, '')}".rstrip(";"))
-
-
-def _base_type(hint: Any) -> type:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
-
-
-def check_roles(cls: type) -> None:
-    """Every field of a config dataclass declares a Role (via ``role()``); raises TypeError naming one
-    that does not, so adding a field without deciding what it means fails at import."""
-    for f in fields(cls):
-        if not isinstance(f.metadata.get(ROLE), Role):
-            raise TypeError(f"{cls.__name__}.{f.name} has no role: declare it as "
-                            f"`{f.name}: type = role(Role.<KIND>, default, check)` (see trial.Role)")
+        raise ConfigError(
+            f.name, f"{f.name} must be {what} (got {value!r});{EXAMPLES.get(f.name, '')}".rstrip(";")
+        )
 
 
 check_roles(TrialConfig)
-FIELD_TYPES: dict[str, type] = {name: _base_type(h) for name, h in typing.get_type_hints(TrialConfig).items()}
+FIELD_TYPES: dict[str, type] = {name: base_type(h) for name, h in typing.get_type_hints(TrialConfig).items()}
 # Fields a later release added, with the value an earlier release's rows implicitly had.
 ADDED_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrialConfig) if f.metadata[ADDED]}
 
@@ -319,13 +275,31 @@ class TrialResult:
     curve: tuple[CurvePoint, ...] = field(default=(), repr=False)
 
     @classmethod
-    def failed(cls, config: TrialConfig, error: str, *, wall_time_s: float = 0.0, device: str = "",
-               started_at: str = "") -> "TrialResult":
+    def failed(
+        cls,
+        config: TrialConfig,
+        error: str,
+        *,
+        wall_time_s: float = 0.0,
+        device: str = "",
+        started_at: str = "",
+    ) -> TrialResult:
         """The row of a trial that raised (after retries): status 'error', losses NaN."""
         return cls(
-            config=config, status="error", final_train_loss=math.nan, final_val_loss=math.nan,
-            diverged_at_step=None, steps_done=0, clip_fraction=0.0, flops=0.0, n_params=0,
-            wall_time_s=wall_time_s, device=device, started_at=started_at, code_version="", error=error[-2000:],
+            config=config,
+            status="error",
+            final_train_loss=math.nan,
+            final_val_loss=math.nan,
+            diverged_at_step=None,
+            steps_done=0,
+            clip_fraction=0.0,
+            flops=0.0,
+            n_params=0,
+            wall_time_s=wall_time_s,
+            device=device,
+            started_at=started_at,
+            code_version="",
+            error=error[-2000:],
         )
 
     def row(self) -> dict[str, Any]:
@@ -338,7 +312,7 @@ class TrialResult:
 
 # The row, declared once: the store's Arrow schema, the analysis and MLflow read these.
 MEASURED_COLUMNS = tuple(f.name for f in fields(TrialResult) if f.name not in ("config", "curve"))
-_RESULT_TYPES = {name: _base_type(h) for name, h in typing.get_type_hints(TrialResult).items()}
+_RESULT_TYPES = {name: base_type(h) for name, h in typing.get_type_hints(TrialResult).items()}
 ROW_COLUMNS: dict[str, type] = {
     "trial_id": str,
     **FIELD_TYPES,

@@ -58,14 +58,19 @@ def _analyze_defaults() -> dict:
 
     defaults = analyze.__kwdefaults__ or {}
     if "n_bootstrap" not in defaults:  # fail loudly rather than silently run the full bootstrap
-        raise RuntimeError("tests/conftest.py: analyze() has no keyword-only n_bootstrap default any more; "
-                           "update the cheap-bootstrap fixtures (_cheap_bootstrap, _full_bootstrap_opt_out)")
+        raise RuntimeError(
+            "tests/conftest.py: analyze() has no keyword-only n_bootstrap default any more; "
+            "update the cheap-bootstrap fixtures (_cheap_bootstrap, _full_bootstrap_opt_out)"
+        )
     return defaults
 
 
 def pytest_addoption(parser):
-    parser.addoption("--full-bootstrap", action="store_true",
-                     help="every analyze() draws its full bootstrap (no cheap default; see CHEAP_BOOTSTRAP)")
+    parser.addoption(
+        "--full-bootstrap",
+        action="store_true",
+        help="every analyze() draws its full bootstrap (no cheap default; see CHEAP_BOOTSTRAP)",
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -91,8 +96,17 @@ def _full_bootstrap_opt_out(request, monkeypatch, _cheap_bootstrap):
 # ---------------------------------------------------------------- sweep files and the CLI
 
 
-def sweep_text(name: str, *, parameterizations=("mup", "completep"), depths=(2, 4), lrs=(2**-7, 2**-6),
-               steps: int = 30, width: int = 32, extra_train: str = "", resources: str = "") -> str:
+def sweep_text(
+    name: str,
+    *,
+    parameterizations=("mup", "completep"),
+    depths=(2, 4),
+    lrs=(2**-7, 2**-6),
+    steps: int = 30,
+    width: int = 32,
+    extra_train: str = "",
+    resources: str = "",
+) -> str:
     """A small sweep file: byte corpus, short sequences, a few steps per trial."""
     return f"""
 name = "{name}"
@@ -123,6 +137,7 @@ def make_spec(tmp_path):
         path = tmp_path / f"{name}.toml"
         path.write_text(sweep_text(name, **kw))
         return path
+
     return make
 
 
@@ -138,6 +153,7 @@ def cli(capsys):
             code = e.code
         out = capsys.readouterr()
         return code, out.out, out.err
+
     return run
 
 
@@ -147,6 +163,7 @@ def free_port():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
+
     return find
 
 
@@ -162,8 +179,12 @@ class Driver:
     def __init__(self, spec: Path, results: Path, log: Path, uri: str | None = None, extra=()):
         mlflow = ["--tracking-uri", uri] if uri else ["--no-mlflow"]
         self.log = log
-        self.proc = subprocess.Popen([*CLI, "run", str(spec), "--results", str(results), *mlflow, *extra],
-                                     stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*CLI, "run", str(spec), "--results", str(results), *mlflow, *extra],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         return self.log.read_text()
@@ -174,8 +195,9 @@ class Driver:
             if predicate():
                 return
             if self.proc.poll() is not None:
-                raise AssertionError(f"the driver exited ({self.proc.returncode}) before {what}:\n"
-                                     f"{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"the driver exited ({self.proc.returncode}) before {what}:\n{self.output()[-3000:]}"
+                )
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n{self.output()[-3000:]}")
 
@@ -207,6 +229,7 @@ def start_driver():
     def start(*args, **kwargs) -> Driver:
         started.append(Driver(*args, **kwargs))
         return started[-1]
+
     yield start
     for driver in started:
         driver.kill_all()
@@ -215,19 +238,42 @@ def start_driver():
 # ---------------------------------------------------------------- rows
 
 
-def _result(*, lr: float = 0.01, status: str = "ok", curve_steps=(10, 20),
-            final_val_loss: float | None = None, worker: str = "", code_version: str = "test",
-            flops: float = 1e9, wall_time_s: float = 1.5, **config) -> TrialResult:
+def _result(
+    *,
+    lr: float = 0.01,
+    status: str = "ok",
+    curve_steps=(10, 20),
+    final_val_loss: float | None = None,
+    worker: str = "",
+    code_version: str = "test",
+    flops: float = 1e9,
+    wall_time_s: float = 1.5,
+    **config,
+) -> TrialResult:
     config = TrialConfig(**{"sweep": "s", "lr": lr, **config})
     ok = status == "ok"
-    curve = tuple(CurvePoint(step=s, tokens=s * 10, train_loss=4 - s / 100 + lr, val_loss=4.1 - s / 100 + lr,
-                             lr=lr) for s in curve_steps)
+    curve = tuple(
+        CurvePoint(step=s, tokens=s * 10, train_loss=4 - s / 100 + lr, val_loss=4.1 - s / 100 + lr, lr=lr)
+        for s in curve_steps
+    )
     val = final_val_loss if final_val_loss is not None else (curve[-1].val_loss if ok else math.nan)
-    return TrialResult(config=config, status=status, final_train_loss=curve[-1].train_loss,
-                       final_val_loss=val, diverged_at_step=None if ok else 5,
-                       steps_done=curve_steps[-1] if ok else 5, clip_fraction=0.0, flops=flops, n_params=1000,
-                       wall_time_s=wall_time_s, device="cpu", worker=worker,
-                       started_at="2026-01-01T00:00:00+00:00", code_version=code_version, curve=curve)
+    return TrialResult(
+        config=config,
+        status=status,
+        final_train_loss=curve[-1].train_loss,
+        final_val_loss=val,
+        diverged_at_step=None if ok else 5,
+        steps_done=curve_steps[-1] if ok else 5,
+        clip_fraction=0.0,
+        flops=flops,
+        n_params=1000,
+        wall_time_s=wall_time_s,
+        device="cpu",
+        worker=worker,
+        started_at="2026-01-01T00:00:00+00:00",
+        code_version=code_version,
+        curve=curve,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -237,25 +283,49 @@ def make_result():
 
 
 # Measured values of a synthetic row that no analysis varies (loss, status and FLOPs come from _trials).
-SYNTHETIC_MEASURED = dict(final_train_loss=math.nan, steps_done=600, clip_fraction=0.0, n_params=1000,
-                          wall_time_s=1.0, device="cpu", worker="", started_at="", code_version="test",
-                          error="")
+SYNTHETIC_MEASURED = dict(
+    final_train_loss=math.nan,
+    steps_done=600,
+    clip_fraction=0.0,
+    n_params=1000,
+    wall_time_s=1.0,
+    device="cpu",
+    worker="",
+    started_at="",
+    code_version="test",
+    error="",
+)
 CONFIG_FIELDS = frozenset(TrialConfig.field_names())
 RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(TrialResult)) - {"config", "curve"}
 
 
-def _trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 32), width=64,
-            base_width=64, base_depth=2, lr_log2=range(-12, -3), seeds=(0,), noise=0.0,
-            c=0.05, l0=lambda depth, width: 3.0, diverge_log2=math.inf, rng_seed=0,
-            flops=lambda depth, width: 1e12 * depth, extra=None) -> pd.DataFrame:
+def _trials(
+    opt_log2,
+    *,
+    parameterization="completep",
+    depths=(2, 4, 8, 16, 32),
+    width=64,
+    base_width=64,
+    base_depth=2,
+    lr_log2=range(-12, -3),
+    seeds=(0,),
+    noise=0.0,
+    c=0.05,
+    l0=lambda depth, width: 3.0,
+    diverge_log2=math.inf,
+    rng_seed=0,
+    flops=lambda depth, width: 1e12 * depth,
+    extra=None,
+) -> pd.DataFrame:
     """Synthetic rows: loss(lr) = l0(depth, width) + c·(log2 lr − opt_log2(depth, width))² + noise;
     lr above ``diverge_log2`` diverges. Each row is ``TrialResult.row()`` of a real ``TrialConfig``
     (``extra``: more config fields, or measured ones), so the rows follow the schema wherever it goes."""
     extra = dict(extra or {})
     unknown = set(extra) - CONFIG_FIELDS - RESULT_FIELDS
     if unknown:
-        raise TypeError(f"make_trials(extra=...): {sorted(unknown)} are not fields of TrialConfig "
-                        "or TrialResult")
+        raise TypeError(
+            f"make_trials(extra=...): {sorted(unknown)} are not fields of TrialConfig or TrialResult"
+        )
     config_extra = {k: v for k, v in extra.items() if k in CONFIG_FIELDS}
     measured = {**SYNTHETIC_MEASURED, **{k: v for k, v in extra.items() if k in RESULT_FIELDS}}
     rng = np.random.default_rng(rng_seed)
@@ -267,13 +337,28 @@ def _trials(opt_log2, *, parameterization="completep", depths=(2, 4, 8, 16, 32),
                 for seed in seeds:
                     diverged = e > diverge_log2
                     loss = l0(depth, w) + c * (e - opt_log2(depth, w)) ** 2 + noise * rng.standard_normal()
-                    config = TrialConfig(**{
-                        **config_extra, "parameterization": parameterization, "width": w, "depth": depth,
-                        "base_width": base_width, "base_depth": base_depth, "lr": 2.0**e, "seed": seed})
-                    result = TrialResult(**{
-                        **measured, "config": config, "status": "diverged" if diverged else "ok",
-                        "final_val_loss": math.nan if diverged else loss,
-                        "diverged_at_step": 10 if diverged else None, "flops": flops(depth, w)})
+                    config = TrialConfig(
+                        **{
+                            **config_extra,
+                            "parameterization": parameterization,
+                            "width": w,
+                            "depth": depth,
+                            "base_width": base_width,
+                            "base_depth": base_depth,
+                            "lr": 2.0**e,
+                            "seed": seed,
+                        }
+                    )
+                    result = TrialResult(
+                        **{
+                            **measured,
+                            "config": config,
+                            "status": "diverged" if diverged else "ok",
+                            "final_val_loss": math.nan if diverged else loss,
+                            "diverged_at_step": 10 if diverged else None,
+                            "flops": flops(depth, w),
+                        }
+                    )
                     rows.append(result.row())
     return pd.DataFrame(rows)
 

@@ -26,6 +26,7 @@ def hp_slice(df, *, parameterization, width, depth, hp):
     at = s[(s.parameterization == parameterization) & (s.width == width) & (s.depth == depth)]
     return at.drop(columns=list(KEY)).reset_index(drop=True)
 
+
 def row(df, **where):
     mask = np.ones(len(df), bool)
     for k, v in where.items():
@@ -64,8 +65,13 @@ def test_the_basin_fit_is_exact_without_noise(make_trials):
 
 
 def test_drifting_family_drifts_and_stable_family_transfers(make_trials):
-    drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup",
-                        lr_log2=range(-14, -2), seeds=(0, 1, 2), noise=0.002)
+    drift = make_trials(
+        lambda d, w: -6.0 - math.log2(d),
+        parameterization="mup",
+        lr_log2=range(-14, -2),
+        seeds=(0, 1, 2),
+        noise=0.002,
+    )
     stable = make_trials(lambda d, w: -7.2, parameterization="completep", seeds=(0, 1, 2), noise=0.002)
     a = analyze(pd.concat([drift, stable], ignore_index=True))
     mup = row(a.transfer, parameterization="mup", axis="depth")
@@ -104,8 +110,12 @@ def test_fewer_than_three_depths_is_inconclusive(make_trials):
 def test_optima_that_scatter_off_any_line_are_inconclusive(make_trials):
     # Optima an octave or two apart with no trend: no line describes them, whatever its slope.
     scatter = {2: -7, 4: -8.5, 8: -6, 16: -8.5, 32: -6.5}
-    t = row(analyze(make_trials(lambda d, w: scatter[d], lr_log2=range(-13, -2), noise=0.02,
-                                c=0.05, seeds=(0, 1, 2))).transfer, axis="depth")
+    t = row(
+        analyze(
+            make_trials(lambda d, w: scatter[d], lr_log2=range(-13, -2), noise=0.02, c=0.05, seeds=(0, 1, 2))
+        ).transfer,
+        axis="depth",
+    )
     assert t.verdict == "inconclusive" and "own scatter about a line" in t.reason
     assert "seeds" in t.next_step and "bend" in t.next_step
 
@@ -116,8 +126,11 @@ def test_a_small_zigzag_beyond_the_noise_widens_the_interval_and_still_transfers
     # interval is at least what the scatter says (not the noise's), and the zigzag, well inside the
     # tolerance, still transfers.
     zigzag = {2: -7.0, 4: -7.3, 8: -6.9, 16: -7.25, 32: -7.0}
-    a = analyze(make_trials(lambda d, w: zigzag[d], lr_log2=[x / 2 for x in range(-22, -5)], noise=0.002,
-                            seeds=(0, 1, 2)))
+    a = analyze(
+        make_trials(
+            lambda d, w: zigzag[d], lr_log2=[x / 2 for x in range(-22, -5)], noise=0.002, seeds=(0, 1, 2)
+        )
+    )
     t = row(a.transfer, axis="depth")
     assert t.verdict == "transfers" and "own scatter" in t.reason
     mu = np.log2(a.optima.sort_values("depth")["optimum_refined"].to_numpy())
@@ -129,8 +142,20 @@ def test_a_small_zigzag_beyond_the_noise_widens_the_interval_and_still_transfers
 
 @pytest.mark.full_bootstrap
 def test_a_noisy_flat_optimum_is_inconclusive_and_says_how_many_seeds_would_decide(make_trials):
-    t = row(analyze(make_trials(lambda d, w: -7.0, depths=(2, 4, 8, 16), lr_log2=range(-12, -2), noise=0.05,
-                                c=0.01, rng_seed=5, seeds=(0, 1))).transfer, axis="depth")
+    t = row(
+        analyze(
+            make_trials(
+                lambda d, w: -7.0,
+                depths=(2, 4, 8, 16),
+                lr_log2=range(-12, -2),
+                noise=0.05,
+                c=0.01,
+                rng_seed=5,
+                seeds=(0, 1),
+            )
+        ).transfer,
+        axis="depth",
+    )
     assert t.verdict == "inconclusive" and "spans 0" in t.reason, t.reason
     assert "seeds per point would decide it" in t.next_step and "completep-sweep run" in t.next_step
 
@@ -233,8 +258,13 @@ def test_a_single_hp_value_per_side_falls_back_to_the_band(make_trials):
 
 def test_regret_zero_where_optima_coincide_and_positive_where_not(make_trials):
     stable = make_trials(lambda d, w: -7.0, parameterization="completep", seeds=(0, 1), noise=0.001)
-    drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup", lr_log2=range(-14, -2),
-                        seeds=(0, 1), noise=0.001)
+    drift = make_trials(
+        lambda d, w: -6.0 - math.log2(d),
+        parameterization="mup",
+        lr_log2=range(-14, -2),
+        seeds=(0, 1),
+        noise=0.001,
+    )
     a = analyze(pd.concat([stable, drift], ignore_index=True))
     cp = a.regret[a.regret.parameterization == "completep"]
     assert (cp.regret_percent < 0.1).all() and len(cp) == 5
@@ -264,11 +294,11 @@ def test_regret_base_falls_back_to_smallest_depth_when_base_not_run(make_trials)
 
 def test_savings_twenty_percent_fewer_flops(make_trials):
     a_, b_ = 5.0, -0.1  # L_ref(F) = a + b ln F
-    ref = make_trials(lambda d, w: -7.0, parameterization="mup",
-                      l0=lambda d, w: a_ + b_ * math.log(1e12 * d))
+    ref = make_trials(lambda d, w: -7.0, parameterization="mup", l0=lambda d, w: a_ + b_ * math.log(1e12 * d))
     # CompleteP reaches any loss with 0.8× the FLOPs: L_cp(F) = L_ref(F / 0.8).
-    cp = make_trials(lambda d, w: -7.0, parameterization="completep",
-                     l0=lambda d, w: a_ + b_ * math.log(1e12 * d / 0.8))
+    cp = make_trials(
+        lambda d, w: -7.0, parameterization="completep", l0=lambda d, w: a_ + b_ * math.log(1e12 * d / 0.8)
+    )
     s = analyze(pd.concat([ref, cp], ignore_index=True)).savings.set_index("parameterization")
     assert s.loc["completep", "flops_saving_percent"] == pytest.approx(20.0, abs=2.0)
     assert s.loc["mup", "flops_saving_percent"] == pytest.approx(0.0, abs=1e-6)
@@ -277,23 +307,28 @@ def test_savings_twenty_percent_fewer_flops(make_trials):
 
 
 def test_savings_never_extrapolate(make_trials):
-    ref = make_trials(lambda d, w: -7.0, parameterization="mup", l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d))
+    ref = make_trials(
+        lambda d, w: -7.0, parameterization="mup", l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d)
+    )
     # CompleteP reaches µP's loss with 100x fewer FLOPs: below the FLOPs it tested, so no percentage.
-    cp = make_trials(lambda d, w: -7.0, parameterization="completep",
-                     l0=lambda d, w: 5.0 - 0.1 * math.log(1e14 * d))
+    cp = make_trials(
+        lambda d, w: -7.0, parameterization="completep", l0=lambda d, w: 5.0 - 0.1 * math.log(1e14 * d)
+    )
     s = analyze(pd.concat([ref, cp], ignore_index=True)).savings.set_index("parameterization")
     assert math.isnan(s.loc["completep", "flops_saving_percent"])
     assert s.loc["completep", "caveat"].startswith("n/a") and "extrapolate" in s.loc["completep", "caveat"]
 
 
 def test_savings_caveat_and_empty_cases(make_trials):
-    ref = make_trials(lambda d, w: -7.0, parameterization="mup", depths=(2, 4),
-                      l0=lambda d, w: 4.0 - 0.1 * math.log(d))
+    ref = make_trials(
+        lambda d, w: -7.0, parameterization="mup", depths=(2, 4), l0=lambda d, w: 4.0 - 0.1 * math.log(d)
+    )
     s = analyze(ref).savings
     assert len(s) == 1 and "only 2 shapes" in s.caveat.iloc[0]
     # One size only, or no reference: not applicable.
-    assert analyze(make_trials(lambda d, w: -7.0, parameterization="mup",
-                               flops=lambda d, w: 1e12)).savings.empty
+    assert analyze(
+        make_trials(lambda d, w: -7.0, parameterization="mup", flops=lambda d, w: 1e12)
+    ).savings.empty
     assert analyze(make_trials(lambda d, w: -7.0)).savings.empty
 
 
@@ -301,18 +336,47 @@ def test_to_json_dict_contract_and_strict_json(make_trials):
     df = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), diverge_log2=-5, seeds=(0, 1), noise=0.001)
     sp = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), parameterization="sp")  # alpha None
     d = analyze(pd.concat([df, sp], ignore_index=True)).to_json_dict()
-    assert set(d) == {"optima", "transfer", "payoff", "stability", "stability_edges", "regret", "savings",
-                      "tolerance", "loss"}
+    assert set(d) == {
+        "optima",
+        "transfer",
+        "payoff",
+        "stability",
+        "stability_edges",
+        "regret",
+        "savings",
+        "tolerance",
+        "loss",
+    }
     text = json.dumps(d, allow_nan=False)  # raises on NaN/Infinity
     back = json.loads(text)
     o = back["optima"][0]
-    for k in ("parameterization", "width", "depth", "hp", "optimum", "optimum_refined", "interval",
-              "loss", "at_edge", "n_seeds", "n_diverged"):
+    for k in (
+        "parameterization",
+        "width",
+        "depth",
+        "hp",
+        "optimum",
+        "optimum_refined",
+        "interval",
+        "loss",
+        "at_edge",
+        "n_seeds",
+        "n_diverged",
+    ):
         assert k in o
     assert len(o["interval"]) == 2 and isinstance(o["at_edge"], bool)
     t = back["transfer"][0]
-    for k in ("parameterization", "hp", "axis", "slope", "slope_interval", "shift_octaves",
-              "verdict", "tolerance", "next_step"):
+    for k in (
+        "parameterization",
+        "hp",
+        "axis",
+        "slope",
+        "slope_interval",
+        "shift_octaves",
+        "verdict",
+        "tolerance",
+        "next_step",
+    ):
         assert k in t
     assert set(back["regret"][0]) >= {"parameterization", "width", "depth", "hp", "regret_percent"}
     alphas = {r["parameterization"]: r["alpha"] for r in back["optima"]}
@@ -320,8 +384,13 @@ def test_to_json_dict_contract_and_strict_json(make_trials):
 
 
 def test_width_axis_and_fixed_slice(make_trials):
-    df = make_trials(lambda d, w: -7.0 - math.log2(w / 64), width=(64, 128, 256, 512), depths=(2,), seeds=(0, 1),
-                     parameterization="sp")
+    df = make_trials(
+        lambda d, w: -7.0 - math.log2(w / 64),
+        width=(64, 128, 256, 512),
+        depths=(2,),
+        seeds=(0, 1),
+        parameterization="sp",
+    )
     deep = make_trials(lambda d, w: -7.0, width=64, depths=(4, 8), parameterization="sp", seeds=(0, 1))
     deep["trial_id"] += "-d"
     a = analyze(pd.concat([df, deep], ignore_index=True))
@@ -363,8 +432,14 @@ def test_analyze_rejects_bad_input(make_trials):
 def test_hp_grid_with_zero_weight_decay(make_trials):
     rows = []
     for wd, penalty in ((0.0, 0.0), (1e-4, 0.01), (1e-3, 0.02), (1e-2, 0.1)):
-        t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4), seeds=(0, 1),
-                        l0=lambda d, w, p=penalty: 3.0 + p, extra={"weight_decay": wd})
+        t = make_trials(
+            lambda d, w: -7.0,
+            depths=(2, 4, 8),
+            lr_log2=range(-9, -4),
+            seeds=(0, 1),
+            l0=lambda d, w, p=penalty: 3.0 + p,
+            extra={"weight_decay": wd},
+        )
         t["trial_id"] += f"-{wd}"
         rows.append(t)
     a = analyze(pd.concat(rows, ignore_index=True))
@@ -392,8 +467,9 @@ def test_provenance_columns_do_not_split_the_grid(make_trials):
 @pytest.mark.parametrize("per_doubling, verdict", [(-0.05, "helps"), (0.05, "hurts"), (0.0, "flat")])
 def test_depth_payoff_reads_the_best_loss_against_depth(make_trials, per_doubling, verdict):
     # The best loss moves by `per_doubling` nats per doubling of depth; the optimum stays put.
-    rows = make_trials(lambda d, w: -7.0, seeds=(0, 1, 2), noise=0.002,
-                       l0=lambda d, w: 3.0 + per_doubling * math.log2(d))
+    rows = make_trials(
+        lambda d, w: -7.0, seeds=(0, 1, 2), noise=0.002, l0=lambda d, w: 3.0 + per_doubling * math.log2(d)
+    )
     p = row(analyze(rows).payoff, parameterization="completep")
     assert p.verdict == verdict, p.reason
     assert p.slope_low <= per_doubling <= p.slope_high
@@ -403,8 +479,12 @@ def test_depth_payoff_reads_the_best_loss_against_depth(make_trials, per_doublin
 def test_stability_follows_the_edge_of_the_basin(make_trials, per_doubling, verdict):
     # The edge (the last value within 4% of the best loss above the optimum) sits a fixed distance
     # above an optimum that moves `per_doubling` octaves per doubling of depth.
-    rows = make_trials(lambda d, w: -7.0 + per_doubling * math.log2(d / 2), seeds=(0, 1, 2), noise=0.002,
-                       lr_log2=[x / 2 for x in range(-28, -1)])
+    rows = make_trials(
+        lambda d, w: -7.0 + per_doubling * math.log2(d / 2),
+        seeds=(0, 1, 2),
+        noise=0.002,
+        lr_log2=[x / 2 for x in range(-28, -1)],
+    )
     s = row(analyze(rows).stability, parameterization="completep")
     assert s.verdict == verdict, s.reason
     assert s.slope == pytest.approx(per_doubling, abs=0.2)

@@ -38,7 +38,7 @@ def test_everything_else_is_derived_from_the_roles():
     from completep_sweep.presets import MODEL_FIELDS, TRAIN_FIELDS
     from completep_sweep.shape import ModelConfig
     from completep_sweep.store import TRIAL_SCHEMA
-    from completep_sweep.tracking.mirror import CHILD_PARAMS
+    from completep_sweep.tracking.layout import CHILD_PARAMS
 
     names = set(TrialConfig.field_names())
     labels = {"sweep", "model"}
@@ -55,8 +55,16 @@ def test_everything_else_is_derived_from_the_roles():
     assert config.replace(sweep="x", model="y").trial_id == config.trial_id
     for name in names - labels - {"parameterization"}:
         value = getattr(config, name)
-        changed = {bool: lambda v: not v, str: lambda v: "linear" if name == "decay" else v + "x",
-                   int: lambda v: v * 2 or 1, float: lambda v: v * 0.75 or 0.5}[type(value)] if value is not None else None
+        changed = (
+            {
+                bool: lambda v: not v,
+                str: lambda v, name=name: "linear" if name == "decay" else v + "x",
+                int: lambda v: v * 2 or 1,
+                float: lambda v: v * 0.75 or 0.5,
+            }[type(value)]
+            if value is not None
+            else None
+        )
         if changed is not None:
             assert config.replace(**{name: changed(value)}).trial_id != config.trial_id, name
 
@@ -81,14 +89,33 @@ def test_only_the_runner_imports_ray_and_only_tracking_imports_mlflow():
 
 
 def test_the_core_loads_neither_ray_nor_mlflow():
-    core = ["model", "train", "analysis", "store", "sweep", "results", "outcome", "errors", "report", "plots", "tables", "coord_check", "cli"]
-    code = ("import sys\n" + "".join(f"import completep_sweep.{m}\n" for m in core)
-            + "bad = [m for m in ('ray', 'mlflow') if m in sys.modules]\nassert not bad, bad\n")
+    core = [
+        "model",
+        "train",
+        "analysis",
+        "store",
+        "sweep",
+        "results",
+        "outcome",
+        "errors",
+        "report",
+        "plots",
+        "tables",
+        "coord_check",
+        "cli",
+    ]
+    code = (
+        "import sys\n"
+        + "".join(f"import completep_sweep.{m}\n" for m in core)
+        + "bad = [m for m in ('ray', 'mlflow') if m in sys.modules]\nassert not bad, bad\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_no_module_outgrows_its_job():
-    sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    sizes = {
+        p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")
+    }
     assert max(sizes.values()) <= MAX_MODULE_LINES, {k: v for k, v in sizes.items() if v > MAX_MODULE_LINES}
 
 
@@ -96,7 +123,9 @@ def test_no_test_module_imports_another():
     tests = Path(__file__).resolve().parent
     mine = {p.stem for p in tests.glob("test_*.py")} | {"conftest"}
     for path in tests.glob("test_*.py"):
-        assert not (_imports(path) & mine), f"{path.name} imports a test module; share it via conftest fixtures"
+        assert not (_imports(path) & mine), (
+            f"{path.name} imports a test module; share it via conftest fixtures"
+        )
 
 
 def test_results_written_by_release_0_1_0_load_and_analyse_the_same(release_fixture):
@@ -113,6 +142,17 @@ def test_results_written_by_release_0_1_0_load_and_analyse_the_same(release_fixt
     # The measured facts of each shape are what release 0.1.0 computed; the refined optimum and its
     # interval are a better estimator since 0.2.0 (a basin fit), so they are not compared.
     expected = pd.read_csv(release_fixture / "expected_optima.csv")
-    facts = ["parameterization", "width", "depth", "hp", "optimum", "loss", "n_seeds", "n_diverged", "n_points"]
-    pd.testing.assert_frame_equal(analyze(rows).optima[facts].reset_index(drop=True), expected[facts],
-                                  check_dtype=False)
+    facts = [
+        "parameterization",
+        "width",
+        "depth",
+        "hp",
+        "optimum",
+        "loss",
+        "n_seeds",
+        "n_diverged",
+        "n_points",
+    ]
+    pd.testing.assert_frame_equal(
+        analyze(rows).optima[facts].reset_index(drop=True), expected[facts], check_dtype=False
+    )

@@ -36,8 +36,14 @@ def bench_env() -> dict[str, str]:
 
 def run_quick(script: str, *args, timeout: float = 300) -> str:
     """``python benchmarks/SCRIPT --quick ARGS`` from the repository root; its stdout."""
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick", *map(str, args)], cwd=ROOT,
-                          env=bench_env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", *map(str, args)],
+        cwd=ROOT,
+        env=bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"{script} --quick exited {proc.returncode}:\n{proc.stderr[-4000:]}"
     assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
     return proc.stdout
@@ -60,8 +66,10 @@ def test_step_throughput_quick_reports_a_ratio_per_parameterization():
     out = run_quick("step_throughput.py")
     baseline = re.search(rf"^\s+baseline\s+({NUMBER}) tokens/s$", out, re.M)
     assert baseline and number(baseline.group(1)) > 0, out
-    ratios = {m.group(1): (number(m.group(2)), number(m.group(3)))
-              for m in re.finditer(rf"^\s+(\S+)\s+({NUMBER}) tokens/s\s+({NUMBER})x baseline$", out, re.M)}
+    ratios = {
+        m.group(1): (number(m.group(2)), number(m.group(3)))
+        for m in re.finditer(rf"^\s+(\S+)\s+({NUMBER}) tokens/s\s+({NUMBER})x baseline$", out, re.M)
+    }
     assert set(ratios) == {"sp", "mup", "alpha0.5", "completep"}, out
     for rate, ratio in ratios.values():
         assert rate > 0 and math.isfinite(ratio) and ratio > 0, out
@@ -70,16 +78,26 @@ def test_step_throughput_quick_reports_a_ratio_per_parameterization():
 
 def test_calibration_quick_reports_every_scenario():
     out = run_quick("calibration.py")
-    scenarios = re.findall(rf"^(\S.*?)\s+\((\d+) studies\) drift interval covers ({NUMBER})%, "
-                           rf"optimum intervals ({NUMBER})%; (.*)$", out, re.M)
-    assert [s[0] for s in scenarios] == ["fixed optimum", "drift 1.5 octaves", "depth helps", "depth is flat",
-                                         "depth hurts"], out
+    scenarios = re.findall(
+        rf"^(\S.*?)\s+\((\d+) studies\) drift interval covers ({NUMBER})%, "
+        rf"optimum intervals ({NUMBER})%; (.*)$",
+        out,
+        re.M,
+    )
+    assert [s[0] for s in scenarios] == [
+        "fixed optimum",
+        "drift 1.5 octaves",
+        "depth helps",
+        "depth is flat",
+        "depth hurts",
+    ], out
     for _, studies, drift_cover, optimum_cover, verdicts in scenarios:
         assert int(studies) == 3
         percent(drift_cover)
         percent(optimum_cover)
-        for question, right, wrong, counts in re.findall(rf"(\w+): right ({NUMBER})%, wrong ({NUMBER})% (\{{.*?\}})",
-                                                          verdicts):
+        for question, right, wrong, counts in re.findall(
+            rf"(\w+): right ({NUMBER})%, wrong ({NUMBER})% (\{{.*?\}})", verdicts
+        ):
             assert question in ("transfer", "payoff", "stability")
             assert percent(right) + percent(wrong) <= 100
             assert sum(ast.literal_eval(counts).values()) == 3, verdicts  # one verdict per study
@@ -88,8 +106,11 @@ def test_calibration_quick_reports_every_scenario():
 
 def test_search_cost_quick_reports_agreement_and_cost():
     out = run_quick("search_cost.py")
-    m = re.search(rf"^synthetic, 40 shapes: same answer ({NUMBER})%, cost ({NUMBER})% of the dense grid's trials",
-                  out, re.M)
+    m = re.search(
+        rf"^synthetic, 40 shapes: same answer ({NUMBER})%, cost ({NUMBER})% of the dense grid's trials",
+        out,
+        re.M,
+    )
     assert m, out
     percent(m.group(1))
     assert 0 < percent(m.group(2)) < 100  # a bracket never runs the whole dense grid
@@ -97,8 +118,12 @@ def test_search_cost_quick_reports_agreement_and_cost():
 
 def test_optuna_vs_grid_quick_reports_trials_to_the_grid_best():
     out = run_quick("optuna_vs_grid.py")
-    m = re.search(rf"^synthetic, 5 studies: within 1% of the grid's best in ({NUMBER})% of studies; "
-                  rf"median ({NUMBER}) trials \(90th percentile ({NUMBER})\) vs 15 grid trials$", out, re.M)
+    m = re.search(
+        rf"^synthetic, 5 studies: within 1% of the grid's best in ({NUMBER})% of studies; "
+        rf"median ({NUMBER}) trials \(90th percentile ({NUMBER})\) vs 15 grid trials$",
+        out,
+        re.M,
+    )
     assert m, out
     percent(m.group(1))
     assert 1 <= number(m.group(2)) <= number(m.group(3)) <= 24, out
@@ -114,7 +139,6 @@ def test_benchmark_sweep_files_expand_to_the_trials_their_header_says(path):
     assert len(load_sweep(path).trials) == int(header.group(1))
 
 
-
 @pytest.fixture(scope="module")
 def dense_rows(tmp_path_factory, make_result) -> Path:
     """A results folder of benchmarks/dense-half-octave.toml's CompleteP depth-2 shape (45 rows, no
@@ -126,8 +150,9 @@ def dense_rows(tmp_path_factory, make_result) -> Path:
     assert len(shape) == 15 * 3
     for c in shape:
         loss = 3.0 + 0.05 * (math.log2(c.lr) + 6) ** 2 + 0.001 * c.seed
-        store.write_result(make_result(**{k: v for k, v in c.to_dict().items() if k != "lr"}, lr=c.lr,
-                                       final_val_loss=loss))
+        store.write_result(
+            make_result(**{k: v for k, v in c.to_dict().items() if k != "lr"}, lr=c.lr, final_val_loss=loss)
+        )
     return store.root
 
 
@@ -136,8 +161,9 @@ def test_search_cost_quick_replays_the_bracket_on_real_rows(dense_rows):
     m = re.search(rf"^real trials \(.*\), 1 shapes: same answer ({NUMBER})%, cost ({NUMBER})%", out, re.M)
     assert m and percent(m.group(1)) == 100, out
     assert 0 < percent(m.group(2)) < 100
-    shape = re.search(r"^\s+completep\s+depth\s+2: dense 2\^(\S+), bracket 2\^(\S+) \((\d+) of 45 trials\)$",
-                      out, re.M)
+    shape = re.search(
+        r"^\s+completep\s+depth\s+2: dense 2\^(\S+), bracket 2\^(\S+) \((\d+) of 45 trials\)$", out, re.M
+    )
     assert shape and number(shape.group(1)) == -6 and abs(number(shape.group(2)) + 6) <= 0.5, out
     assert 0 < int(shape.group(3)) < 45
 
@@ -145,10 +171,16 @@ def test_search_cost_quick_replays_the_bracket_on_real_rows(dense_rows):
 @pytest.mark.slow
 def test_optuna_vs_grid_quick_runs_an_optuna_sweep(dense_rows):
     out = run_quick("optuna_vs_grid.py", "--real", dense_rows, timeout=600)
-    m = re.search(rf"^real trials at width 32, depth 2 \(grid best ({NUMBER}) over 15 seed-0 trials\):$", out, re.M)
+    m = re.search(
+        rf"^real trials at width 32, depth 2 \(grid best ({NUMBER}) over 15 seed-0 trials\):$", out, re.M
+    )
     assert m and number(m.group(1)) == pytest.approx(3.0), out
-    run = re.search(rf"^\s+sampler seed 0: within 1% after (\S+) trials, best ({NUMBER}), {NUMBER} s for (\d+) "
-                    r"trials$", out, re.M)
+    run = re.search(
+        rf"^\s+sampler seed 0: within 1% after (\S+) trials, best ({NUMBER}), {NUMBER} s for (\d+) "
+        r"trials$",
+        out,
+        re.M,
+    )
     assert run and int(run.group(3)) == 4, out  # every trial of the Optuna sweep left a row
     assert math.isfinite(number(run.group(2))) and number(run.group(2)) > 0
 
@@ -159,8 +191,12 @@ def test_optuna_vs_grid_quick_runs_an_optuna_sweep(dense_rows):
 @pytest.mark.slow
 def test_sweep_overhead_quick_reports_the_overhead_ratio_and_expansion():
     out = run_quick("sweep_overhead.py", timeout=600)
-    m = re.search(rf"^sweep overhead-quick: 8 trials at concurrency (\d+): wall ({NUMBER}) s, ideal .* "
-                  rf"({NUMBER}) s -> ({NUMBER})x", out, re.M)
+    m = re.search(
+        rf"^sweep overhead-quick: 8 trials at concurrency (\d+): wall ({NUMBER}) s, ideal .* "
+        rf"({NUMBER}) s -> ({NUMBER})x",
+        out,
+        re.M,
+    )
     assert m, out
     assert int(m.group(1)) >= 1 and number(m.group(2)) > 0 and number(m.group(3)) > 0
     assert number(m.group(4)) > 0

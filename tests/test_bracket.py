@@ -18,7 +18,9 @@ def search(opt: float, grid, *, seeds=None, noise=0.0, wall=math.inf, rng_seed=0
     while points := group.next_round():
         rounds.append((group.phase, points))
         for x, seed in points:
-            group.measured[(x, seed)] = math.inf if x > wall else 3 + 0.05 * (x - opt) ** 2 + noise * rng.standard_normal()
+            group.measured[(x, seed)] = (
+                math.inf if x > wall else 3 + 0.05 * (x - opt) ** 2 + noise * rng.standard_normal()
+            )
     return group, rounds
 
 

@@ -5,17 +5,46 @@ import pytest
 from completep_sweep.cli import main
 
 
-
 def test_explain_json_worked_example(cli):
-    code, out, _ = cli("explain", "--parameterization", "alpha0.5", "--width", "512", "--depth", "8",
-                       "--base-width", "256", "--base-depth", "2", "--json")
+    code, out, _ = cli(
+        "explain",
+        "--parameterization",
+        "alpha0.5",
+        "--width",
+        "512",
+        "--depth",
+        "8",
+        "--base-width",
+        "256",
+        "--base-depth",
+        "2",
+        "--json",
+    )
     assert code == 0
     d = json.loads(out)
-    assert set(d) == {"parameterization", "alpha", "width", "depth", "base_width", "base_depth", "width_mult",
-                      "depth_mult", "residual_multiplier", "output_multiplier", "groups"}
+    assert set(d) == {
+        "parameterization",
+        "alpha",
+        "width",
+        "depth",
+        "base_width",
+        "base_depth",
+        "width_mult",
+        "depth_mult",
+        "residual_multiplier",
+        "output_multiplier",
+        "groups",
+    }
     assert d["alpha"] == 0.5 and d["width_mult"] == 2 and d["depth_mult"] == 4
     assert d["residual_multiplier"] == 0.5 and d["output_multiplier"] == 0.5
-    assert set(d["groups"]) == {"embedding", "block_norm", "hidden_weight", "hidden_bias", "final_norm", "unembedding"}
+    assert set(d["groups"]) == {
+        "embedding",
+        "block_norm",
+        "hidden_weight",
+        "hidden_bias",
+        "final_norm",
+        "unembedding",
+    }
     hw = d["groups"]["hidden_weight"]
     assert hw["lr_mult"] == 0.25 and hw["weight_decay_mult"] == 2 and hw["eps_mult"] == 0.25
     assert d["groups"]["block_norm"]["init_std_mult"] is None
@@ -23,29 +52,103 @@ def test_explain_json_worked_example(cli):
 
 
 def test_explain_mup_alpha_is_null(cli):
-    code, out, _ = cli("explain", "--parameterization", "mup", "--width", "64", "--depth", "4",
-                       "--base-width", "32", "--base-depth", "2", "--json")
+    code, out, _ = cli(
+        "explain",
+        "--parameterization",
+        "mup",
+        "--width",
+        "64",
+        "--depth",
+        "4",
+        "--base-width",
+        "32",
+        "--base-depth",
+        "2",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["alpha"] is None
 
 
 def test_explain_human_readable(cli):
-    code, out, _ = cli("explain", "--parameterization", "completep", "--width", "512", "--depth", "8",
-                       "--base-width", "256", "--base-depth", "2")
+    code, out, _ = cli(
+        "explain",
+        "--parameterization",
+        "completep",
+        "--width",
+        "512",
+        "--depth",
+        "8",
+        "--base-width",
+        "256",
+        "--base-depth",
+        "2",
+    )
     assert code == 0 and "hidden_weight" in out and "0.125" in out and "residual multiplier 0.25" in out
 
 
-@pytest.mark.parametrize("argv, names", [
-    (["explain", "--parameterization", "xp", "--width", "64", "--depth", "2", "--base-width", "32", "--base-depth", "2"], "--parameterization"),
-    (["explain", "--parameterization", "mup", "--width", "-64", "--depth", "2", "--base-width", "32", "--base-depth", "2"], "--width"),
-    (["explain", "--parameterization", "mup", "--width", "64", "--depth", "2", "--weight-decay", "x"], "--weight-decay"),
-    (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "-0.1"], "--lr"),
-    (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "abc"], "--lr"),
-    (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01", "--seed", "-1"], "--seed"),
-    (["coord-check", "--axis", "height"], "--axis"),
-    (["status", "demo", "--watch", "--interval", "0"], "--interval"),
-    (["coord-check", "--axis", "depth", "--values", "2,x"], "--values"),
-    (["coord-check", "--axis", "depth", "--parameterizations", "sp,nope"], "--parameterizations"),
-])
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (
+            [
+                "explain",
+                "--parameterization",
+                "xp",
+                "--width",
+                "64",
+                "--depth",
+                "2",
+                "--base-width",
+                "32",
+                "--base-depth",
+                "2",
+            ],
+            "--parameterization",
+        ),
+        (
+            [
+                "explain",
+                "--parameterization",
+                "mup",
+                "--width",
+                "-64",
+                "--depth",
+                "2",
+                "--base-width",
+                "32",
+                "--base-depth",
+                "2",
+            ],
+            "--width",
+        ),
+        (
+            ["explain", "--parameterization", "mup", "--width", "64", "--depth", "2", "--weight-decay", "x"],
+            "--weight-decay",
+        ),
+        (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "-0.1"], "--lr"),
+        (["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "abc"], "--lr"),
+        (
+            [
+                "trial",
+                "--parameterization",
+                "mup",
+                "--width",
+                "64",
+                "--depth",
+                "2",
+                "--lr",
+                "0.01",
+                "--seed",
+                "-1",
+            ],
+            "--seed",
+        ),
+        (["coord-check", "--axis", "height"], "--axis"),
+        (["status", "demo", "--watch", "--interval", "0"], "--interval"),
+        (["coord-check", "--axis", "depth", "--values", "2,x"], "--values"),
+        (["coord-check", "--axis", "depth", "--parameterizations", "sp,nope"], "--parameterizations"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, names):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -54,13 +157,37 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, names):
     assert len(err.splitlines()) == 1 and names in err
 
 
-@pytest.mark.parametrize("argv, names", [
-    (["trial", "--model", "nosuch", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01"], "model"),
-    (["trial", "--parameterization", "mup", "--width", "40", "--depth", "2", "--lr", "0.01"], "head_dim"),
-    (["coord-check", "--axis", "width", "--values", "32,40"], "--values"),
-    (["explain", "--parameterization", "mup", "--width", "40", "--depth", "2"], "head_dim"),  # as `trial` refuses
-    (["explain", "--model", "nosuch", "--parameterization", "mup", "--width", "64", "--depth", "2"], "model"),
-])
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (
+            [
+                "trial",
+                "--model",
+                "nosuch",
+                "--parameterization",
+                "mup",
+                "--width",
+                "64",
+                "--depth",
+                "2",
+                "--lr",
+                "0.01",
+            ],
+            "model",
+        ),
+        (["trial", "--parameterization", "mup", "--width", "40", "--depth", "2", "--lr", "0.01"], "head_dim"),
+        (["coord-check", "--axis", "width", "--values", "32,40"], "--values"),
+        (
+            ["explain", "--parameterization", "mup", "--width", "40", "--depth", "2"],
+            "head_dim",
+        ),  # as `trial` refuses
+        (
+            ["explain", "--model", "nosuch", "--parameterization", "mup", "--width", "64", "--depth", "2"],
+            "model",
+        ),
+    ],
+)
 def test_bad_values_after_parsing_exit_2(argv, names, cli):
     code, out, err = cli(*argv)
     assert code == 2 and names in err and len(err.strip().splitlines()) == 1 and out == ""
@@ -70,17 +197,58 @@ def test_explain_takes_the_base_shape_and_hps_from_the_preset(cli):
     code, out, _ = cli("explain", "--parameterization", "mup", "--width", "128", "--depth", "2")
     assert code == 0 and "base (32, 2): width_mult 4" in out  # models/tiny.toml: base 32 x 2
     assert "weight_decay 0," in out  # the preset's 0, not a generic 0.1
-    code, out, _ = cli("explain", "--parameterization", "mup", "--width", "128", "--depth", "2",
-                       "--base-width", "64", "--weight-decay", "0.1")
+    code, out, _ = cli(
+        "explain",
+        "--parameterization",
+        "mup",
+        "--width",
+        "128",
+        "--depth",
+        "2",
+        "--base-width",
+        "64",
+        "--weight-decay",
+        "0.1",
+    )
     assert code == 0 and "width_mult 2" in out and "weight_decay 0.1" in out
 
 
 def test_trial_warns_when_warmup_swallows_the_run(cli):
-    code, out, err = cli("trial", "--parameterization", "sp", "--width", "32", "--depth", "1", "--lr", "0.01",
-                         "--steps", "4", "--batch-size", "2", "--json")
+    code, out, err = cli(
+        "trial",
+        "--parameterization",
+        "sp",
+        "--width",
+        "32",
+        "--depth",
+        "1",
+        "--lr",
+        "0.01",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--json",
+    )
     assert code == 0 and "warmup_steps 50 >= steps 4" in err and json.loads(out)["steps"] == 4
-    code, _, err = cli("trial", "--parameterization", "sp", "--width", "32", "--depth", "1", "--lr", "0.01",
-                       "--steps", "4", "--warmup-steps", "1", "--batch-size", "2", "--json")
+    code, _, err = cli(
+        "trial",
+        "--parameterization",
+        "sp",
+        "--width",
+        "32",
+        "--depth",
+        "1",
+        "--lr",
+        "0.01",
+        "--steps",
+        "4",
+        "--warmup-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--json",
+    )
     assert code == 0 and "warmup" not in err
 
 
@@ -100,12 +268,27 @@ def test_every_command_help_shows_examples_and_defaults(cli, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     from completep_sweep import __version__
+
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"completep-sweep {__version__}"
 
 
 def test_trial_json(cli):
-    code, out, _ = cli("trial", "--parameterization", "completep", "--width", "64", "--depth", "2",
-                       "--lr", "0.01", "--steps", "10", "--batch-size", "4", "--json")
+    code, out, _ = cli(
+        "trial",
+        "--parameterization",
+        "completep",
+        "--width",
+        "64",
+        "--depth",
+        "2",
+        "--lr",
+        "0.01",
+        "--steps",
+        "10",
+        "--batch-size",
+        "4",
+        "--json",
+    )
     assert code == 0
     d = json.loads(out)
     assert d["status"] == "ok" and d["final_val_loss"] > 0 and d["final_train_loss"] > 0
@@ -113,8 +296,18 @@ def test_trial_json(cli):
 
 
 def test_coord_check_json(cli):
-    code, out, _ = cli("coord-check", "--axis", "depth", "--values", "2,4,8", "--steps", "3",
-                       "--parameterizations", "mup,completep", "--json")
+    code, out, _ = cli(
+        "coord-check",
+        "--axis",
+        "depth",
+        "--values",
+        "2,4,8",
+        "--steps",
+        "3",
+        "--parameterizations",
+        "mup,completep",
+        "--json",
+    )
     assert code == 0
     d = json.loads(out)
     assert d["axis"] == "depth" and d["values"] == [2, 4, 8] and d["steps"] == 3
@@ -123,8 +316,22 @@ def test_coord_check_json(cli):
 
 
 def test_trial_json_diverged_is_valid_json(cli):
-    code, out, _ = cli("trial", "--parameterization", "sp", "--width", "64", "--depth", "2",
-                       "--lr", "50", "--steps", "30", "--batch-size", "4", "--json")
+    code, out, _ = cli(
+        "trial",
+        "--parameterization",
+        "sp",
+        "--width",
+        "64",
+        "--depth",
+        "2",
+        "--lr",
+        "50",
+        "--steps",
+        "30",
+        "--batch-size",
+        "4",
+        "--json",
+    )
     assert code == 0
     d = json.loads(out)  # strict JSON: NaN became null
     assert d["status"] == "diverged" and d["final_val_loss"] is None and d["diverged_at_step"] is not None
@@ -137,8 +344,15 @@ def test_unreachable_address_exits_2_before_writing(tmp_path, make_spec, cli):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     results = tmp_path / "results"
-    code, _, err = cli("run", str(make_spec("addr")), "--results", str(results),
-                       "--address", f"127.0.0.1:{port}", "--no-mlflow")
+    code, _, err = cli(
+        "run",
+        str(make_spec("addr")),
+        "--results",
+        str(results),
+        "--address",
+        f"127.0.0.1:{port}",
+        "--no-mlflow",
+    )
     assert code == 2 and "--address" in err and not results.exists()
     code, _, err = cli("run", str(make_spec("addr")), "--results", str(results), "--address", "nonsense")
     assert code == 2 and "HOST:PORT" in err and not results.exists()
@@ -147,7 +361,21 @@ def test_unreachable_address_exits_2_before_writing(tmp_path, make_spec, cli):
 @pytest.mark.parametrize("device", ["gpu", "cuda:x"])
 def test_bad_device_exits_2(capsys, device):
     with pytest.raises(SystemExit) as exc:
-        main(["trial", "--parameterization", "mup", "--width", "64", "--depth", "2", "--lr", "0.01", "--device", device])
+        main(
+            [
+                "trial",
+                "--parameterization",
+                "mup",
+                "--width",
+                "64",
+                "--depth",
+                "2",
+                "--lr",
+                "0.01",
+                "--device",
+                device,
+            ]
+        )
     assert exc.value.code == 2 and "--device" in capsys.readouterr().err
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from completep_sweep.sweep import load_sweep
 from completep_sweep.store import ResultStore
+from completep_sweep.sweep import load_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -42,16 +42,39 @@ def test_submit_runs_the_sweep_as_a_ray_job(make_spec, tmp_path, free_port):
     gcs, dashboard = free_port(), free_port()
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     head = subprocess.Popen(
-        [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--dashboard-agent-listen-port={free_port()}", "--num-cpus=2", "--disable-usage-stats"],
-        env=env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(bin_dir / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={gcs}",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            "--num-cpus=2",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=(tmp_path / "head.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
     results = tmp_path / "cluster-results"
     spec = make_spec("submitted", parameterizations=["completep"], depths=[2], lrs=[2**-7, 2**-6], steps=20)
-    cli = [sys.executable, "-m", "completep_sweep.cli", "submit", str(spec), "--address", address,
-           "--results", str(results)]
+    cli = [
+        sys.executable,
+        "-m",
+        "completep_sweep.cli",
+        "submit",
+        str(spec),
+        "--address",
+        address,
+        "--results",
+        str(results),
+    ]
     try:
         _wait_http(f"{address}/api/version", 120)
         first = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=120)

@@ -1,8 +1,8 @@
 """report / export / status through the CLI on results written by the store (no training)."""
 
 import io
-import math
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -15,15 +15,27 @@ from completep_sweep.store import ResultStore
 def results(tmp_path, make_trials):
     """A results folder: CompleteP's optimum stays at 2^-7 across depth, µP's falls an octave per doubling."""
     store = ResultStore(tmp_path / "demo")
-    stable = make_trials(lambda d, w: -7.0, parameterization="completep", depths=(2, 4, 8, 16), base_width=64,
-                         seeds=(0, 1), noise=0.001)
-    drifting = make_trials(lambda d, w: -4.0 - math.log2(d), parameterization="mup", seeds=(0, 1), noise=0.001,
-                           depths=(2, 4, 8, 16), base_width=64, lr_log2=range(-14, -1))
+    stable = make_trials(
+        lambda d, w: -7.0,
+        parameterization="completep",
+        depths=(2, 4, 8, 16),
+        base_width=64,
+        seeds=(0, 1),
+        noise=0.001,
+    )
+    drifting = make_trials(
+        lambda d, w: -4.0 - math.log2(d),
+        parameterization="mup",
+        seeds=(0, 1),
+        noise=0.001,
+        depths=(2, 4, 8, 16),
+        base_width=64,
+        lr_log2=range(-14, -1),
+    )
     for row in pd.concat([stable, drifting]).to_dict("records"):
         row["trial_id"] = row["trial_id"].replace(".", "_")
         store.write_row(row, [])
     return store
-
 
 
 def test_report_json_verdicts(results, cli):
@@ -49,8 +61,18 @@ def test_export_formats_parse_back(results, tmp_path, cli):
     df = pd.read_csv(io.StringIO(out))
     assert {"parameterization", "depth", "hp", "optimum"} <= set(df.columns) and len(df) == 8
     target = tmp_path / "hps.json"
-    code, _, _ = cli("export", results.root, "--format", "json", "-o", target,
-                     "--target-width", "1024", "--target-depth", "64")
+    code, _, _ = cli(
+        "export",
+        results.root,
+        "--format",
+        "json",
+        "-o",
+        target,
+        "--target-width",
+        "1024",
+        "--target-depth",
+        "64",
+    )
     assert code == 0
     rows = json.loads(target.read_text())
     assert rows and {r["parameterization"] for r in rows} == {"completep", "mup"}
@@ -61,7 +83,14 @@ def test_report_json_recommendations_contract(results, cli):
     recs = {r["parameterization"]: r for r in json.loads(out)["recommendations"]}
     assert list(recs) == ["mup", "completep"]  # the paper's order, not alphabetical
     for r in recs.values():
-        assert {"parameterization", "hp", "verdict", "base_optimum", "max_regret_percent", "depth_payoff"} <= set(r)
+        assert {
+            "parameterization",
+            "hp",
+            "verdict",
+            "base_optimum",
+            "max_regret_percent",
+            "depth_payoff",
+        } <= set(r)
         assert r["hp"] == "lr" and r["depth_payoff"] in {"helps", "hurts", "flat", "inconclusive"}
         assert r["base_low"] <= r["base_optimum"] <= r["base_high"]
     assert recs["completep"]["verdict"] == "transfers" and recs["mup"]["verdict"] == "drifts"
@@ -87,7 +116,9 @@ def test_export_for_a_target_depth_alone(results, cli):
     assert list(df.index) == ["mup", "completep"] and set(df["depth"]) == {64}
     assert set(df["width"]) == {64}  # the tuned width, since none was asked for
     assert df.loc["completep", "residual_multiplier"] == pytest.approx(2 / 64)  # (L / L_base)^-1
-    assert "does not transfer" in df.loc["mup", "warning"] and "outside the tested" in df.loc["mup", "warning"]
+    assert (
+        "does not transfer" in df.loc["mup", "warning"] and "outside the tested" in df.loc["mup", "warning"]
+    )
     assert "does not transfer" not in df.loc["completep", "warning"]
     code, out, _ = cli("export", results.root, "--format", "csv", "--target-width", "256")
     assert code == 0 and set(pd.read_csv(io.StringIO(out))["width"]) == {256}
@@ -107,12 +138,15 @@ def test_export_toml_is_a_ready_to_paste_block(results, cli):
     assert "--parameterization completep" in flags and "--depth 16" in flags and "--lr " in flags
 
 
-@pytest.mark.parametrize("argv, field", [
-    (["export", "{root}", "--format", "toml"], "--target-depth"),
-    (["export", "{root}", "--format", "xlsx"], "--format"),
-    (["report", "{root}", "--tolerance", "-1"], "--tolerance"),
-    (["report", "/nonexistent/sweep"], "RESULTS_DIR"),
-])
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["export", "{root}", "--format", "toml"], "--target-depth"),
+        (["export", "{root}", "--format", "xlsx"], "--format"),
+        (["report", "{root}", "--tolerance", "-1"], "--tolerance"),
+        (["report", "/nonexistent/sweep"], "RESULTS_DIR"),
+    ],
+)
 def test_bad_report_arguments_exit_2(results, capsys, argv, field):
     argv = [a.format(root=results.root) for a in argv]
     try:
@@ -135,8 +169,17 @@ def test_status_watch_shows_running_trials_and_the_latest_finished(results):
     from completep_sweep.commands.sweeps import _status_text
     from completep_sweep.results import open_results
 
-    results.write_live({"t1": {"trial": "mup w64 d4 lr=2^-7 seed 0", "started": time.time() - 5, "step": 40,
-                               "steps": 100, "val_loss": 3.25}})
+    results.write_live(
+        {
+            "t1": {
+                "trial": "mup w64 d4 lr=2^-7 seed 0",
+                "started": time.time() - 5,
+                "step": 40,
+                "steps": 100,
+                "val_loss": 3.25,
+            }
+        }
+    )
     text = _status_text(open_results(results), recent=3)
     assert "running (1):" in text and "40/100" in text and "3.2500" in text and "lr=2^-7" in text
     assert "latest finished (3 of " in text

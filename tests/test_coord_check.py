@@ -10,8 +10,13 @@ def base():
 
 
 def test_depth_check_sp_mup_grow_alpha_family_flat(base):
-    result = run_coord_check(base, axis="depth", values=[2, 4, 8, 16], seeds=(0,),
-                             parameterizations=["sp", "mup", "alpha0.5", "completep"])
+    result = run_coord_check(
+        base,
+        axis="depth",
+        values=[2, 4, 8, 16],
+        seeds=(0,),
+        parameterizations=["sp", "mup", "alpha0.5", "completep"],
+    )
     s = result.slopes
     assert s["sp"] > 0.4 and s["mup"] > 0.4
     assert abs(s["alpha0.5"]) < 0.25 and abs(s["completep"]) < 0.25
@@ -24,8 +29,9 @@ def test_depth_check_sp_mup_grow_alpha_family_flat(base):
 
 
 def test_width_check_mup_completep_flat_sp_grows(base):
-    result = run_coord_check(base, axis="width", values=[32, 64, 128], seeds=(0,),
-                             parameterizations=["sp", "mup", "completep"])
+    result = run_coord_check(
+        base, axis="width", values=[32, 64, 128], seeds=(0,), parameterizations=["sp", "mup", "completep"]
+    )
     assert abs(result.slopes["mup"]) < 0.25 and abs(result.slopes["completep"]) < 0.25
     assert result.slopes["sp"] > 0.4
     assert result.passed == {"sp": True, "mup": True, "completep": True}

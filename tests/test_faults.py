@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from completep_sweep.interrupt import descendants
-from completep_sweep.sweep import load_sweep
 from completep_sweep.store import ResultStore
+from completep_sweep.sweep import load_sweep
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "completep_sweep.cli"]
@@ -30,8 +30,13 @@ INTERRUPTED = {}  # exit codes seen, for the record (printed at the end of the m
 
 def rerun(spec: Path, results: Path, uri: str | None = None) -> subprocess.CompletedProcess:
     mlflow = ["--tracking-uri", uri] if uri else ["--no-mlflow"]
-    done = subprocess.run([*CLI, "run", str(spec), "--results", str(results), *mlflow], capture_output=True,
-                          text=True, timeout=900, start_new_session=True)
+    done = subprocess.run(
+        [*CLI, "run", str(spec), "--results", str(results), *mlflow],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        start_new_session=True,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done
 
@@ -88,8 +93,9 @@ def test_a_killed_driver_costs_only_the_trials_in_flight(sweep, tmp_path, when, 
     assert_exactly_once(spec, results, uri)
 
 
-@pytest.mark.parametrize("signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    "signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c", "sigterm"]
+)
 def test_an_interrupted_run_stops_cleanly_and_resumes(sweep, tmp_path, signum, to_group, start_driver):
     spec, results, uri = sweep
     driver = start_driver(spec, results, tmp_path / "first.log", uri)
@@ -106,7 +112,9 @@ def test_an_interrupted_run_stops_cleanly_and_resumes(sweep, tmp_path, signum, t
     out = driver.output()
     INTERRUPTED[signal.Signals(signum).name] = code
     assert code == 128 + signum, out[-3000:]
-    assert f"interrupted by {signal.Signals(signum).name}" in out and "Resume with: completep-sweep run" in out
+    assert (
+        f"interrupted by {signal.Signals(signum).name}" in out and "Resume with: completep-sweep run" in out
+    )
     assert "Traceback" not in out, out[-3000:]
     assert left == [], f"processes left behind: {left}"
     kept = rows(results)
@@ -137,7 +145,9 @@ def test_a_killed_worker_is_retried(make_spec, tmp_path, start_driver):
     driver = start_driver(spec, results, tmp_path / "driver.log")
     worker = []
     try:
-        driver.wait_until(lambda: worker.append(_trial_worker(driver)) or worker[-1], "a worker running a trial")
+        driver.wait_until(
+            lambda: worker.append(_trial_worker(driver)) or worker[-1], "a worker running a trial"
+        )
         assert not ResultStore(results / "workerkill").completed_ids(), "the kill must land mid-trial"
         os.kill(worker[-1], signal.SIGKILL)
         assert driver.proc.wait(600) == 0, driver.output()[-3000:]
@@ -167,8 +177,12 @@ def test_a_second_driver_is_refused_while_the_first_lives(make_spec, tmp_path, s
     first = start_driver(spec, results, tmp_path / "first.log", uri)
     try:
         first.wait_until(lambda: rows(results) >= 1, "a row")
-        second = subprocess.run([*CLI, "run", str(spec), "--results", str(results), "--tracking-uri", uri],
-                                capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [*CLI, "run", str(spec), "--results", str(results), "--tracking-uri", uri],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 2 and f"pid {first.proc.pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
         assert first.proc.wait(600) == 0, first.output()[-3000:]
@@ -184,16 +198,26 @@ def test_a_read_only_results_folder_is_refused_up_front(make_spec):
     try:
         work.chmod(0o755)
         spec = work / "ro.toml"
-        shutil.copyfile(make_spec("ro", parameterizations=["completep"], depths=[2], lrs=[2**-7], steps=20), spec)
+        shutil.copyfile(
+            make_spec("ro", parameterizations=["completep"], depths=[2], lrs=[2**-7], steps=20), spec
+        )
         spec.chmod(0o644)
         results = work / "results"
         results.mkdir(mode=0o755)
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        as_nobody = (
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        )
         if not as_nobody:
             results.chmod(0o555)
         env = {**os.environ, "HOME": str(work), "XDG_CACHE_HOME": str(work / "cache")}
-        refused = subprocess.run([*as_nobody, *CLI, "run", str(spec), "--results", str(results), "--no-mlflow"],
-                                 capture_output=True, text=True, timeout=120, env=env, cwd=work)
+        refused = subprocess.run(
+            [*as_nobody, *CLI, "run", str(spec), "--results", str(results), "--no-mlflow"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=work,
+        )
         assert refused.returncode == 2 and "--results" in refused.stderr and "cannot write" in refused.stderr
         assert not any(results.iterdir())
         results.chmod(0o755)
@@ -206,11 +230,21 @@ def test_a_read_only_results_folder_is_refused_up_front(make_spec):
 def test_an_unreachable_mlflow_never_stops_a_sweep_and_sync_catches_up(sweep, tmp_path):
     spec, results, uri = sweep
     dead = "http://127.0.0.1:9"  # nothing listens there
-    done = subprocess.run([*CLI, "run", str(spec), "--results", str(results), "--tracking-uri", dead],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [*CLI, "run", str(spec), "--results", str(results), "--tracking-uri", dead],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0 and "sync" in done.stderr and dead in done.stderr
-    assert subprocess.run([*CLI, "sync", str(results / "faults"), "--tracking-uri", uri], timeout=300).returncode == 0
-    assert subprocess.run([*CLI, "sync", str(results / "faults"), "--tracking-uri", uri], timeout=300).returncode == 0
+    assert (
+        subprocess.run([*CLI, "sync", str(results / "faults"), "--tracking-uri", uri], timeout=300).returncode
+        == 0
+    )
+    assert (
+        subprocess.run([*CLI, "sync", str(results / "faults"), "--tracking-uri", uri], timeout=300).returncode
+        == 0
+    )
     assert_exactly_once(spec, results, uri)
 
 
@@ -219,8 +253,12 @@ def test_ui_stopped_with_sigterm_leaves_no_server(tmp_path, free_port):
 
     port = free_port()
     log = tmp_path / "ui.log"
-    ui = subprocess.Popen([*CLI, "ui", "--results", str(tmp_path), "--port", str(port)], stdout=log.open("w"),
-                          stderr=subprocess.STDOUT, start_new_session=True)
+    ui = subprocess.Popen(
+        [*CLI, "ui", "--results", str(tmp_path), "--port", str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/health"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:

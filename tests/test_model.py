@@ -4,8 +4,19 @@ import math
 import pytest
 import torch
 
-from completep_sweep.model import (BIAS, GAIN, INIT, NORMAL, ONES, WEIGHT, ZEROS, Block, ModelConfig,
-                                    Transformer, param_kind)
+from completep_sweep.model import (
+    BIAS,
+    GAIN,
+    INIT,
+    NORMAL,
+    ONES,
+    WEIGHT,
+    ZEROS,
+    Block,
+    ModelConfig,
+    Transformer,
+    param_kind,
+)
 from completep_sweep.optim import build_optimizer, param_groups
 from completep_sweep.parameterization import GROUPS, INITIALIZED_GROUPS, scaling_rules
 from completep_sweep.train import build_model
@@ -44,9 +55,13 @@ def test_bias_false_trials_get_ids_of_their_own():
     import json
 
     from completep_sweep.parameterization import RULES_VERSION
+
     payload = {k: v for k, v in legacy.items() if k not in ("sweep", "model", "data_fingerprint")}
-    old_id = hashlib.sha256(json.dumps({**payload, "rules_version": RULES_VERSION}, sort_keys=True,
-                                       separators=(",", ":")).encode()).hexdigest()[:16]
+    old_id = hashlib.sha256(
+        json.dumps(
+            {**payload, "rules_version": RULES_VERSION}, sort_keys=True, separators=(",", ":")
+        ).encode()
+    ).hexdigest()[:16]
     assert without.trial_id != old_id and with_bias.trial_id != without.trial_id
 
 
@@ -82,9 +97,18 @@ def test_sp_hidden_init_does_not_shrink_with_width():
 
 
 def _first_losses(name: str, steps: int = 4) -> list[float]:
-    config = tiny(parameterization=name, width=64, depth=3, base_width=64, base_depth=3, lr=3e-3, weight_decay=0.1)
+    config = tiny(
+        parameterization=name, width=64, depth=3, base_width=64, base_depth=3, lr=3e-3, weight_decay=0.1
+    )
     model = build_model(config)
-    opt = build_optimizer(model, config.rules(), lr=config.lr, weight_decay=config.weight_decay, eps=config.eps, betas=(0.9, 0.95))
+    opt = build_optimizer(
+        model,
+        config.rules(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        eps=config.eps,
+        betas=(0.9, 0.95),
+    )
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (4, 32), generator=g)
     losses = []
@@ -98,14 +122,20 @@ def _first_losses(name: str, steps: int = 4) -> list[float]:
 
 
 def test_base_shape_identical_across_parameterizations():
-    configs = {n: tiny(parameterization=n, width=64, depth=3, base_width=64, base_depth=3, weight_decay=0.1) for n in NAMES}
+    configs = {
+        n: tiny(parameterization=n, width=64, depth=3, base_width=64, base_depth=3, weight_decay=0.1)
+        for n in NAMES
+    }
     states = {n: build_model(c).state_dict() for n, c in configs.items()}
     for n in NAMES[1:]:
         assert states[n].keys() == states["sp"].keys()
         assert all(torch.equal(states[n][k], states["sp"][k]) for k in states["sp"]), n
     groups = {}
     for n, c in configs.items():
-        groups[n] = [{k: v for k, v in g.items() if k != "params"} for g in param_groups(build_model(c), c.rules(), weight_decay=0.1, eps=1e-8)]
+        groups[n] = [
+            {k: v for k, v in g.items() if k != "params"}
+            for g in param_groups(build_model(c), c.rules(), weight_decay=0.1, eps=1e-8)
+        ]
     assert all(groups[n] == groups["sp"] for n in NAMES)
     losses = {n: _first_losses(n) for n in NAMES}
     assert all(losses[n] == losses["sp"] for n in NAMES)  # bit for bit
@@ -172,16 +202,72 @@ def test_analytic_flops_match_built_model(bias, tie):
 # state_dict digests of build_model before the init table replaced the per-parameter conditionals
 # (computed with the old model.py, torch 2.13 on CPU): the table must draw the same weights.
 INIT_REFERENCE = [
-    (dict(parameterization="sp", width=32, depth=2, base_width=32, base_depth=2, bias=True,
-          tie_embeddings=False, seed=0), "c92a180c8157bc45"),
-    (dict(parameterization="mup", width=64, depth=3, base_width=32, base_depth=2, bias=True,
-          tie_embeddings=False, seed=1), "b9e4612c0d32507c"),
-    (dict(parameterization="alpha0.5", width=96, depth=4, base_width=32, base_depth=2, bias=False,
-          tie_embeddings=False, seed=2), "bed40ab0e096cba4"),
-    (dict(parameterization="completep", width=64, depth=3, base_width=32, base_depth=2, bias=True,
-          tie_embeddings=True, seed=3), "b031efd5179b1cd7"),
-    (dict(parameterization="completep", width=128, depth=8, base_width=32, base_depth=2, bias=False,
-          tie_embeddings=True, seed=0, init_std=0.05), "7aab269082915d94"),
+    (
+        dict(
+            parameterization="sp",
+            width=32,
+            depth=2,
+            base_width=32,
+            base_depth=2,
+            bias=True,
+            tie_embeddings=False,
+            seed=0,
+        ),
+        "c92a180c8157bc45",
+    ),
+    (
+        dict(
+            parameterization="mup",
+            width=64,
+            depth=3,
+            base_width=32,
+            base_depth=2,
+            bias=True,
+            tie_embeddings=False,
+            seed=1,
+        ),
+        "b9e4612c0d32507c",
+    ),
+    (
+        dict(
+            parameterization="alpha0.5",
+            width=96,
+            depth=4,
+            base_width=32,
+            base_depth=2,
+            bias=False,
+            tie_embeddings=False,
+            seed=2,
+        ),
+        "bed40ab0e096cba4",
+    ),
+    (
+        dict(
+            parameterization="completep",
+            width=64,
+            depth=3,
+            base_width=32,
+            base_depth=2,
+            bias=True,
+            tie_embeddings=True,
+            seed=3,
+        ),
+        "b031efd5179b1cd7",
+    ),
+    (
+        dict(
+            parameterization="completep",
+            width=128,
+            depth=8,
+            base_width=32,
+            base_depth=2,
+            bias=False,
+            tie_embeddings=True,
+            seed=0,
+            init_std=0.05,
+        ),
+        "7aab269082915d94",
+    ),
 ]
 
 
@@ -193,7 +279,9 @@ def _digest(model: Transformer) -> str:
     return h.hexdigest()[:16]
 
 
-@pytest.mark.skipif(not torch.__version__.startswith("2.13."), reason="digests recorded with torch 2.13 (CPU RNG)")
+@pytest.mark.skipif(
+    not torch.__version__.startswith("2.13."), reason="digests recorded with torch 2.13 (CPU RNG)"
+)
 @pytest.mark.parametrize("kw, digest", INIT_REFERENCE)
 def test_initial_weights_unchanged_by_the_init_table(kw, digest):
     assert _digest(build_model(TrialConfig(head_dim=16, seq_len=32, **kw))) == digest
@@ -229,7 +317,10 @@ def test_kinds_come_from_module_types():
     assert param_kind(torch.nn.Linear(4, 4), "weight") == WEIGHT
     assert param_kind(torch.nn.Linear(4, 4), "bias") == BIAS
     assert param_kind(torch.nn.Embedding(4, 4), "weight") == WEIGHT
-    assert param_kind(Block(ModelConfig(width=32, depth=1, head_dim=16, vocab_size=8, seq_len=8), 1.0), "gate") is None
+    assert (
+        param_kind(Block(ModelConfig(width=32, depth=1, head_dim=16, vocab_size=8, seq_len=8), 1.0), "gate")
+        is None
+    )
 
 
 @pytest.mark.parametrize("bias, tie", [(True, False), (False, False), (True, True)])

@@ -9,7 +9,9 @@ from completep_sweep.trial import TrialConfig
 
 
 def config_at(name, width=128, depth=8):
-    return TrialConfig(parameterization=name, width=width, depth=depth, base_width=32, base_depth=2, seq_len=16)
+    return TrialConfig(
+        parameterization=name, width=width, depth=depth, base_width=32, base_depth=2, seq_len=16
+    )
 
 
 def model_at(name, width=128, depth=8):
@@ -18,7 +20,9 @@ def model_at(name, width=128, depth=8):
 
 def test_groups_carry_rules():
     model = model_at("completep")  # m_N = 4, m_L = 4
-    groups = {g["name"]: g for g in param_groups(model, config_at("completep").rules(), weight_decay=0.1, eps=1e-8)}
+    groups = {
+        g["name"]: g for g in param_groups(model, config_at("completep").rules(), weight_decay=0.1, eps=1e-8)
+    }
     assert groups["hidden_weight"]["lr_scale"] == pytest.approx(0.25)
     assert groups["hidden_weight"]["weight_decay"] == pytest.approx(0.4)
     assert groups["hidden_weight"]["eps"] == pytest.approx(1e-8 / 16)
@@ -29,7 +33,9 @@ def test_groups_carry_rules():
 
 def test_alpha_half_depth_lr_factor():
     config = config_at("alpha0.5")
-    groups = {g["name"]: g for g in param_groups(build_model(config), config.rules(), weight_decay=0.0, eps=1e-8)}
+    groups = {
+        g["name"]: g for g in param_groups(build_model(config), config.rules(), weight_decay=0.0, eps=1e-8)
+    }
     assert groups["block_norm"]["lr_scale"] == pytest.approx(0.5)  # 4^(-1/2)
     assert groups["hidden_bias"]["lr_scale"] == pytest.approx(0.5)
     assert groups["hidden_weight"]["lr_scale"] == pytest.approx(0.125)
@@ -37,7 +43,9 @@ def test_alpha_half_depth_lr_factor():
 
 def test_schedule_multiplies_scale_never_overwrites_it():
     model = model_at("completep")
-    opt = build_optimizer(model, config_at("completep").rules(), lr=0.01, weight_decay=0.0, eps=1e-8, betas=(0.9, 0.95))
+    opt = build_optimizer(
+        model, config_at("completep").rules(), lr=0.01, weight_decay=0.0, eps=1e-8, betas=(0.9, 0.95)
+    )
     for step in (0, 10, 99):
         base = lr_at(step, lr=0.01, total_steps=100, warmup_steps=10, decay="cosine", final_lr_ratio=0.1)
         set_lr(opt, base)
@@ -71,7 +79,14 @@ def test_every_decay_a_config_accepts_has_a_schedule():
 def test_weight_decay_is_lr_times_lambda():
     # One AdamW step with zero gradients: θ ← θ(1 − lr·λ) for decayed groups, unchanged for norms.
     model = model_at("mup", width=64, depth=2)
-    opt = build_optimizer(model, config_at("mup", width=64, depth=2).rules(), lr=0.1, weight_decay=0.5, eps=1e-8, betas=(0.9, 0.95))
+    opt = build_optimizer(
+        model,
+        config_at("mup", width=64, depth=2).rules(),
+        lr=0.1,
+        weight_decay=0.5,
+        eps=1e-8,
+        betas=(0.9, 0.95),
+    )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
@@ -85,7 +100,9 @@ def test_weight_decay_is_lr_times_lambda():
 
 def test_groups_follow_the_rules_passed_not_the_models():
     model = model_at("sp")  # the optimizer takes its multipliers from the rules it is given
-    groups = {g["name"]: g for g in param_groups(model, config_at("completep").rules(), weight_decay=0.1, eps=1e-8)}
+    groups = {
+        g["name"]: g for g in param_groups(model, config_at("completep").rules(), weight_decay=0.1, eps=1e-8)
+    }
     assert groups["hidden_weight"]["lr_scale"] == pytest.approx(0.25)
     assert groups["hidden_weight"]["weight_decay"] == pytest.approx(0.4)
 
@@ -94,5 +111,11 @@ def test_rules_for_another_shape_are_an_error():
     from completep_sweep.parameterization import scaling_rules
 
     with pytest.raises(ValueError, match="shape"):
-        build_optimizer(model_at("mup"), scaling_rules("mup", width=64, depth=8, base_width=32, base_depth=2),
-                        lr=0.01, weight_decay=0.0, eps=1e-8, betas=(0.9, 0.95))
+        build_optimizer(
+            model_at("mup"),
+            scaling_rules("mup", width=64, depth=8, base_width=32, base_depth=2),
+            lr=0.01,
+            weight_decay=0.0,
+            eps=1e-8,
+            betas=(0.9, 0.95),
+        )

@@ -46,7 +46,11 @@ def test_worked_example(column, name):
 def test_worked_example_other_groups(name):
     r = scaling_rules(name, width=512, depth=8, base_width=256, base_depth=2)
     # ε of every block group scales together; outside blocks it stays at ε_base.
-    assert r.groups["hidden_weight"].eps_mult == r.groups["hidden_bias"].eps_mult == r.groups["block_norm"].eps_mult
+    assert (
+        r.groups["hidden_weight"].eps_mult
+        == r.groups["hidden_bias"].eps_mult
+        == r.groups["block_norm"].eps_mult
+    )
     for g in ("embedding", "final_norm", "unembedding"):
         assert r.groups[g].lr_mult == 1 and r.groups[g].eps_mult == 1
     for g in ("embedding", "unembedding"):
@@ -130,10 +134,15 @@ def test_docs_worked_example_matches_the_rules():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 5 and cells[1] not in ("SP", "---"):
             rows[cells[0]] = tuple(float(c) for c in cells[1:])
-    labels = {"hidden init std": ["hidden_init_std"], "hidden LR": ["hidden_lr"],
-              "block_norm & hidden_bias LR": ["block_norm_lr", "hidden_bias_lr"],
-              "hidden weight decay λ": ["hidden_wd"], "block ε": ["block_eps"],
-              "residual multiplier": ["residual"], "unembedding (output) multiplier": ["output"]}
+    labels = {
+        "hidden init std": ["hidden_init_std"],
+        "hidden LR": ["hidden_lr"],
+        "block_norm & hidden_bias LR": ["block_norm_lr", "hidden_bias_lr"],
+        "hidden weight decay λ": ["hidden_wd"],
+        "block ε": ["block_eps"],
+        "residual multiplier": ["residual"],
+        "unembedding (output) multiplier": ["output"],
+    }
     assert set(rows) == set(labels)
     got = {n: worked_factors(n) for n in NAMES}
     for label, factors in labels.items():

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from completep_sweep.results import open_results
-from completep_sweep.sweep import SpecError, parse_sweep
 from completep_sweep.store import ResultStore
+from completep_sweep.sweep import SpecError, parse_sweep
 from completep_sweep.trial import TrialConfig
 
 GRID = """name = "stale"
@@ -38,8 +38,11 @@ def fake_results(store: ResultStore, text: str, make_result, loss=lambda c: 3.0 
     sweep = parse_sweep(text)
     store.write_spec(text)
     for c in sweep.trials:
-        store.write_result(make_result(**{k: v for k, v in c.to_dict().items() if k != "lr"}, lr=c.lr,
-                                       final_val_loss=loss(c)))
+        store.write_result(
+            make_result(
+                **{k: v for k, v in c.to_dict().items() if k != "lr"}, lr=c.lr, final_val_loss=loss(c)
+            )
+        )
     return list(sweep.trials)
 
 
@@ -48,8 +51,9 @@ def fake_results(store: ResultStore, text: str, make_result, loss=lambda c: 3.0 
 
 def test_rows_of_an_earlier_version_are_stale_not_averaged(tmp_path, make_result, cli):
     store = ResultStore(tmp_path / "stale")
-    old = fake_results(store, GRID.replace("steps = 40", "steps = 40\neval_batches = 4"), make_result,
-                       loss=lambda c: 9.0)  # an earlier version of the sweep, far worse losses
+    old = fake_results(
+        store, GRID.replace("steps = 40", "steps = 40\neval_batches = 4"), make_result, loss=lambda c: 9.0
+    )  # an earlier version of the sweep, far worse losses
     new = fake_results(store, GRID, make_result)
     assert len(store.load()) == len(old) + len(new) == 24
     results = open_results(store)
@@ -103,8 +107,11 @@ def test_a_damaged_file_is_quarantined_and_its_trial_is_pending(release_fixture,
     assert err.count("warning:") == 1 and trial_id in err and "quarantine" in err
     assert not (release_fixture / "trials" / victim.name).exists()
     assert (release_fixture / "quarantine" / which).is_dir()
-    for command in (["status", release_fixture], ["report", release_fixture, "--no-mlflow"],
-                    ["export", release_fixture, "--format", "csv"]):
+    for command in (
+        ["status", release_fixture],
+        ["report", release_fixture, "--no-mlflow"],
+        ["export", release_fixture, "--format", "csv"],
+    ):
         code, _, err = cli(*command)
         assert code == 0 and "Traceback" not in err, (command, err)
     assert len(store.load()) == 47
@@ -113,7 +120,11 @@ def test_a_damaged_file_is_quarantined_and_its_trial_is_pending(release_fixture,
 # ---------------------------------------------------------------- 5. bad data, refused up front
 
 
-def tokens(directory, train=np.arange(3000) % 500, val=np.arange(1000) % 500):
+def tokens(directory, train=None, val=None):
+    if train is None:
+        train = np.arange(3000) % 500
+    if val is None:
+        val = np.arange(1000) % 500
     directory.mkdir(exist_ok=True)
     np.asarray(train, dtype=np.uint16).tofile(directory / "train.bin")
     np.asarray(val, dtype=np.uint16).tofile(directory / "val.bin")
@@ -133,13 +144,16 @@ seq_len = 32
 """
 
 
-@pytest.mark.parametrize("damage, field", [
-    (lambda d: np.array([1, 2, 900] * 100, dtype=np.uint16).tofile(d / "val.bin"), "vocab_size"),
-    (lambda d: (d / "val.bin").write_bytes(b""), "data"),
-    (lambda d: (d / "train.bin").write_bytes(b"\x01\x02\x03"), "data"),
-    (lambda d: np.arange(20, dtype=np.uint16).tofile(d / "val.bin"), "seq_len"),
-    (lambda d: (d / "val.bin").unlink(), "data"),
-])
+@pytest.mark.parametrize(
+    "damage, field",
+    [
+        (lambda d: np.array([1, 2, 900] * 100, dtype=np.uint16).tofile(d / "val.bin"), "vocab_size"),
+        (lambda d: (d / "val.bin").write_bytes(b""), "data"),
+        (lambda d: (d / "train.bin").write_bytes(b"\x01\x02\x03"), "data"),
+        (lambda d: np.arange(20, dtype=np.uint16).tofile(d / "val.bin"), "seq_len"),
+        (lambda d: (d / "val.bin").unlink(), "data"),
+    ],
+)
 def test_bad_token_files_exit_2_before_anything_starts(tmp_path, cli, damage, field):
     data = tokens(tmp_path / "tok")
     damage(data)
@@ -199,9 +213,18 @@ def test_a_live_driver_holds_the_folder_and_a_dead_one_does_not(tmp_path, cli):
         code, _, err = cli("sync", store.root, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
         assert code == 2 and "in use" in err
     # A driver that died holding the lock (SIGKILL) leaves the file; its lock went with it.
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom completep_sweep.store import "
-                               "ResultStore\nwith ResultStore(sys.argv[1]).lock('x'):\n print('held', flush=True)\n"
-                               " time.sleep(600)", str(store.root)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom completep_sweep.store import "
+            "ResultStore\nwith ResultStore(sys.argv[1]).lock('x'):\n print('held', flush=True)\n"
+            " time.sleep(600)",
+            str(store.root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     holder.kill()
     holder.wait()
@@ -238,12 +261,17 @@ def test_read_only_results_exit_2(tmp_path, cli):
 def test_validate_counts_log2_axes_and_estimates_with_overhead(tmp_path, cli):
     # 4 x 2 x 6 = 48 one-step trials: FLOPs alone would say a second; each trial costs over 1.5 s.
     spec = tmp_path / "s.toml"
-    spec.write_text(GRID.replace("lr = [0.0078125, 0.015625, 0.03125]", "lr = { log2_range = [-9, -4] }")
-                    .replace("steps = 40", "steps = 1\nwarmup_steps = 0\neval_interval = 1"))
+    spec.write_text(
+        GRID.replace("lr = [0.0078125, 0.015625, 0.03125]", "lr = { log2_range = [-9, -4] }").replace(
+            "steps = 40", "steps = 1\nwarmup_steps = 0\neval_interval = 1"
+        )
+    )
     code, out, _ = cli("validate", spec, "--results", tmp_path / "r")
     assert code == 0 and "lr x6" in out and "24 trials" in out
     about = out.split("about ")[1].split(" ")[0]  # e.g. 0m31s
-    minutes, seconds = (int(x) for x in about.rstrip("s").split("m")) if "m" in about else (0, int(about[:-1]))
+    minutes, seconds = (
+        (int(x) for x in about.rstrip("s").split("m")) if "m" in about else (0, int(about[:-1]))
+    )
     assert 60 * minutes + seconds >= 24 * 1.5 / (os.cpu_count() or 1)
 
 

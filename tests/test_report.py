@@ -26,12 +26,24 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def trials(make_trials) -> pd.DataFrame:
-    drift = make_trials(lambda d, w: -6.0 - math.log2(d), parameterization="mup", lr_log2=range(-14, -2),
-                        seeds=(0, 1), noise=0.002, diverge_log2=-2,
-                        l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d))
-    stable = make_trials(lambda d, w: -7.0, parameterization="completep", lr_log2=range(-14, -2),
-                         seeds=(0, 1), noise=0.002, diverge_log2=-4,
-                         l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d / 0.8))
+    drift = make_trials(
+        lambda d, w: -6.0 - math.log2(d),
+        parameterization="mup",
+        lr_log2=range(-14, -2),
+        seeds=(0, 1),
+        noise=0.002,
+        diverge_log2=-2,
+        l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d),
+    )
+    stable = make_trials(
+        lambda d, w: -7.0,
+        parameterization="completep",
+        lr_log2=range(-14, -2),
+        seeds=(0, 1),
+        noise=0.002,
+        diverge_log2=-4,
+        l0=lambda d, w: 5.0 - 0.1 * math.log(1e12 * d / 0.8),
+    )
     return pd.concat([drift, stable], ignore_index=True)
 
 
@@ -42,14 +54,16 @@ def analysis(trials):
 
 @pytest.fixture
 def table() -> pd.DataFrame:
-    return pd.DataFrame({
-        "parameterization": ["mup", "completep", "alpha0.5"],
-        "hp": ["init_std", "lr", "lr"],
-        "optimum": [0.0078125, math.inf, math.nan],
-        "n_seeds": [3, 1, 2],
-        "at_edge": [True, False, True],
-        "note": ["a, b", 'say "hi" | 50% & $x^2$ #1 {~}', ""],
-    })
+    return pd.DataFrame(
+        {
+            "parameterization": ["mup", "completep", "alpha0.5"],
+            "hp": ["init_std", "lr", "lr"],
+            "optimum": [0.0078125, math.inf, math.nan],
+            "n_seeds": [3, 1, 2],
+            "at_edge": [True, False, True],
+            "note": ["a, b", 'say "hi" | 50% & $x^2$ #1 {~}', ""],
+        }
+    )
 
 
 def assert_png(path):
@@ -100,8 +114,13 @@ def test_export_latex_tabular(table):
 def test_export_latex_compiles(table, tmp_path):
     doc = "\\documentclass{article}\n\\begin{document}\n" + export_table(table, "latex") + "\\end{document}\n"
     (tmp_path / "t.tex").write_text(doc)
-    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout[-2000:]
 
 
@@ -155,10 +174,19 @@ def test_lr_curve_title_says_what_is_fixed(trials, analysis, tmp_path):
 
 def test_coord_check_plot(tmp_path):
     rows = [
-        {"parameterization": p, "axis": axis, "value": v, "step": step, "site": site,
-         "mean_abs": (v if p == "mup" and site == "residual" and step else 1.0) * (1 + step / 10)}
-        for p in ("mup", "completep") for axis in ("depth", "width") for v in (2, 4, 8, 16)
-        for step in (0, 10) for site in ("embedding", "block0.attn", "residual", "logits")
+        {
+            "parameterization": p,
+            "axis": axis,
+            "value": v,
+            "step": step,
+            "site": site,
+            "mean_abs": (v if p == "mup" and site == "residual" and step else 1.0) * (1 + step / 10),
+        }
+        for p in ("mup", "completep")
+        for axis in ("depth", "width")
+        for v in (2, 4, 8, 16)
+        for step in (0, 10)
+        for site in ("embedding", "block0.attn", "residual", "logits")
     ]
     paths = plot_coord_check(pd.DataFrame(rows), tmp_path / "coord")
     assert_png(paths[0])
@@ -169,8 +197,17 @@ def test_write_report_writes_what_it_says(trials, analysis, tmp_path):
     out = tmp_path / "report"
     written = write_report(analysis, out)
     names = set(written)
-    assert {"optima.csv", "optima.md", "transfer.csv", "regret.csv", "savings.csv", "verdict.json",
-            "curves_lr_vs_depth.png", "drift_lr_vs_depth.png", "curves_lr_vs_depth.svg"} <= names
+    assert {
+        "optima.csv",
+        "optima.md",
+        "transfer.csv",
+        "regret.csv",
+        "savings.csv",
+        "verdict.json",
+        "curves_lr_vs_depth.png",
+        "drift_lr_vs_depth.png",
+        "curves_lr_vs_depth.svg",
+    } <= names
     assert not any("width" in n for n in names)  # one width: no width plots
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # nothing else, no temp files
     for name, path in written.items():
@@ -183,7 +220,9 @@ def test_write_report_writes_what_it_says(trials, analysis, tmp_path):
     optima = pd.read_csv(out / "optima.csv")
     assert len(optima) == len(analysis.optima) and set(optima["hp"]) == {"lr"}
     savings = pd.read_csv(out / "savings.csv", keep_default_na=False)
-    assert savings.set_index("parameterization").loc["completep", "flops_saving_percent"] == pytest.approx(20, abs=2)
+    assert savings.set_index("parameterization").loc["completep", "flops_saving_percent"] == pytest.approx(
+        20, abs=2
+    )
 
 
 def test_write_report_skips_empty_savings(tmp_path, make_trials):
@@ -210,8 +249,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_plots_handle_a_zero_grid_value(tmp_path, make_trials):
     parts = []
     for wd, penalty in ((0.0, 0.0), (1e-4, 0.01), (1e-3, 0.02)):
-        t = make_trials(lambda d, w: -7.0, depths=(2, 4, 8), lr_log2=range(-9, -4),
-                        l0=lambda d, w, p=penalty: 3.0 + p, extra={"weight_decay": wd})
+        t = make_trials(
+            lambda d, w: -7.0,
+            depths=(2, 4, 8),
+            lr_log2=range(-9, -4),
+            l0=lambda d, w, p=penalty: 3.0 + p,
+            extra={"weight_decay": wd},
+        )
         t["trial_id"] += f"-{wd}"
         parts.append(t)
     df = pd.concat(parts, ignore_index=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from completep_sweep.results import best_value_resolver, open_results
-from completep_sweep.sweep import parse_sweep
 from completep_sweep.store import ResultStore
+from completep_sweep.sweep import parse_sweep
 from completep_sweep.trial import CurvePoint, TrialResult
 
 GRID = """
@@ -38,12 +38,27 @@ def _loss(config, *, train: bool = False) -> float:
 
 def finished(config, val: float | None = None) -> TrialResult:
     val = _loss(config) if val is None else val
-    curve = (CurvePoint(step=10, tokens=640, train_loss=val + 0.2, val_loss=val + 0.1, lr=config.lr),
-             CurvePoint(step=20, tokens=1280, train_loss=_loss(config, train=True), val_loss=val, lr=config.lr))
-    return TrialResult(config=config, status="ok", final_train_loss=_loss(config, train=True), final_val_loss=val,
-                       diverged_at_step=None, steps_done=20, clip_fraction=0.0, flops=1e9, n_params=1000,
-                       wall_time_s=1.0, device="cpu", worker="", started_at="2026-01-01T00:00:00+00:00",
-                       code_version="test", curve=curve)
+    curve = (
+        CurvePoint(step=10, tokens=640, train_loss=val + 0.2, val_loss=val + 0.1, lr=config.lr),
+        CurvePoint(step=20, tokens=1280, train_loss=_loss(config, train=True), val_loss=val, lr=config.lr),
+    )
+    return TrialResult(
+        config=config,
+        status="ok",
+        final_train_loss=_loss(config, train=True),
+        final_val_loss=val,
+        diverged_at_step=None,
+        steps_done=20,
+        clip_fraction=0.0,
+        flops=1e9,
+        n_params=1000,
+        wall_time_s=1.0,
+        device="cpu",
+        worker="",
+        started_at="2026-01-01T00:00:00+00:00",
+        code_version="test",
+        curve=curve,
+    )
 
 
 def write_sweep(results: Path, text: str, resolve=None) -> ResultStore:
@@ -80,6 +95,7 @@ class Reads:
                 if this.resolve() == spec_path and not getattr(self, "_inside", False):
                     raise AssertionError(f"spec.toml read outside ResultStore.read_spec ({real.__name__})")
                 return real(this, *a, **k)
+
             return method
 
         def inside_spec(this):
@@ -168,8 +184,9 @@ def test_extending_the_base_sweep_later_keeps_the_transfer_sweeps_rows_current(t
     assert len(open_results(transfer).stale) == 6
 
 
-@pytest.mark.parametrize("loss, other", [("final_train_loss", "final_val_loss"),
-                                         ("final_val_loss", "final_train_loss")])
+@pytest.mark.parametrize(
+    "loss, other", [("final_train_loss", "final_val_loss"), ("final_val_loss", "final_train_loss")]
+)
 def test_mlflow_curves_follow_report_loss(tmp_path, cli, loss, other):
     from mlflow import MlflowClient
 

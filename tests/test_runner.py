@@ -33,8 +33,13 @@ class Sink:
 
 def fake_trial(result, *, error: Exception | None = None):
     """What Tune hands a callback: the trial's config, status, last result and error."""
-    return SimpleNamespace(trial_id=result.config.trial_id[:8], config={"trial": result.config.to_dict()},
-                           status="TERMINATED", last_result=None, get_error=lambda: error)
+    return SimpleNamespace(
+        trial_id=result.config.trial_id[:8],
+        config={"trial": result.config.to_dict()},
+        status="TERMINATED",
+        last_result=None,
+        get_error=lambda: error,
+    )
 
 
 @pytest.fixture
@@ -101,8 +106,9 @@ def test_a_dead_drivers_live_view_shows_nothing(tmp_path, monkeypatch):
 
     store = ResultStore(tmp_path / "sweep")
     store.root.mkdir(parents=True)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     monkeypatch.setattr(os, "getpid", lambda: int(dead.stdout))
     store.write_live({"t1": {"trial": "x", "started": 0.0, "step": 3, "steps": 10}})
     monkeypatch.undo()

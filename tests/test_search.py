@@ -7,8 +7,8 @@ import math
 import pytest
 
 from completep_sweep.search import BracketPlan, GridPlan, finished_rows, make_plan
-from completep_sweep.sweep import SpecError, parse_sweep
 from completep_sweep.store import ResultStore
+from completep_sweep.sweep import SpecError, parse_sweep
 
 BRACKET = """name = "br"
 model = "tiny"
@@ -82,20 +82,28 @@ def test_the_grid_plan_runs_each_pending_point_once():
 def test_finished_rows_count_diverged_as_infinite_and_skip_errors(make_result):
     import pandas as pd
 
-    rows = pd.DataFrame([make_result(lr=0.01).row(), make_result(lr=1.0, status="diverged").row(),
-                         {**make_result(lr=0.1).row(), "status": "error"}])
+    rows = pd.DataFrame(
+        [
+            make_result(lr=0.01).row(),
+            make_result(lr=1.0, status="diverged").row(),
+            {**make_result(lr=0.1).row(), "status": "error"},
+        ]
+    )
     done = finished_rows(rows)
     assert len(done) == 2 and sorted(done.values())[1] == math.inf
 
 
-@pytest.mark.parametrize("table", [
-    'method = "bracket"\nhp = "depth"',  # not a swept float HP
-    'method = "bracket"\nn_trials = 5',  # a setting of another method
-    'method = "optuna"',  # n_trials missing
-    'method = "optuna"\nn_trials = 5',  # optuna tunes at one shape, this grid has two depths
-    'method = "grid"\nresolution = 0.25',
-    'method = "random"',
-])
+@pytest.mark.parametrize(
+    "table",
+    [
+        'method = "bracket"\nhp = "depth"',  # not a swept float HP
+        'method = "bracket"\nn_trials = 5',  # a setting of another method
+        'method = "optuna"',  # n_trials missing
+        'method = "optuna"\nn_trials = 5',  # optuna tunes at one shape, this grid has two depths
+        'method = "grid"\nresolution = 0.25',
+        'method = "random"',
+    ],
+)
 def test_a_search_table_that_cannot_work_names_the_fix(table):
     with pytest.raises(SpecError, match="search|parameterizations|grid.depth") as info:
         parse_sweep(BRACKET.replace('method = "bracket"\nseeds = 2', table))
@@ -105,16 +113,27 @@ def test_a_search_table_that_cannot_work_names_the_fix(table):
 def test_around_centres_a_grid_on_another_sweeps_best_value(tmp_path, make_result, cli):
     results = tmp_path / "results"
     tuned = ResultStore(results / "base-tune")
-    text = BRACKET.replace('name = "br"', 'name = "base-tune"').replace(
-        'depth = [2, 4]', 'depth = [2]').replace('method = "bracket"\nseeds = 2', 'method = "grid"')
+    text = (
+        BRACKET.replace('name = "br"', 'name = "base-tune"')
+        .replace("depth = [2, 4]", "depth = [2]")
+        .replace('method = "bracket"\nseeds = 2', 'method = "grid"')
+    )
     tuned.write_spec(text)
     for config in parse_sweep(text).trials:  # best at 2^-6 (losses rise away from it)
-        tuned.write_result(make_result(**{k: v for k, v in config.to_dict().items() if k != "lr"}, lr=config.lr,
-                                       final_val_loss=3 + abs(math.log2(config.lr) + 6)))
+        tuned.write_result(
+            make_result(
+                **{k: v for k, v in config.to_dict().items() if k != "lr"},
+                lr=config.lr,
+                final_val_loss=3 + abs(math.log2(config.lr) + 6),
+            )
+        )
     spec = tmp_path / "transfer.toml"
-    spec.write_text(BRACKET.replace('lr = { log2_range = [-10, -6], step = 2 }',
-                                    'lr = { around = "base-tune", octaves = 1, step = 0.5 }')
-                    .replace('method = "bracket"\nseeds = 2', 'method = "grid"'))
+    spec.write_text(
+        BRACKET.replace(
+            "lr = { log2_range = [-10, -6], step = 2 }",
+            'lr = { around = "base-tune", octaves = 1, step = 0.5 }',
+        ).replace('method = "bracket"\nseeds = 2', 'method = "grid"')
+    )
     code, out, err = cli("validate", spec, "--results", results)
     assert code == 0 and "lr x5" in out, err
     from completep_sweep.results import best_value_resolver
@@ -133,8 +152,11 @@ def test_status_and_report_read_a_bracket_search_from_its_rows(tmp_path, make_re
     plan = make_plan(sweep, store.load(), store.root)
     while (config := plan.take()) is not None or not plan.finished:
         value = loss(config)
-        store.write_result(make_result(**{k: v for k, v in config.to_dict().items() if k != "lr"}, lr=config.lr,
-                                       final_val_loss=value))
+        store.write_result(
+            make_result(
+                **{k: v for k, v in config.to_dict().items() if k != "lr"}, lr=config.lr, final_val_loss=value
+            )
+        )
         plan.record(config, "ok", value)
     code, out, _ = cli("status", store.root)
     assert code == 0 and f"the bracket search is complete ({len(plan.planned())} trials)" in out
@@ -142,7 +164,9 @@ def test_status_and_report_read_a_bracket_search_from_its_rows(tmp_path, make_re
     import json
 
     optima = json.loads(out)["optima"]
-    assert len(optima) == 4 and not any(o["at_edge"] for o in optima) and {o["n_seeds"] for o in optima} == {2}
+    assert (
+        len(optima) == 4 and not any(o["at_edge"] for o in optima) and {o["n_seeds"] for o in optima} == {2}
+    )
 
 
 OPTUNA = """name = "tpe"

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from completep_sweep.search import make_plan
-from completep_sweep.sweep import load_sweep
 from completep_sweep.store import ResultStore
+from completep_sweep.sweep import load_sweep
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "completep_sweep.cli"]
@@ -27,8 +27,12 @@ eval_batches = 2
 
 
 def run(spec, results) -> subprocess.CompletedProcess:
-    done = subprocess.run([*CLI, "run", str(spec), "--results", str(results), "--no-mlflow"], capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        [*CLI, "run", str(spec), "--results", str(results), "--no-mlflow"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 

@@ -37,16 +37,22 @@ def test_reference_file_expands():
 
 
 def test_half_octave_steps_and_preset_fields_sweep():
-    sweep = parse_sweep(GOOD.replace("lr = { log2_range = [-12, -4] }", "lr = { log2_range = [-8, -6], step = 0.5 }")
-                        .replace("init_std = [0.02]", "init_std = [0.01, 0.02]\nbase_width = [32, 64]"))
+    sweep = parse_sweep(
+        GOOD.replace("lr = { log2_range = [-12, -4] }", "lr = { log2_range = [-8, -6], step = 0.5 }").replace(
+            "init_std = [0.02]", "init_std = [0.01, 0.02]\nbase_width = [32, 64]"
+        )
+    )
     assert sorted({t.lr for t in sweep.trials}) == pytest.approx([2**-8, 2**-7.5, 2**-7, 2**-6.5, 2**-6])
     assert {t.base_width for t in sweep.trials} == {32, 64}
     assert len(sweep.trials) == 4 * 4 * 5 * 2 * 2
 
 
 def test_model_overrides_and_integer_lr():
-    sweep = parse_sweep(GOOD.replace("[train]", "[model_overrides]\nbase_width = 16\nseq_len = 32\n[train]")
-                        .replace("lr = { log2_range = [-12, -4] }", "lr = [1]"))
+    sweep = parse_sweep(
+        GOOD.replace("[train]", "[model_overrides]\nbase_width = 16\nseq_len = 32\n[train]").replace(
+            "lr = { log2_range = [-12, -4] }", "lr = [1]"
+        )
+    )
     assert {t.base_width for t in sweep.trials} == {16} and {t.seq_len for t in sweep.trials} == {32}
     assert all(isinstance(t.lr, float) for t in sweep.trials)
 
@@ -59,11 +65,19 @@ def test_grid_extension_keeps_old_ids():
 
 BAD = [
     # (description, replacement applied to GOOD or full text, field expected in the message)
-    ("unknown top-level key", ("model = \"tiny\"", "model = \"tiny\"\nmodle = 3"), "modle"),
-    ("unknown grid key", ("init_std = [0.02]", "init_std = [0.02]\nlearning_rate = [0.1]"), "grid.learning_rate"),
+    ("unknown top-level key", ('model = "tiny"', 'model = "tiny"\nmodle = 3'), "modle"),
+    (
+        "unknown grid key",
+        ("init_std = [0.02]", "init_std = [0.02]\nlearning_rate = [0.1]"),
+        "grid.learning_rate",
+    ),
     ("unknown train key", ("steps = 300", "steps = 300\nstep = 3"), "train.step"),
     ("unknown resources key", ("cpus_per_trial = 1", "cpus_per_trial = 1\ncpu = 2"), "cpu"),
-    ("unknown parameterization", ('"alpha0.5", "completep"]', '"alpha0.5", "completep", "ntk"]'), "parameterizations"),
+    (
+        "unknown parameterization",
+        ('"alpha0.5", "completep"]', '"alpha0.5", "completep", "ntk"]'),
+        "parameterizations",
+    ),
     ("alpha out of range", ('"alpha0.5", "completep"]', '"alpha0.3"]'), "parameterizations"),
     ("duplicate parameterization", ('"alpha0.5", "completep"]', '"mup"]'), "parameterizations"),
     ("empty parameterizations", ('["sp", "mup", "alpha0.5", "completep"]', "[]"), "parameterizations"),
@@ -83,8 +97,16 @@ BAD = [
     ("negative steps", ("steps = 300", "steps = -5"), "steps"),
     ("negative cpus", ("cpus_per_trial = 1", "cpus_per_trial = -1"), "cpus_per_trial"),
     ("negative gpus", ("gpus_per_trial = 0", "gpus_per_trial = -0.5"), "gpus_per_trial"),
-    ("missing data dir", ("[train]", '[model_overrides]\ndata = "/nonexistent/tokens"\n[train]'), "model_overrides.data"),
-    ("model key under train", ("steps = 300", "steps = 300\nbase_width = 16"), "train.base_width: belongs in [model_overrides]"),
+    (
+        "missing data dir",
+        ("[train]", '[model_overrides]\ndata = "/nonexistent/tokens"\n[train]'),
+        "model_overrides.data",
+    ),
+    (
+        "model key under train",
+        ("steps = 300", "steps = 300\nbase_width = 16"),
+        "train.base_width: belongs in [model_overrides]",
+    ),
     ("bad decay", ("steps = 300", 'steps = 300\ndecay = "step"'), "decay"),
     ("key both fixed and swept", ("steps = 300", "steps = 300\nseed = 1"), "grid.seed"),
     ("duplicate grid values", ("depth = [2, 4, 8, 16]", "depth = [2, 4, 4]"), "grid.depth"),
@@ -146,10 +168,16 @@ def test_shipped_sweep_files_are_valid(tmp_path):
     assert {t.width for t in demo.trials} == {32}  # width above base: SP and µP differ
     assert {t.depth for t in demo.trials} == {1, 2, 4, 8, 16}
     study = load_sweep(sweeps / "cpu-depth-study.toml")
-    assert {t.depth for t in study.trials} == {2, 4, 8, 16, 32} and {t.seed for t in study.trials} == {0, 1, 2}
+    assert {t.depth for t in study.trials} == {2, 4, 8, 16, 32} and {t.seed for t in study.trials} == {
+        0,
+        1,
+        2,
+    }
     for name in ("train.bin", "val.bin"):
         np.zeros(5000, dtype=np.uint16).tofile(tmp_path / name)
-    paper_text = (sweeps / "paper-depth-transfer.toml").read_text().replace("data/slimpajama_gpt2", str(tmp_path))
+    paper_text = (
+        (sweeps / "paper-depth-transfer.toml").read_text().replace("data/slimpajama_gpt2", str(tmp_path))
+    )
     paper = parse_sweep(paper_text)
     assert len(paper.trials) == 4 * 7 * 15
     t = paper.trials[0]
@@ -158,18 +186,27 @@ def test_shipped_sweep_files_are_valid(tmp_path):
     with pytest.raises(SpecError, match="model_overrides.data"):
         load_sweep(sweeps / "paper-depth-transfer.toml")  # no token files on this machine: a clear error
     tune = load_sweep(sweeps / "base-tune.toml")
-    assert tune.spec.search.method == "optuna" and tune.trials == () and tune.template.depth == tune.template.base_depth
+    assert (
+        tune.spec.search.method == "optuna"
+        and tune.trials == ()
+        and tune.template.depth == tune.template.base_depth
+    )
     transfer = load_sweep(sweeps / "transfer-from-base-tune.toml", resolve=lambda name, hp: 2.0**-4.6)
     assert transfer.spec.search.method == "bracket" and transfer.template.width == tune.template.width
-    assert sorted({t.lr for t in transfer.trials}) == [2.0**e for e in (-7, -6, -5, -4, -3)]  # centre rounded to 2^-5
+    assert sorted({t.lr for t in transfer.trials}) == [
+        2.0**e for e in (-7, -6, -5, -4, -3)
+    ]  # centre rounded to 2^-5
 
 
-@pytest.mark.parametrize("change, field", [
-    (("seed = [0]", "seed = [0.5]"), "seed"),
-    (("steps = 300", "steps = 300\nwarmup_steps = 2.5"), "warmup_steps"),
-    (("[train]", "[model_overrides]\nvocab_size = 128\n[train]"), "vocab_size"),
-    (("seed = [0]", 'seed = [0]\ndata = ["shakespeare", "/nonexistent/tokens"]'), "data"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (("seed = [0]", "seed = [0.5]"), "seed"),
+        (("steps = 300", "steps = 300\nwarmup_steps = 2.5"), "warmup_steps"),
+        (("[train]", "[model_overrides]\nvocab_size = 128\n[train]"), "vocab_size"),
+        (("seed = [0]", 'seed = [0]\ndata = ["shakespeare", "/nonexistent/tokens"]'), "data"),
+    ],
+)
 def test_values_that_only_fail_in_workers_are_refused(change, field):
     with pytest.raises(SpecError, match=field):
         parse_sweep(GOOD.replace(*change))
@@ -182,5 +219,7 @@ def test_relative_token_dir_is_resolved_for_workers(tmp_path, monkeypatch):
     for name in ("train.bin", "val.bin"):
         np.zeros(5000, dtype=np.uint16).tofile(tmp_path / "tok" / name)
     monkeypatch.chdir(tmp_path)
-    sweep = parse_sweep(GOOD.replace("[train]", '[model_overrides]\ndata = "tok"\nvocab_size = 1024\n[train]'))
+    sweep = parse_sweep(
+        GOOD.replace("[train]", '[model_overrides]\ndata = "tok"\nvocab_size = 1024\n[train]')
+    )
     assert {t.data for t in sweep.trials} == {str(tmp_path / "tok")}

@@ -9,7 +9,9 @@ from completep_sweep.trial import TrialConfig, TrialResult
 
 @pytest.fixture
 def result(make_result):
-    return lambda lr=0.01, status="ok", **kw: make_result(lr=lr, status=status, final_val_loss=2.6 if status == "ok" else None, **kw)
+    return lambda lr=0.01, status="ok", **kw: make_result(
+        lr=lr, status=status, final_val_loss=2.6 if status == "ok" else None, **kw
+    )
 
 
 def test_roundtrip_and_completed_ids(tmp_path, result):
@@ -68,4 +70,3 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch, result):
 def test_empty_store(tmp_path):
     store = ResultStore(tmp_path / "nothing")
     assert store.completed_ids() == set() and store.load().empty and store.load_curves().empty
-

@@ -52,7 +52,10 @@ def test_sweep_rows_rerun_extend_and_divergence(make_spec, tmp_path, capsys):
     assert "4 ran" in capsys.readouterr().out
 
     assert main(["status", "grid", "--results", str(results)]) == 0
-    assert "8 ok, 4 diverged, 0 error of the 12 trials of the current sweep; 0 pending" in capsys.readouterr().out
+    assert (
+        "8 ok, 4 diverged, 0 error of the 12 trials of the current sweep; 0 pending"
+        in capsys.readouterr().out
+    )
 
 
 def _runs(uri: str, experiment: str):
@@ -73,7 +76,13 @@ def test_sweep_mirrors_into_mlflow_and_survives_a_dead_server(make_spec, tmp_pat
     children = runs[runs["tags.completep.role"] == "child"]
     assert (runs["tags.completep.role"] == "parent").sum() == 1 and len(children) == 4
     assert set(children["tags.trial_id"]) == ResultStore(results / "tracked").completed_ids()
-    assert {"params.lr", "params.depth", "params.parameterization", "metrics.final_val_loss", "metrics.log2_lr"} <= set(runs.columns)
+    assert {
+        "params.lr",
+        "params.depth",
+        "params.parameterization",
+        "metrics.final_val_loss",
+        "metrics.log2_lr",
+    } <= set(runs.columns)
     client = MlflowClient(uri)
     steps = [len(client.get_metric_history(r, "val_loss")) for r in children.run_id]
 
@@ -86,7 +95,9 @@ def test_sweep_mirrors_into_mlflow_and_survives_a_dead_server(make_spec, tmp_pat
     assert len(curves) == 2  # one curve run per (parameterization, depth): 2 parameterizations at depth 2
     assert main(["sync", str(results / "tracked"), "--tracking-uri", uri]) == 0
     assert len(_runs(uri, "tracked")) == len(again)  # a second sync adds nothing
-    assert [len(client.get_metric_history(r, "val_loss")) for r in children.run_id] == steps  # no repeated steps
+    assert [
+        len(client.get_metric_history(r, "val_loss")) for r in children.run_id
+    ] == steps  # no repeated steps
 
     dead = "http://127.0.0.1:9"  # nothing listens there
     spec2 = make_spec("untracked", depths=[2], lrs=[2**-7, 2**-6], steps=20)

@@ -30,10 +30,21 @@ UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 @pytest.fixture
 def trial(make_result):
     """A finished trial of the demo sweep: 300 steps, evaluated at STEPS."""
+
     def make(parameterization="completep", lr=2.0**-7, depth=2, weight_decay=0.0) -> TrialResult:
-        return make_result(sweep="demo", parameterization=parameterization, lr=lr, depth=depth,
-                           weight_decay=weight_decay, steps=300, curve_steps=STEPS, flops=2e9, wall_time_s=3.0,
-                           code_version="abc123")
+        return make_result(
+            sweep="demo",
+            parameterization=parameterization,
+            lr=lr,
+            depth=depth,
+            weight_decay=weight_decay,
+            steps=300,
+            curve_steps=STEPS,
+            flops=2e9,
+            wall_time_s=3.0,
+            code_version="abc123",
+        )
+
     return make
 
 
@@ -71,7 +82,10 @@ def history_lengths(uri, children, key="val_loss") -> dict[str, int]:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    return {row["tags.trial_id"]: len(client.get_metric_history(row.run_id, key)) for _, row in children.iterrows()}
+    return {
+        row["tags.trial_id"]: len(client.get_metric_history(row.run_id, key))
+        for _, row in children.iterrows()
+    }
 
 
 def test_importing_the_module_does_not_import_mlflow():
@@ -133,7 +147,10 @@ def test_sync_creates_one_parent_and_one_child_per_trial(sweep_dir, monkeypatch)
     assert [m.step for m in client.get_metric_history(one, "val_loss")] == list(STEPS)
     assert [m.step for m in client.get_metric_history(one, "train_loss")] == list(STEPS)
     assert {a.path for a in client.list_artifacts(parent.run_id)} == {"spec.toml", "report"}
-    assert {a.path for a in client.list_artifacts(parent.run_id, "report")} == {"report/verdict.json", "report/lr_vs_loss.png"}
+    assert {a.path for a in client.list_artifacts(parent.run_id, "report")} == {
+        "report/verdict.json",
+        "report/lr_vs_loss.png",
+    }
 
 
 def test_sync_twice_adds_nothing_and_a_resumed_sweep_adds_only_new_trials(sweep_dir, trial):
@@ -155,7 +172,11 @@ def test_sync_twice_adds_nothing_and_a_resumed_sweep_adds_only_new_trials(sweep_
     # weight_decay varies now, so it becomes a param of every child: the old ones are updated.
     assert sync(sweep_dir, uri) == {"created": 1, "updated": 8, "skipped": 0}
     parents, children = runs(uri)
-    assert len(parents) == 1 and len(children) == 9 and set(history_lengths(uri, children).values()) == {len(STEPS)}
+    assert (
+        len(parents) == 1
+        and len(children) == 9
+        and set(history_lengths(uri, children).values()) == {len(STEPS)}
+    )
     new = children["tags.trial_id"] == trial(weight_decay=0.1).config.trial_id
     assert list(children[new]["params.weight_decay"]) == ["0.1"]
     assert set(children[~new]["params.weight_decay"]) == {"0.0"}
@@ -163,7 +184,10 @@ def test_sync_twice_adds_nothing_and_a_resumed_sweep_adds_only_new_trials(sweep_
     parent = parents.iloc[0]
     assert parent["params.grid.lr"] == "[0.0078125, 0.015625]"  # params are immutable in MLflow ...
     assert parent["tags.spec.grid.lr"] == "[0.0078125, 0.015625, 0.03125]"  # ... the new value is a tag
-    assert parent["tags.completep.spec_hash"] == hashlib.sha256(ResultStore(sweep_dir).spec_path.read_bytes()).hexdigest()[:12]
+    assert (
+        parent["tags.completep.spec_hash"]
+        == hashlib.sha256(ResultStore(sweep_dir).spec_path.read_bytes()).hexdigest()[:12]
+    )
 
 
 def test_an_interrupted_child_is_completed_without_a_twin(sweep_dir, monkeypatch):
@@ -211,7 +235,9 @@ def test_a_child_missing_some_steps_gets_only_those(sweep_dir):
     child = client.get_run(run_id)
     client.delete_run(run_id)
     partial = client.create_run(child.info.experiment_id, tags=child.data.tags)
-    client.log_batch(partial.info.run_id, metrics=[Metric("val_loss", 9.0, 0, 100), Metric("train_loss", 9.0, 0, 100)])
+    client.log_batch(
+        partial.info.run_id, metrics=[Metric("val_loss", 9.0, 0, 100), Metric("train_loss", 9.0, 0, 100)]
+    )
 
     assert sync(sweep_dir, uri) == {"created": 1, "updated": 1, "skipped": 6}
     _, children = runs(uri)
@@ -224,15 +250,19 @@ def finished(sweep_dir):
     """(rows, {trial_id: curve points}) as the driver holds them when it writes them."""
     store = ResultStore(sweep_dir)
     curves = store.load_curves()
-    return (store.load().to_dict("records"),
-            {tid: g.drop(columns="trial_id").to_dict("records") for tid, g in curves.groupby("trial_id")})
+    return (
+        store.load().to_dict("records"),
+        {tid: g.drop(columns="trial_id").to_dict("records") for tid, g in curves.groupby("trial_id")},
+    )
 
 
 def test_tracker_logs_in_the_background_from_what_the_driver_hands_it(sweep_dir, capsys, monkeypatch):
     uri = uri_of(sweep_dir)
     rows, curves = finished(sweep_dir)
+
     def no_reading(*a, **k):
         raise AssertionError("the tracker re-read the results folder")
+
     for reader in ("load", "load_curves", "read_spec"):
         monkeypatch.setattr(ResultStore, reader, no_reading)
     tracker = Tracker(sweep_dir, uri, spec_text=SPEC)
@@ -261,8 +291,9 @@ def test_tracker_backfills_rows_a_killed_driver_never_logged(sweep_dir):
 
 
 def test_a_store_killed_while_being_created_is_never_left_half_made(tmp_path, monkeypatch):
-    import completep_sweep.tracking as tracking_package
     from mlflow.tracking import MlflowClient
+
+    import completep_sweep.tracking as tracking_package
 
     db = tmp_path / "mlflow.db"
 
@@ -323,11 +354,26 @@ def test_a_diverged_trial_keeps_its_status_and_nan_points(tmp_path):
     from mlflow import MlflowClient
 
     config = TrialConfig(sweep="demo", lr=1.0, steps=300)
-    curve = (CurvePoint(step=100, tokens=1, train_loss=5.0, val_loss=5.1, lr=1.0),
-             CurvePoint(step=200, tokens=2, train_loss=math.inf, val_loss=math.nan, lr=1.0))
-    diverged = TrialResult(config=config, status="diverged", final_train_loss=math.inf, final_val_loss=math.nan,
-                           diverged_at_step=150, steps_done=150, clip_fraction=0.0, flops=1e9, n_params=1000,
-                           wall_time_s=1.0, device="cpu", started_at="", code_version="abc123", curve=curve)
+    curve = (
+        CurvePoint(step=100, tokens=1, train_loss=5.0, val_loss=5.1, lr=1.0),
+        CurvePoint(step=200, tokens=2, train_loss=math.inf, val_loss=math.nan, lr=1.0),
+    )
+    diverged = TrialResult(
+        config=config,
+        status="diverged",
+        final_train_loss=math.inf,
+        final_val_loss=math.nan,
+        diverged_at_step=150,
+        steps_done=150,
+        clip_fraction=0.0,
+        flops=1e9,
+        n_params=1000,
+        wall_time_s=1.0,
+        device="cpu",
+        started_at="",
+        code_version="abc123",
+        curve=curve,
+    )
     ResultStore(tmp_path / "demo").write_result(diverged)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert sync(tmp_path / "demo", uri) == {"created": 1, "updated": 0, "skipped": 0}

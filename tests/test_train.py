@@ -7,8 +7,20 @@ from completep_sweep.trial import TrialConfig
 
 
 def quick(**kw) -> TrialConfig:
-    defaults = dict(parameterization="completep", width=32, depth=2, base_width=32, base_depth=2, seq_len=32,
-                    batch_size=8, steps=60, warmup_steps=5, eval_interval=20, eval_batches=2, lr=2**-6)
+    defaults = dict(
+        parameterization="completep",
+        width=32,
+        depth=2,
+        base_width=32,
+        base_depth=2,
+        seq_len=32,
+        batch_size=8,
+        steps=60,
+        warmup_steps=5,
+        eval_interval=20,
+        eval_batches=2,
+        lr=2**-6,
+    )
     return TrialConfig(**{**defaults, **kw})
 
 
@@ -56,8 +68,19 @@ def test_trial_id_covers_result_fields_only():
     assert quick(parameterization="alpha1").trial_id == quick(parameterization="completep").trial_id
 
 
-@pytest.mark.parametrize("field, value", [("lr", -1e-3), ("lr", 0.0), ("init_std", -0.1), ("steps", 0),
-                                          ("width", 40), ("decay", "step"), ("beta2", 1.0), ("lr", float("nan"))])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr", -1e-3),
+        ("lr", 0.0),
+        ("init_std", -0.1),
+        ("steps", 0),
+        ("width", 40),
+        ("decay", "step"),
+        ("beta2", 1.0),
+        ("lr", float("nan")),
+    ],
+)
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field if field != "width" else "head_dim"):
         quick(**{field: value})
@@ -80,7 +103,11 @@ def test_setting_errors_share_one_base_with_the_field():
     from completep_sweep.trial import ConfigError
 
     caught = []
-    for make in (lambda: quick(lr=-1.0), lambda: check_heads(40, 16), lambda: check_source("shakespeare", 100)):
+    for make in (
+        lambda: quick(lr=-1.0),
+        lambda: check_heads(40, 16),
+        lambda: check_source("shakespeare", 100),
+    ):
         with pytest.raises(FieldError) as info:
             make()
         caught.append(info.value)

@@ -12,14 +12,22 @@ from urllib.parse import quote
 import pytest
 
 from completep_sweep import tracking
-from completep_sweep.tracking import ui
 from completep_sweep.store import ResultStore
+from completep_sweep.tracking import ui
 
 # The screenshot goes to the test's tmp dir; set COMPLETEP_UI_SCREENSHOT=path to keep a copy.
 KEEP_SCREENSHOT = os.environ.get("COMPLETEP_UI_SCREENSHOT")
 # Chromium isolated from the network and from any profile; the SPA needs virtual time to render.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Sorted by run name, MLflow lists every run flat; its default (by date) folds the children under the parent.
 BY_NAME = "?orderByKey=" + quote("tags.`mlflow.runName`") + "&orderByAsc=true"
 
@@ -31,11 +39,23 @@ def chromium() -> str | None:
 
 def write_sweep(root: Path, make_result) -> list[str]:
     store = ResultStore(root / "ui-demo")
-    store.write_spec('name = "ui-demo"\nparameterizations = ["mup", "completep"]\n[grid]\nlr = [0.00390625, 0.0078125, 0.015625]\n')
+    store.write_spec(
+        'name = "ui-demo"\nparameterizations = ["mup", "completep"]\n'
+        "[grid]\nlr = [0.00390625, 0.0078125, 0.015625]\n"
+    )
     for p in ("mup", "completep"):
         for e in (-8, -7, -6):
-            store.write_result(make_result(sweep="ui-demo", parameterization=p, lr=2.0**e, depth=4, steps=200,
-                                           curve_steps=(50, 100, 150, 200), code_version="ui-test"))
+            store.write_result(
+                make_result(
+                    sweep="ui-demo",
+                    parameterization=p,
+                    lr=2.0**e,
+                    depth=4,
+                    steps=200,
+                    curve_steps=(50, 100, 150, 200),
+                    code_version="ui-test",
+                )
+            )
     return [f"{p} d4 w64 lr=2^{e} s0" for p in ("mup", "completep") for e in (-8, -7, -6)]
 
 
@@ -56,7 +76,14 @@ def serving(root: Path, sweep: str, port: int):
 def browse(browser: str, url: str, profile: Path, *extra: str, budget_ms: int = 15000) -> str:
     """Chromium's output for ``url`` after ``budget_ms`` of virtual time (the SPA's fetches and
     renders run inside it; the chart view needs more than the runs table)."""
-    cmd = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", *extra, url]
+    cmd = [
+        browser,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        f"--virtual-time-budget={budget_ms}",
+        *extra,
+        url,
+    ]
     # timeout bounds a hung browser; it is not a performance assertion
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
 
@@ -77,7 +104,9 @@ def test_mlflow_ui_lists_the_sweeps_runs(tmp_path, free_port, make_result):
         for name in names:
             assert name in dom, f"run {name!r} missing from the rendered runs table"
         screenshot = tmp_path / "mlflow-ui.png"
-        browse(browser, url, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,900")
+        browse(
+            browser, url, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,900"
+        )
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         if KEEP_SCREENSHOT:
             shutil.copyfile(screenshot, KEEP_SCREENSHOT)
@@ -92,14 +121,23 @@ def write_curve_sweep(root: Path, make_result) -> None:
     """Two parameterizations x 3 depths x 7 lrs: loss = 2.5 + 0.05 (log2 lr - optimum)^2, optimum
     moving with depth for µP only, so the lines differ visibly."""
     store = ResultStore(root / "curves-demo")
-    store.write_spec('name = "curves-demo"\nparameterizations = ["mup", "completep"]\n[grid]\n'
-                     f'depth = {list(CURVE_DEPTHS)}\nlr = {{ log2_range = [{CURVE_LRS[0]}, {CURVE_LRS[-1]}] }}\n')
+    store.write_spec(
+        'name = "curves-demo"\nparameterizations = ["mup", "completep"]\n[grid]\n'
+        f"depth = {list(CURVE_DEPTHS)}\nlr = {{ log2_range = [{CURVE_LRS[0]}, {CURVE_LRS[-1]}] }}\n"
+    )
     for p in ("mup", "completep"):
         for depth in CURVE_DEPTHS:
             optimum = -7 - (math.log2(depth) - 1) * (0.5 if p == "mup" else 0.0)
             for e in CURVE_LRS:
-                store.write_result(make_result(sweep="curves-demo", parameterization=p, depth=depth, lr=2.0**e,
-                                               final_val_loss=2.5 + 0.05 * (e - optimum) ** 2))
+                store.write_result(
+                    make_result(
+                        sweep="curves-demo",
+                        parameterization=p,
+                        depth=depth,
+                        lr=2.0**e,
+                        final_val_loss=2.5 + 0.05 * (e - optimum) ** 2,
+                    )
+                )
 
 
 def colour_pixels(png: Path, rgb: tuple[int, int, int], tol: int = 12) -> int:
@@ -120,7 +158,9 @@ def test_ui_url_alone_opens_the_transfer_curves_as_lines(tmp_path, free_port, ma
     write_curve_sweep(root, make_result)
     with serving(root, "curves-demo", free_port()) as url:  # exactly what `ui` prints
         assert "viewStateShareKey=transfer-curves" in url and "compareRunsMode=CHART" in url
-        dom = browse(browser, url, tmp_path / "profile-dom", "--dump-dom", "--window-size=1400,1000", budget_ms=60000)
+        dom = browse(
+            browser, url, tmp_path / "profile-dom", "--dump-dom", "--window-size=1400,1000", budget_ms=60000
+        )
         assert "loss_vs_lr" in dom and "log2_lr" in dom  # the chart and its x axis
         traces = re.findall(r'class="trace scatter', dom)
         assert len(traces) >= len(CURVE_DEPTHS) * 2, f"{len(traces)} plotted lines, want one per curve"
@@ -128,8 +168,14 @@ def test_ui_url_alone_opens_the_transfer_curves_as_lines(tmp_path, free_port, ma
             for depth in CURVE_DEPTHS:
                 assert f"{p} d{depth:03d}" in dom, f"curve run {p} d{depth} missing from the page"
         screenshot = tmp_path / "mlflow-curves.png"
-        browse(browser, url, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,1000",
-               budget_ms=60000)
+        browse(
+            browser,
+            url,
+            tmp_path / "profile-shot",
+            f"--screenshot={screenshot}",
+            "--window-size=1400,1000",
+            budget_ms=60000,
+        )
         if KEEP_SCREENSHOT:
             shutil.copyfile(screenshot, KEEP_SCREENSHOT)
         for p, rgb in DEEPEST.items():  # lines, not just a legend swatch: many pixels of the colour

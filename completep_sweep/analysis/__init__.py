@@ -25,8 +25,18 @@ from .regret import REGRET_COLUMNS, SAVINGS_COLUMNS, regret, savings, shape_loss
 from .stability import stability_tables
 from .transfer import DEFAULT_TOLERANCE, PAYOFF_COLUMNS, TRANSFER_COLUMNS, payoff_table, transfer_table
 
-__all__ = ["Analysis", "analyze", "swept_hps", "KEY", "DEFAULT_TOLERANCE",
-           "OPTIMA_COLUMNS", "TRANSFER_COLUMNS", "PAYOFF_COLUMNS", "REGRET_COLUMNS", "SAVINGS_COLUMNS"]
+__all__ = [
+    "Analysis",
+    "analyze",
+    "swept_hps",
+    "KEY",
+    "DEFAULT_TOLERANCE",
+    "OPTIMA_COLUMNS",
+    "TRANSFER_COLUMNS",
+    "PAYOFF_COLUMNS",
+    "REGRET_COLUMNS",
+    "SAVINGS_COLUMNS",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,10 +69,12 @@ class Analysis:
 
     def to_json_dict(self) -> dict[str, Any]:
         """The CLI's JSON contract; non-finite numbers become null so the output is strict JSON."""
-        optima = self.optima.assign(interval=list(zip(self.optima["interval_low"],
-                                                      self.optima["interval_high"])))
-        transfer = self.transfer.assign(slope_interval=list(zip(self.transfer["slope_low"],
-                                                                self.transfer["slope_high"])))
+        optima = self.optima.assign(
+            interval=list(zip(self.optima["interval_low"], self.optima["interval_high"]))
+        )
+        transfer = self.transfer.assign(
+            slope_interval=list(zip(self.transfer["slope_low"], self.transfer["slope_high"]))
+        )
         return {
             "optima": records(optima),
             "transfer": records(transfer),
@@ -76,9 +88,16 @@ class Analysis:
         }
 
 
-def analyze(trials: pd.DataFrame, *, tolerance: float = DEFAULT_TOLERANCE, loss: str = "final_val_loss",
-            band_tolerance: float = DEFAULT_BAND_TOLERANCE, savings_reference: str = "mup",
-            n_bootstrap: int = N_BOOTSTRAP, bootstrap_seed: int = BOOTSTRAP_SEED) -> Analysis:
+def analyze(
+    trials: pd.DataFrame,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    loss: str = "final_val_loss",
+    band_tolerance: float = DEFAULT_BAND_TOLERANCE,
+    savings_reference: str = "mup",
+    n_bootstrap: int = N_BOOTSTRAP,
+    bootstrap_seed: int = BOOTSTRAP_SEED,
+) -> Analysis:
     """Optima per shape; transfer, depth payoff and stability verdicts; regret; compute savings."""
     if not tolerance > 0:
         raise ValueError(f"tolerance must be > 0 octaves per doubling (got {tolerance!r})")
@@ -116,11 +135,16 @@ def _base_hps(prep: Prepared, optima: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for p, group in optima.groupby("parameterization", sort=True):
         base_w, base_d = int(mode(group["base_width"])), int(mode(group["base_depth"]))
-        distance = (np.abs(np.log2(group["width"] / base_w)) + np.abs(np.log2(group["depth"] / base_d)))
+        distance = np.abs(np.log2(group["width"] / base_w)) + np.abs(np.log2(group["depth"] / base_d))
         at = group.loc[distance.idxmin()]
         key = (p, int(at["width"]), int(at["depth"]))
-        row = {"parameterization": p, "base_width": base_w, "base_depth": base_d,
-               "tuned_width": key[1], "tuned_depth": key[2]}
+        row = {
+            "parameterization": p,
+            "base_width": base_w,
+            "base_depth": base_d,
+            "tuned_width": key[1],
+            "tuned_depth": key[2],
+        }
         best = best_combo(prep.rows("points", key), prep.combo)
         trials = prep.rows("trials", key)
         for hp in BASE_HPS:

@@ -91,8 +91,14 @@ def _design(mode: str, t: np.ndarray) -> np.ndarray:
     return np.ones((len(t), 1))
 
 
-def select(shape: np.ndarray, x: np.ndarray, seed: np.ndarray, loss: np.ndarray, t: np.ndarray,
-           window: float = WINDOW_OCTAVES) -> Trials | None:
+def select(
+    shape: np.ndarray,
+    x: np.ndarray,
+    seed: np.ndarray,
+    loss: np.ndarray,
+    t: np.ndarray,
+    window: float = WINDOW_OCTAVES,
+) -> Trials | None:
     """The basin trials: finished, within ``window`` octaves of their shape's seed-mean argmin."""
     keep = np.isfinite(loss)
     centre, wall = np.full(len(t), np.nan), np.full(len(t), np.inf)
@@ -188,14 +194,17 @@ def fit(tr: Trials, *, mode: str = "line", start: np.ndarray | None = None, iter
             break
     shape_of = np.zeros(n_levels, dtype=int)
     shape_of[tr.cluster] = tr.shape
-    levels = np.array([coef[:n_levels][shape_of == k].mean() if (shape_of == k).any() else np.nan
-                       for k in range(n_shapes)])
-    return Fit(theta, m @ theta, levels, float(coef[n_levels]), float(coef[n_levels + 1]), rss,
-               coef[:n_levels], mode)
+    levels = np.array(
+        [coef[:n_levels][shape_of == k].mean() if (shape_of == k).any() else np.nan for k in range(n_shapes)]
+    )
+    return Fit(
+        theta, m @ theta, levels, float(coef[n_levels]), float(coef[n_levels + 1]), rss, coef[:n_levels], mode
+    )
 
 
-def whitened(tr: Trials, *, mode: str = "line", rounds: int = 2,
-             start: np.ndarray | None = None) -> tuple[Trials, Fit]:
+def whitened(
+    tr: Trials, *, mode: str = "line", rounds: int = 2, start: np.ndarray | None = None
+) -> tuple[Trials, Fit]:
     """Generalised least squares: the noise's variance and its correlation along a seed's curve,
     estimated from the residuals, weight the fit.
 
@@ -226,8 +235,13 @@ def whitened(tr: Trials, *, mode: str = "line", rounds: int = 2,
 
 def _correlation_length(tr: Trials, z: np.ndarray, default: float = 1.4) -> float:
     """Octaves over which a seed's standardized deviations decorrelate (from pairs 0.5 apart)."""
-    pairs = [(z[i], z[j]) for c in np.unique(tr.cluster) for i in np.flatnonzero(tr.cluster == c)
-             for j in np.flatnonzero(tr.cluster == c) if abs(tr.x[j] - tr.x[i] - 0.5) < 1e-6]
+    pairs = [
+        (z[i], z[j])
+        for c in np.unique(tr.cluster)
+        for i in np.flatnonzero(tr.cluster == c)
+        for j in np.flatnonzero(tr.cluster == c)
+        if abs(tr.x[j] - tr.x[i] - 0.5) < 1e-6
+    ]
     if len(pairs) < 8:
         return default
     rho = float(np.corrcoef(np.array(pairs).T)[0, 1])

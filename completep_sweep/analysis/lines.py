@@ -28,13 +28,35 @@ KAPPA_DRIFT = 1.4
 KAPPA_OPTIMUM = 2.0
 KAPPA_LOSS = 1.5
 KAPPA_PAYOFF = 1.6  # on the Student t interval of the levels' slope
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+)
 
 
 def t975(dof: int) -> float:
     """Student t 0.975 quantile (beyond the table, a close expansion)."""
     return _T975[dof - 1] if 1 <= dof <= len(_T975) else Z95 + 2.4 / max(dof, 1)
+
+
 def sign_verdict(low: float, high: float, band: float, names: tuple[str, str, str]) -> str:
     """(below 0, above 0, within ±band) named by ``names`` from a 95% interval, else 'inconclusive'."""
     below, above, within = names
@@ -109,9 +131,13 @@ class Line:
         """Per shape: optimum (log2 HP) and its 95% interval, from the free fit."""
         if self.free is None:
             return [(math.nan,) * 3 for _ in self.values]
-        boots = np.array([f.mu for f in self.free_boot]) if self.free_boot else np.zeros((0, len(self.values)))
-        return [(float(self.free.mu[k]), *self.interval(float(self.free.mu[k]), boots[:, k], KAPPA_OPTIMUM))
-                for k in range(len(self.values))]
+        boots = (
+            np.array([f.mu for f in self.free_boot]) if self.free_boot else np.zeros((0, len(self.values)))
+        )
+        return [
+            (float(self.free.mu[k]), *self.interval(float(self.free.mu[k]), boots[:, k], KAPPA_OPTIMUM))
+            for k in range(len(self.values))
+        ]
 
     def _at_base(self, fit: basin.Fit) -> np.ndarray:
         return fit.loss_at(fit.mu[self.base])
@@ -160,26 +186,35 @@ class Line:
         fit, fits = self.pooled
         if fit is None:
             return [(math.nan,) * 3 for _ in self.values]
+
         def percent(f):
             return 100.0 * (self._at_base(f) - f.level) / f.level
+
         est = percent(fit)
         boots = np.array([percent(f) for f in fits])
         out = []
         for k in range(len(self.values)):
-            low, high = self.interval(float(est[k]), boots[:, k], KAPPA_LOSS) if len(boots) else (math.nan,) * 2
+            low, high = (
+                self.interval(float(est[k]), boots[:, k], KAPPA_LOSS) if len(boots) else (math.nan,) * 2
+            )
             out.append((float(est[k]), max(0.0, low) if math.isfinite(low) else low, high))
         return out
 
 
-def build_lines(prep: Prepared, hp: str, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> list[Line]:
+def build_lines(
+    prep: Prepared, hp: str, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED
+) -> list[Line]:
     """Every line of ``hp``: along depth at each width (one depth makes a line of one shape, so
     every shape gets an optimum), and along width at each depth with two or more widths."""
     groups: dict[tuple, list[int]] = {}
     for p, width, depth in prep.keys():
         groups.setdefault(("depth", p, width), []).append(depth)
         groups.setdefault(("width", p, depth), []).append(width)
-    return [_line(prep, p, hp, axis, "width" if axis == "depth" else "depth", fixed, sorted(values), n_boot, seed)
-            for (axis, p, fixed), values in sorted(groups.items()) if axis == "depth" or len(values) >= 2]
+    return [
+        _line(prep, p, hp, axis, "width" if axis == "depth" else "depth", fixed, sorted(values), n_boot, seed)
+        for (axis, p, fixed), values in sorted(groups.items())
+        if axis == "depth" or len(values) >= 2
+    ]
 
 
 def _line(prep, p, hp, axis, other, fixed, values, n_boot, seed) -> Line:
@@ -194,8 +229,13 @@ def _line(prep, p, hp, axis, other, fixed, values, n_boot, seed) -> Line:
     line = Line(p, hp, axis, other, fixed, np.array(values), base, trials)
     x = log2(trials[hp].to_numpy(float))
     ok = np.isfinite(x)
-    tr = basin.select(trials["_shape"].to_numpy()[ok], x[ok], trials["seed"].to_numpy()[ok],
-                      trials["_value"].to_numpy(float)[ok], line.t)
+    tr = basin.select(
+        trials["_shape"].to_numpy()[ok],
+        x[ok],
+        trials["seed"].to_numpy()[ok],
+        trials["_value"].to_numpy(float)[ok],
+        line.t,
+    )
     if tr is None or len(np.unique(tr.x)) < 3:
         return line
     line.basin_trials = tr

@@ -20,9 +20,24 @@ from .prepare import Prepared, hp_slice, log2, mode
 DEFAULT_BAND_TOLERANCE = 0.01  # fallback band: loss within 1% (relative) of the slice minimum
 
 OPTIMA_COLUMNS = [
-    "parameterization", "alpha", "width", "depth", "base_width", "base_depth", "hp", "optimum",
-    "optimum_refined", "interval_low", "interval_high", "interval_method", "loss", "at_edge",
-    "n_seeds", "n_diverged", "n_error", "n_points",
+    "parameterization",
+    "alpha",
+    "width",
+    "depth",
+    "base_width",
+    "base_depth",
+    "hp",
+    "optimum",
+    "optimum_refined",
+    "interval_low",
+    "interval_high",
+    "interval_method",
+    "loss",
+    "at_edge",
+    "n_seeds",
+    "n_diverged",
+    "n_error",
+    "n_points",
 ]
 
 
@@ -48,15 +63,25 @@ def refined_optimum(values: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.n
         num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
         den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
         vertex = x1 - 0.5 * num / den
-    ok = ((i > 0) & (i < n - 1) & np.isfinite(y0) & np.isfinite(y1) & np.isfinite(y2)
-          & np.isfinite(x0) & np.isfinite(x2) & (curvature > 0) & np.isfinite(vertex))
+    ok = (
+        (i > 0)
+        & (i < n - 1)
+        & np.isfinite(y0)
+        & np.isfinite(y1)
+        & np.isfinite(y2)
+        & np.isfinite(x0)
+        & np.isfinite(x2)
+        & (curvature > 0)
+        & np.isfinite(vertex)
+    )
     refined = np.where(ok, 2.0 ** np.where(ok, vertex, 0.0), values[i].astype(float))
     refined[~np.isfinite(y).any(axis=1)] = np.nan
     return i, refined
 
 
-def _band_interval(values: np.ndarray, y: np.ndarray, refined: float,
-                   tolerance: float) -> tuple[float, float]:
+def _band_interval(
+    values: np.ndarray, y: np.ndarray, refined: float, tolerance: float
+) -> tuple[float, float]:
     """Hull of grid values whose loss is within ``tolerance`` (relative) of the minimum, widened
     to include the refined estimate so the point estimate always lies in its interval."""
     finite = np.isfinite(y)
@@ -86,13 +111,15 @@ def _optimum_row(prep: Prepared, key: tuple, hp: str, band_tolerance: float, fit
     return {
         "parameterization": key[0],
         "alpha": shape_trials["alpha"].iloc[0] if "alpha" in shape_trials else math.nan,
-        "width": key[1], "depth": key[2],
+        "width": key[1],
+        "depth": key[2],
         "base_width": mode(shape_trials.get("base_width")),
         "base_depth": mode(shape_trials.get("base_depth")),
         "hp": hp,
         "optimum": values[i] if found else math.nan,
         "optimum_refined": refined,
-        "interval_low": interval[0], "interval_high": interval[1],
+        "interval_low": interval[0],
+        "interval_high": interval[1],
         "interval_method": method,
         "loss": y[i] if found else math.inf,
         # An argmin on the first or last tested value is only a bound: the grid must be widened.
@@ -112,6 +139,9 @@ def optima(prep: Prepared, lines: dict[str, list], band_tolerance: float) -> pd.
             if line.axis == "depth":
                 for value, estimate in zip(line.values, line.optima()):
                     fitted[(line.parameterization, line.fixed_value, int(value), hp)] = estimate
-    rows = [_optimum_row(prep, key, hp, band_tolerance, fitted.get((*key, hp)))
-            for key in prep.keys() for hp in prep.hps]
+    rows = [
+        _optimum_row(prep, key, hp, band_tolerance, fitted.get((*key, hp)))
+        for key in prep.keys()
+        for hp in prep.hps
+    ]
     return pd.DataFrame(rows, columns=OPTIMA_COLUMNS)

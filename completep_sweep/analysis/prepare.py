@@ -16,8 +16,9 @@ Conventions (the analysis' own, stated here; the README's "How the verdicts are 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,9 @@ from ..trial import HP_ROLES, Role, fields_with
 KEY = ("parameterization", "width", "depth")
 HP_FIELDS = fields_with(*HP_ROLES)
 # Varying values of these split grid points; the seed is averaged over, labels change nothing.
-SPLIT_FIELDS = fields_with(Role.BASE_SHAPE, Role.MODEL, Role.DERIVED, Role.HP, Role.TRAINING, Role.MEASUREMENT)
+SPLIT_FIELDS = fields_with(
+    Role.BASE_SHAPE, Role.MODEL, Role.DERIVED, Role.HP, Role.TRAINING, Role.MEASUREMENT
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,8 +61,11 @@ def _is_numeric(s: pd.Series) -> bool:
 
 def swept_hps(trials: pd.DataFrame) -> tuple[str, ...]:
     """Numeric HP and training columns that take more than one value in ``trials`` (field order)."""
-    return tuple(c for c in HP_FIELDS if c in trials.columns
-                 and _is_numeric(trials[c]) and trials[c].nunique(dropna=True) > 1)
+    return tuple(
+        c
+        for c in HP_FIELDS
+        if c in trials.columns and _is_numeric(trials[c]) and trials[c].nunique(dropna=True) > 1
+    )
 
 
 def prepare(trials: pd.DataFrame, loss: str) -> Prepared:
@@ -70,17 +76,27 @@ def prepare(trials: pd.DataFrame, loss: str) -> Prepared:
     df = trials.loc[~is_error].copy()
     df["_value"] = outcomes(df["status"], df[loss])  # diverged (or a non-finite loss): inf
     hps = swept_hps(trials)
-    split = tuple(c for c in SPLIT_FIELDS if c in trials.columns and c not in hps
-                  and trials[c].astype(str).nunique() > 1)
+    split = tuple(
+        c
+        for c in SPLIT_FIELDS
+        if c in trials.columns and c not in hps and trials[c].astype(str).nunique() > 1
+    )
     combo = hps + split
     keys = list(KEY) + list(combo)
-    points = (df.groupby(keys, dropna=False, sort=True)
-              .agg(loss=("_value", "mean"), n_seeds=("seed", "nunique"),
-                   n_diverged=("_value", lambda v: int(np.isinf(v).sum())))
-              .reset_index())
+    points = (
+        df.groupby(keys, dropna=False, sort=True)
+        .agg(
+            loss=("_value", "mean"),
+            n_seeds=("seed", "nunique"),
+            n_diverged=("_value", lambda v: int(np.isinf(v).sum())),
+        )
+        .reset_index()
+    )
     errors = trials.loc[is_error]
-    by_shape = {kind: {k: g for k, g in frame.groupby(list(KEY), sort=False)}
-                for kind, frame in (("points", points), ("trials", df), ("errors", errors))}
+    by_shape = {
+        kind: {k: g for k, g in frame.groupby(list(KEY), sort=False)}
+        for kind, frame in (("points", points), ("trials", df), ("errors", errors))
+    }
     return Prepared(df, errors, hps, combo, points, by_shape)
 
 
@@ -88,7 +104,7 @@ def match(df: pd.DataFrame, values: dict[str, Any]) -> pd.Series:
     """Rows whose columns equal ``values`` (NaN equals NaN, as in a groupby with dropna=False)."""
     mask = pd.Series(True, index=df.index)
     for col, v in values.items():
-        mask &= (df[col].isna() if pd.isna(v) else df[col].eq(v))
+        mask &= df[col].isna() if pd.isna(v) else df[col].eq(v)
     return mask
 
 

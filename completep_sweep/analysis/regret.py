@@ -16,12 +16,29 @@ from .lines import Line
 from .prepare import KEY, Prepared
 
 REGRET_COLUMNS = [
-    "parameterization", "width", "depth", "hp", "base_depth", "base_optimum", "regret_percent",
-    "regret_low", "regret_high",
+    "parameterization",
+    "width",
+    "depth",
+    "hp",
+    "base_depth",
+    "base_optimum",
+    "regret_percent",
+    "regret_low",
+    "regret_high",
 ]
 SAVINGS_COLUMNS = [
-    "parameterization", "reference", "target_loss", "reference_flops", "flops_needed",
-    "flop_ratio", "flops_saving_percent", "fit_intercept", "fit_slope", "r2", "n_shapes", "caveat",
+    "parameterization",
+    "reference",
+    "target_loss",
+    "reference_flops",
+    "flops_needed",
+    "flop_ratio",
+    "flops_saving_percent",
+    "fit_intercept",
+    "fit_slope",
+    "r2",
+    "n_shapes",
+    "caveat",
 ]
 
 
@@ -34,9 +51,19 @@ def regret(lines: list[Line]) -> pd.DataFrame:
             continue
         base = 2.0 ** line.base_optimum()
         for value, (est, low, high) in zip(line.values, line.regret()):
-            rows.append({"parameterization": line.parameterization, "width": line.fixed_value,
-                         "depth": int(value), "hp": line.hp, "base_depth": int(line.values[line.base]),
-                         "base_optimum": base, "regret_percent": est, "regret_low": low, "regret_high": high})
+            rows.append(
+                {
+                    "parameterization": line.parameterization,
+                    "width": line.fixed_value,
+                    "depth": int(value),
+                    "hp": line.hp,
+                    "base_depth": int(line.values[line.base]),
+                    "base_optimum": base,
+                    "regret_percent": est,
+                    "regret_low": low,
+                    "regret_high": high,
+                }
+            )
     return pd.DataFrame(rows, columns=REGRET_COLUMNS)
 
 
@@ -76,11 +103,11 @@ def savings(shapes: pd.DataFrame, reference: str) -> pd.DataFrame:
     target = a_ref + b_ref * math.log(ref_flops)
     rows = []
     for p, group in usable.groupby("parameterization", sort=True):
-        f, l = group["flops"].to_numpy(float), group["loss"].to_numpy(float)
+        f, loss = group["flops"].to_numpy(float), group["loss"].to_numpy(float)
         caveats: list[str] = []
         a = b = r2 = needed = math.nan
         if len(np.unique(f)) >= 2:
-            a, b, r2 = _fit_log(f, l)
+            a, b, r2 = _fit_log(f, loss)
         if len(group) < 3:
             caveats.append(f"only {len(group)} shapes")
         if not r2 >= 0.9:
@@ -95,10 +122,20 @@ def savings(shapes: pd.DataFrame, reference: str) -> pd.DataFrame:
             needed = math.nan
             caveats.insert(0, "n/a")
         ratio = needed / ref_flops
-        rows.append({
-            "parameterization": p, "reference": reference, "target_loss": target,
-            "reference_flops": ref_flops, "flops_needed": needed, "flop_ratio": ratio,
-            "flops_saving_percent": 100.0 * (1.0 - ratio), "fit_intercept": a, "fit_slope": b,
-            "r2": r2, "n_shapes": len(group), "caveat": "; ".join(caveats),
-        })
+        rows.append(
+            {
+                "parameterization": p,
+                "reference": reference,
+                "target_loss": target,
+                "reference_flops": ref_flops,
+                "flops_needed": needed,
+                "flop_ratio": ratio,
+                "flops_saving_percent": 100.0 * (1.0 - ratio),
+                "fit_intercept": a,
+                "fit_slope": b,
+                "r2": r2,
+                "n_shapes": len(group),
+                "caveat": "; ".join(caveats),
+            }
+        )
     return pd.DataFrame(rows, columns=SAVINGS_COLUMNS)

@@ -32,13 +32,40 @@ CHI2_95 = (3.841, 5.991, 7.815, 9.488, 11.07, 12.59, 14.07, 15.51, 16.92, 18.31)
 PAYOFF_FLAT = 0.01  # fraction of the loss per doubling of depth
 
 TRANSFER_COLUMNS = [
-    "parameterization", "hp", "axis", "fixed_axis", "fixed_value", "slope", "slope_low", "slope_high",
-    "shift_octaves", "shift_low", "shift_high", "n_shapes", "n_seeds", "verdict", "reason", "next_step",
-    "tolerance", "base_axis_value", "line_at_base",
+    "parameterization",
+    "hp",
+    "axis",
+    "fixed_axis",
+    "fixed_value",
+    "slope",
+    "slope_low",
+    "slope_high",
+    "shift_octaves",
+    "shift_low",
+    "shift_high",
+    "n_shapes",
+    "n_seeds",
+    "verdict",
+    "reason",
+    "next_step",
+    "tolerance",
+    "base_axis_value",
+    "line_at_base",
 ]
 PAYOFF_COLUMNS = [
-    "parameterization", "hp", "fixed_value", "base_value", "slope", "slope_low", "slope_high",
-    "percent_per_doubling", "slope_transferred", "n_shapes", "verdict", "reason", "base_axis_value",
+    "parameterization",
+    "hp",
+    "fixed_value",
+    "base_value",
+    "slope",
+    "slope_low",
+    "slope_high",
+    "percent_per_doubling",
+    "slope_transferred",
+    "n_shapes",
+    "verdict",
+    "reason",
+    "base_axis_value",
     "level_at_base",
 ]
 
@@ -67,10 +94,14 @@ def _seeds_to_decide(line: Line, b: float, low: float, high: float, tol: float) 
     seeds = max(_seeds(line), 1)
     needed = math.ceil(seeds * (half / target) ** 2)
     if needed > 50:
-        return (f"more than 50 seeds per point would be needed: test more {line.axis}s (a wider range "
-                f"of {line.axis} narrows the drift's interval) and run the sweep again")
-    return (f"about {needed} seeds per point would decide it (now {seeds}): set seed = "
-            f"[0, ..., {needed - 1}] in [grid] and run the sweep again (completep-sweep run SPEC)")
+        return (
+            f"more than 50 seeds per point would be needed: test more {line.axis}s (a wider range "
+            f"of {line.axis} narrows the drift's interval) and run the sweep again"
+        )
+    return (
+        f"about {needed} seeds per point would decide it (now {seeds}): set seed = "
+        f"[0, ..., {needed - 1}] in [grid] and run the sweep again (completep-sweep run SPEC)"
+    )
 
 
 def _scatter_half_width(line: Line) -> float:
@@ -97,10 +128,13 @@ def transfer_row(line: Line, tol: float) -> dict[str, Any]:
         reasons.append("no basin could be fitted (need three or more values of the HP at every shape)")
         next_step = f"widen the {line.hp} grid and run the sweep again"
     elif edges:
-        reasons.append(f"the optimum is on the edge of the tested values at {line.axis} "
-                       f"{', '.join(map(str, edges))}")
-        next_step = (f"widen the {line.hp} grid past that edge (or a bracket search with a larger "
-                     f"max_extend) and run the sweep again")
+        reasons.append(
+            f"the optimum is on the edge of the tested values at {line.axis} {', '.join(map(str, edges))}"
+        )
+        next_step = (
+            f"widen the {line.hp} grid past that edge (or a bracket search with a larger "
+            f"max_extend) and run the sweep again"
+        )
     else:
         chi2, dof = line.lack_of_fit()
         if 1 <= dof <= len(CHI2_95) and chi2 > CHI2_95[dof - 1]:
@@ -110,8 +144,10 @@ def transfer_row(line: Line, tol: float) -> dict[str, Any]:
             # their residuals (K - 2 degrees of freedom).
             half = _scatter_half_width(line)
             low, high = min(low, b - half), max(high, b + half)
-            scatter = (f"interval at least the optima's own scatter about a line in log2({line.axis}), "
-                       f"which is more than their noise explains (chi2 {chi2:.1f} on {dof} dof)")
+            scatter = (
+                f"interval at least the optima's own scatter about a line in log2({line.axis}), "
+                f"which is more than their noise explains (chi2 {chi2:.1f} on {dof} dof)"
+            )
     if reasons:
         verdict = "inconclusive"
     elif -tol <= low and high <= tol:
@@ -125,18 +161,31 @@ def transfer_row(line: Line, tol: float) -> dict[str, Any]:
         reasons.append(f"drift {b:+.2f} [{low:+.2f}, {high:+.2f}] octave per doubling spans 0 and ±{tol:g}")
         next_step = _seeds_to_decide(line, b, low, high, tol)
         if scatter:
-            next_step += (f"; if the optima table shows a bend rather than scatter, the optimum does not "
-                          f"move linearly in log2({line.axis})")
+            next_step += (
+                f"; if the optima table shows a bend rather than scatter, the optimum does not "
+                f"move linearly in log2({line.axis})"
+            )
     if scatter:
         reasons.append(scatter)
     span = line.doublings
     return {
-        "parameterization": line.parameterization, "hp": line.hp, "axis": line.axis,
-        "fixed_axis": line.fixed_axis, "fixed_value": line.fixed_value,
-        "slope": b, "slope_low": low, "slope_high": high,
-        "shift_octaves": b * span, "shift_low": low * span, "shift_high": high * span,
-        "n_shapes": len(line.values), "n_seeds": _seeds(line), "verdict": verdict,
-        "reason": "; ".join(reasons), "next_step": next_step, "tolerance": tol,
+        "parameterization": line.parameterization,
+        "hp": line.hp,
+        "axis": line.axis,
+        "fixed_axis": line.fixed_axis,
+        "fixed_value": line.fixed_value,
+        "slope": b,
+        "slope_low": low,
+        "slope_high": high,
+        "shift_octaves": b * span,
+        "shift_low": low * span,
+        "shift_high": high * span,
+        "n_shapes": len(line.values),
+        "n_seeds": _seeds(line),
+        "verdict": verdict,
+        "reason": "; ".join(reasons),
+        "next_step": next_step,
+        "tolerance": tol,
         "base_axis_value": int(line.values[line.base]),  # the fitted line: log2 optimum at the base shape
         "line_at_base": float(line.line.mu[line.base]) if line.line is not None else math.nan,
     }
@@ -152,23 +201,40 @@ def payoff_row(line: Line) -> dict[str, Any]:
     level = float(np.nanmean(line.free.level)) if line.free is not None else math.nan
     flat = PAYOFF_FLAT * level
     if len(line.values) < 3 or not math.isfinite(low):
-        verdict, reason = "inconclusive", (f"only {len(line.values)} depths (need 3)" if len(line.values) < 3
-                                           else "no basin could be fitted")
+        verdict, reason = (
+            "inconclusive",
+            (
+                f"only {len(line.values)} depths (need 3)"
+                if len(line.values) < 3
+                else "no basin could be fitted"
+            ),
+        )
     else:
         verdict = sign_verdict(low, high, flat, ("helps", "hurts", "flat"))
         interval = f"{slope:+.4f} [{low:+.4f}, {high:+.4f}] nats per doubling"
-        reason = {"helps": f"loss falls {interval}", "hurts": f"loss rises {interval}",
-                  "flat": f"{interval}, within ±{flat:.3f}"}.get(verdict, f"{interval} spans 0")
+        reason = {
+            "helps": f"loss falls {interval}",
+            "hurts": f"loss rises {interval}",
+            "flat": f"{interval}, within ±{flat:.3f}",
+        }.get(verdict, f"{interval} spans 0")
     base = line.base_optimum()
     return {
-        "parameterization": line.parameterization, "hp": line.hp, "fixed_value": line.fixed_value,
-        "base_value": 2.0**base if math.isfinite(base) else math.nan, "slope": slope, "slope_low": low,
-        "slope_high": high, "percent_per_doubling": 100 * slope / level if level else math.nan,
+        "parameterization": line.parameterization,
+        "hp": line.hp,
+        "fixed_value": line.fixed_value,
+        "base_value": 2.0**base if math.isfinite(base) else math.nan,
+        "slope": slope,
+        "slope_low": low,
+        "slope_high": high,
+        "percent_per_doubling": 100 * slope / level if level else math.nan,
         "slope_transferred": line.payoff(transferred=True)[0],
-        "n_shapes": len(line.values), "verdict": verdict, "reason": reason,
+        "n_shapes": len(line.values),
+        "verdict": verdict,
+        "reason": reason,
         "base_axis_value": int(line.values[line.base]),
         "level_at_base": float(np.polyval(np.polyfit(line.t, line.free.level, 1), line.t[line.base]))
-        if line.free is not None and len(line.values) >= 2 else math.nan,
+        if line.free is not None and len(line.values) >= 2
+        else math.nan,
     }
 
 

@@ -28,16 +28,20 @@ def resolve_results(target: str, results_root: str) -> Path:
     named = Path(results_root) / target
     if named.is_dir():
         return named
-    raise UsageError(f"RESULTS_DIR_OR_NAME: {target!r} is neither a results folder nor a sweep name "
-                     f"under {results_root}/")
+    raise UsageError(
+        f"RESULTS_DIR_OR_NAME: {target!r} is neither a results folder nor a sweep name under {results_root}/"
+    )
 
 
 def stale_note(results) -> str:
     """'; 6 stale row(s) of earlier versions ...' for status and report headers ('' when none)."""
     if not len(results.stale):
         return ""
-    extra = (f"; --include-stale would use the {results.n_stale_compatible} compatible one(s)"
-             if results.n_stale_compatible else "")
+    extra = (
+        f"; --include-stale would use the {results.n_stale_compatible} compatible one(s)"
+        if results.n_stale_compatible
+        else ""
+    )
     return f"; {len(results.stale)} stale row(s) of earlier versions of the sweep, not used{extra}"
 
 
@@ -45,6 +49,21 @@ from .reports import cmd_export, cmd_report, cmd_sync, cmd_ui  # noqa: E402
 from .sweeps import cmd_run, cmd_status, cmd_submit, cmd_validate  # noqa: E402
 from .tools import cmd_coord_check, cmd_explain, cmd_lazy_check, cmd_trial  # noqa: E402
 
-__all__ = ["DEFAULT_RESULTS", "EXIT_OK", "EXIT_FAILED", "UsageError", "cmd_coord_check", "cmd_explain",
-           "cmd_export", "cmd_lazy_check", "cmd_report", "cmd_run", "cmd_status", "cmd_submit", "cmd_sync", "cmd_trial", "cmd_ui",
-           "cmd_validate"]
+__all__ = [
+    "DEFAULT_RESULTS",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "UsageError",
+    "cmd_coord_check",
+    "cmd_explain",
+    "cmd_export",
+    "cmd_lazy_check",
+    "cmd_report",
+    "cmd_run",
+    "cmd_status",
+    "cmd_submit",
+    "cmd_sync",
+    "cmd_trial",
+    "cmd_ui",
+    "cmd_validate",
+]

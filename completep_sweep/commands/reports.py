@@ -14,15 +14,31 @@ def _analysis(args):
     from ..results import open_results
     from ..store import ResultStore
 
-    results = open_results(ResultStore(resolve_results(args.target, args.results)), include_stale=args.include_stale)
+    results = open_results(
+        ResultStore(resolve_results(args.target, args.results)), include_stale=args.include_stale
+    )
     if results.rows.empty:
-        raise UsageError(f"RESULTS_DIR: {results.store.root} has no trial rows of the current sweep yet; run "
-                         "`completep-sweep run SPEC` first" + stale_note(results))
+        raise UsageError(
+            f"RESULTS_DIR: {results.store.root} has no trial rows of the current sweep yet; run "
+            "`completep-sweep run SPEC` first" + stale_note(results)
+        )
     return results, analyze(results.rows, tolerance=args.tolerance, loss=args.loss)
 
 
-SHOWN_OPTIMA_COLUMNS = ["parameterization", "width", "depth", "hp", "optimum", "optimum_refined", "interval_low",
-                        "interval_high", "loss", "at_edge", "n_seeds", "n_diverged"]
+SHOWN_OPTIMA_COLUMNS = [
+    "parameterization",
+    "width",
+    "depth",
+    "hp",
+    "optimum",
+    "optimum_refined",
+    "interval_low",
+    "interval_high",
+    "loss",
+    "at_edge",
+    "n_seeds",
+    "n_diverged",
+]
 
 
 def cmd_report(args) -> int:
@@ -43,8 +59,10 @@ def cmd_report(args) -> int:
         print(f"{store.root}: {len(analysis.trials)} trials{pending}{stale_note(results)}\n")
         print(recommendation_text(analysis, recs))
         deepest = int(analysis.optima["depth"].max()) if len(analysis.optima) else 0
-        print(f"  At a depth or width you did not test: completep-sweep export {store.root} --target-depth "
-              f"{4 * deepest or 64} [--format toml]")
+        print(
+            f"  At a depth or width you did not test: completep-sweep export {store.root} --target-depth "
+            f"{4 * deepest or 64} [--format toml]"
+        )
         print("\n" + verdict_text(analysis))
         if not analysis.regret.empty:
             print("\nRegret: extra loss at each depth from keeping the base depth's optimum (95% interval):")
@@ -52,11 +70,20 @@ def cmd_report(args) -> int:
         print("\nOptimal base HPs per shape (refined: the fitted basin's optimum, with its 95% interval):")
         print(format_table(_readable(analysis.optima[SHOWN_OPTIMA_COLUMNS], analysis.hps)))
         if not analysis.savings.empty:
-            print("\nCompute savings (FLOPs to reach the reference's loss; n/a where a fit would extrapolate):")
-            print(format_table(analysis.savings[["parameterization", "reference", "flops_saving_percent", "r2",
-                                                 "n_shapes", "caveat"]]))
+            print(
+                "\nCompute savings (FLOPs to reach the reference's loss; n/a where a fit would extrapolate):"
+            )
+            print(
+                format_table(
+                    analysis.savings[
+                        ["parameterization", "reference", "flops_saving_percent", "r2", "n_shapes", "caveat"]
+                    ]
+                )
+            )
         plots = sorted(str(p) for p in written.values() if p.suffix == ".png")
-        print(f"\nreport: {store.root / 'report'} ({len(written)} files; plots: {', '.join(plots) or 'none'})")
+        print(
+            f"\nreport: {store.root / 'report'} ({len(written)} files; plots: {', '.join(plots) or 'none'})"
+        )
     if not args.no_mlflow:
         _sync_quietly(results, args.tracking_uri, analysis, verdicts)
     return EXIT_OK
@@ -75,8 +102,11 @@ def _regret_wide(regret):
     for (p, hp, width), g in table.groupby(["parameterization", "hp", "width"], sort=False):
         row = {"parameterization": display_name(p), "hp": hp, "width": width}
         for r in g.itertuples():
-            row[f"depth {r.depth}"] = (f"{r.regret_percent:.1f}% [{r.regret_low:.1f}, {r.regret_high:.1f}]"
-                                       if r.regret_low == r.regret_low else f"{r.regret_percent:.1f}%")
+            row[f"depth {r.depth}"] = (
+                f"{r.regret_percent:.1f}% [{r.regret_low:.1f}, {r.regret_high:.1f}]"
+                if r.regret_low == r.regret_low
+                else f"{r.regret_percent:.1f}%"
+            )
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
@@ -101,13 +131,25 @@ def _sync_quietly(results, tracking_uri: str | None, analysis, verdicts: dict) -
     results_dir = results.store.root
     try:
         with results.store.lock(command="completep-sweep report (MLflow sync)"):
-            sync(results_dir, tracking_uri, report_dir=results_dir / "report", results=results, analysis=analysis,
-                 verdicts=verdicts)
+            sync(
+                results_dir,
+                tracking_uri,
+                report_dir=results_dir / "report",
+                results=results,
+                analysis=analysis,
+                verdicts=verdicts,
+            )
     except LockedError:
-        print(f"note: a sweep is running in {results_dir} and mirrors MLflow itself; run `completep-sweep sync "
-              f"{results_dir}` after it ends to attach this report", file=sys.stderr)
+        print(
+            f"note: a sweep is running in {results_dir} and mirrors MLflow itself; run `completep-sweep sync "
+            f"{results_dir}` after it ends to attach this report",
+            file=sys.stderr,
+        )
     except (TrackingError, OSError) as e:
-        print(f"warning: {e}; the report is on disk; run `completep-sweep sync {results_dir}` later", file=sys.stderr)
+        print(
+            f"warning: {e}; the report is on disk; run `completep-sweep sync {results_dir}` later",
+            file=sys.stderr,
+        )
 
 
 def cmd_export(args) -> int:
@@ -128,8 +170,10 @@ def cmd_export(args) -> int:
             text = export_table(table, args.format)
     else:
         if args.format == "toml":
-            raise UsageError("--format toml: the TOML block is for a target shape; add --target-depth D "
-                             "(and/or --target-width W)")
+            raise UsageError(
+                "--format toml: the TOML block is for a target shape; add --target-depth D "
+                "(and/or --target-width W)"
+            )
         table = analysis.optima[SHOWN_OPTIMA_COLUMNS]
         text = export_table(table, args.format)
     if args.output:
@@ -155,12 +199,16 @@ def cmd_sync(args) -> int:
     except TrackingError as e:
         print(f"completep-sweep sync: error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"MLflow at {uri}: {counts['created']} runs created, {counts['updated']} updated, "
-          f"{counts['skipped']} already complete")
+    print(
+        f"MLflow at {uri}: {counts['created']} runs created, {counts['updated']} updated, "
+        f"{counts['skipped']} already complete"
+    )
     return EXIT_OK
 
 
 def cmd_ui(args) -> int:
     from ..tracking.ui import run_ui
 
-    return run_ui(Path(args.results), port=args.port, host=args.host, tracking_uri=args.tracking_uri, sweep=args.sweep)
+    return run_ui(
+        Path(args.results), port=args.port, host=args.host, tracking_uri=args.tracking_uri, sweep=args.sweep
+    )

@@ -20,8 +20,8 @@ LARGE_SWEEP = 20_000
 
 def _sweep_and_store(args):
     from ..results import best_value_resolver
-    from ..sweep import load_sweep
     from ..store import ResultStore
+    from ..sweep import load_sweep
 
     sweep = load_sweep(args.spec, resolve=best_value_resolver(Path(args.results)))
     return sweep, ResultStore(Path(args.results) / sweep.name)
@@ -47,8 +47,11 @@ def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, st
         fit, *_ = np.linalg.lstsq(features(done), done.wall_time_s.to_numpy(float), rcond=None)
         if (fit >= 0).all():
             coef, how = fit, f"fitted to {len(done)} finished trials"
-    todo = {"flops": np.array([t.flops for t in pending]), "depth": np.array([t.depth for t in pending]),
-            "steps": np.array([t.steps for t in pending])}
+    todo = {
+        "flops": np.array([t.flops for t in pending]),
+        "depth": np.array([t.depth for t in pending]),
+        "steps": np.array([t.steps for t in pending]),
+    }
     seconds = float((features(todo) @ coef).sum()) / max(1, concurrency) + (RAY_START_S if pending else 0)
     return float(todo["flops"].sum()), seconds, how
 
@@ -65,37 +68,50 @@ def cmd_validate(args) -> int:
     pending = [c for c in planned if c.trial_id not in done]
     res, spec = sweep.spec.resources, sweep.spec
     concurrency = trials_at_once(res.cpus_per_trial, res.max_concurrent)
+
     def axis(k, v):
         grid = spec.grid[k]
         if spec.search.method == "optuna" and isinstance(grid, dict) and "log2_range" in grid:
             return f"{k} in 2^{grid['log2_range'][0]:g}..2^{grid['log2_range'][1]:g}"
         return f"{k} x{len(v)}"
+
     axes = ", ".join(axis(k, v) for k, v in sweep.axes.items())
-    print(f"{args.spec}: valid. sweep {spec.name!r}, model {spec.model}, "
-          f"{len(spec.parameterizations)} parameterizations x {axes or 'no grid'}")
+    print(
+        f"{args.spec}: valid. sweep {spec.name!r}, model {spec.model}, "
+        f"{len(spec.parameterizations)} parameterizations x {axes or 'no grid'}"
+    )
     low, high = plan.bounds()
     method = spec.search.method
     if method == "grid":
         print(f"  {low} trials, {low - len(pending)} done, {len(pending)} pending (results: {store.root})")
     elif method == "bracket":
-        print(f"  bracket search over {spec.search.hp}: {len(planned)} trials planned so far ({len(pending)} to "
-              f"run), between {low} and {high} in all; {len(planned) - len(pending)} done (results: {store.root})")
+        print(
+            f"  bracket search over {spec.search.hp}: {len(planned)} trials planned so far "
+            f"({len(pending)} to run), between {low} and {high} in all; "
+            f"{len(planned) - len(pending)} done (results: {store.root})"
+        )
     else:
         dims = [k for k in spec.grid if k not in SHAPE_AND_SEED]
-        print(f"  optuna (TPE) over {', '.join(dims)}: {low} trials in {store.root / 'optuna.db'}, "
-              f"{len(planned)} asked so far")
+        print(
+            f"  optuna (TPE) over {', '.join(dims)}: {low} trials in {store.root / 'optuna.db'}, "
+            f"{len(planned)} asked so far"
+        )
     flops, seconds, how = _estimate(sweep, store, pending, concurrency)
     if method == "grid":
-        print(f"  pending work: {flops:.3g} FLOPs, about {duration(seconds)} at {concurrency} concurrent "
-              f"trial(s) here ({how})")
+        print(
+            f"  pending work: {flops:.3g} FLOPs, about {duration(seconds)} at {concurrency} concurrent "
+            f"trial(s) here ({how})"
+        )
     else:
         each = seconds / max(1, len(pending)) if pending else _estimate(sweep, store, [sweep.template], 1)[1]
         left = [duration(max(0, n - len(planned) + len(pending)) * each / concurrency) for n in (low, high)]
         span = left[0] if low == high else f"{left[0]} (fewest trials) to {left[1]} (most)"
         print(f"  pending work: about {span} at {concurrency} concurrent trial(s) here ({how})")
     if len(pending) > LARGE_SWEEP:
-        print(f"  warning: {len(pending):,} trials is a large grid; most of them sit far from any optimum. "
-              "A bracket search ([search] method = \"bracket\") spends them near the optima instead.")
+        print(
+            f"  warning: {len(pending):,} trials is a large grid; most of them sit far from any optimum. "
+            'A bracket search ([search] method = "bracket") spends them near the optima instead.'
+        )
     _warn_resources(res)
     for warning in _config_warnings(sweep):
         print(f"  warning: {warning}")
@@ -161,24 +177,34 @@ def _run_locked(args, sweep, store, plan, rows) -> int:
     for warning in _config_warnings(sweep):
         print(f"warning: {warning}", file=sys.stderr)
     try:
-        summary = run_sweep(sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink,
-                            plan=plan)
+        summary = run_sweep(
+            sweep, store, address=args.address, max_concurrent=args.max_concurrent, sink=sink, plan=plan
+        )
     finally:
         if sink is not None:
             sink.close()  # MLflow gets every trial that finished, interrupted or not
-    print(f"sweep {sweep.name}: {summary.ran} ran ({summary.ok} ok, {summary.diverged} diverged, "
-          f"{summary.errored} error), {summary.skipped} already done, {duration(summary.wall_time_s)}; "
-          f"rows in {store.trials_dir}")
+    print(
+        f"sweep {sweep.name}: {summary.ran} ran ({summary.ok} ok, {summary.diverged} diverged, "
+        f"{summary.errored} error), {summary.skipped} already done, {duration(summary.wall_time_s)}; "
+        f"rows in {store.trials_dir}"
+    )
     if summary.interrupted:
         left = summary.total - summary.skipped - summary.ran
-        print(f"sweep {sweep.name}: interrupted by {summary.interrupted}; the rows of finished trials are kept, "
-              f"{left} trial(s) did not finish (those in flight were stopped). Resume with: "
-              f"completep-sweep run {args.spec}" + (f" --results {args.results}" if args.results != DEFAULT_RESULTS
-                                                    else ""), file=sys.stderr)
+        print(
+            f"sweep {sweep.name}: interrupted by {summary.interrupted}; "
+            "the rows of finished trials are kept, "
+            f"{left} trial(s) did not finish (those in flight were stopped). Resume with: "
+            f"completep-sweep run {args.spec}"
+            + (f" --results {args.results}" if args.results != DEFAULT_RESULTS else ""),
+            file=sys.stderr,
+        )
         return summary.exit_code
     if summary.errored:
-        print(f"{summary.errored} trial(s) errored after retries: see the 'error' column "
-              f"(completep-sweep status {store.root}); re-running retries them", file=sys.stderr)
+        print(
+            f"{summary.errored} trial(s) errored after retries: see the 'error' column "
+            f"(completep-sweep status {store.root}); re-running retries them",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_OK
 
@@ -194,8 +220,10 @@ def _check_writable(folder: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise UsageError(f"--results: cannot write to {existing} ({e.strerror or e}); pass --results DIR "
-                         "on a writable disk, or fix the folder's permissions") from None
+        raise UsageError(
+            f"--results: cannot write to {existing} ({e.strerror or e}); pass --results DIR "
+            "on a writable disk, or fix the folder's permissions"
+        ) from None
 
 
 def _tracker(store, tracking_uri: str | None, spec_text: str, rows):
@@ -219,8 +247,10 @@ def cmd_status(args) -> int:
         while True:
             results = open_results(store)  # once per tick
             text, finished = _status_text(results, recent=8), _search_finished(results)
-            print(clear + text + ("" if finished else f"\n(every {args.interval:g}s; Ctrl-C to stop watching)"),
-                  flush=True)
+            print(
+                clear + text + ("" if finished else f"\n(every {args.interval:g}s; Ctrl-C to stop watching)"),
+                flush=True,
+            )
             if finished:
                 return EXIT_OK
             time.sleep(args.interval)
@@ -241,8 +271,12 @@ def _status_text(results, *, recent: int) -> str:
     store = results.store
     df = results.rows
     counts = df.status.value_counts().to_dict() if len(df) else {}
-    lines = [f"{results.store.root}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
-             + results.progress() + stale_note(results)]
+    lines = [
+        f"{results.store.root}: "
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
+        + results.progress()
+        + stale_note(results)
+    ]
     for row in df[df.status == "error"].head(5).to_dict("records"):
         last = row["error"].strip().splitlines()[-1] if row["error"] else ""
         lines.append(f"  error {row['trial_id']}: {describe(row)}: {last}")
@@ -253,11 +287,15 @@ def _status_text(results, *, recent: int) -> str:
     now = time.time()
     for t in live:
         loss = f"{t['val_loss']:.4f}" if t.get("val_loss") is not None else "-"
-        lines.append(f"  {t['trial']:<40} step {t['step']:>6}/{t['steps']:<6} val {loss:>7}  "
-                     f"{duration(now - t['started'])}")
+        lines.append(
+            f"  {t['trial']:<40} step {t['step']:>6}/{t['steps']:<6} val {loss:>7}  "
+            f"{duration(now - t['started'])}"
+        )
     if len(df):
-        ended = df.assign(_end=pd.to_datetime(df.started_at, errors="coerce", utc=True)
-                          + pd.to_timedelta(df.wall_time_s.fillna(0), unit="s"))
+        ended = df.assign(
+            _end=pd.to_datetime(df.started_at, errors="coerce", utc=True)
+            + pd.to_timedelta(df.wall_time_s.fillna(0), unit="s")
+        )
         lines.append(f"latest finished ({min(recent, len(df))} of {len(df)}):")
         for row in ended.sort_values("_end", ascending=False).head(recent).to_dict("records"):
             outcome = f"val {row['final_val_loss']:.4f}" if row["status"] == "ok" else row["status"]
@@ -270,13 +308,19 @@ def cmd_submit(args) -> int:
 
     dashboard_address(args.address)
     sweep, _ = _sweep_and_store(args)
-    submission_id, entrypoint = stage_run(name=sweep.name, text=sweep.text, spec_hash=sweep.spec_hash,
-                                          attempt=args.attempt, results=args.results,
-                                          max_concurrent=args.max_concurrent)
+    submission_id, entrypoint = stage_run(
+        name=sweep.name,
+        text=sweep.text,
+        spec_hash=sweep.spec_hash,
+        attempt=args.attempt,
+        results=args.results,
+        max_concurrent=args.max_concurrent,
+    )
     env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
     try:
-        job_id, state = submit_job(address=args.address, entrypoint=entrypoint, submission_id=submission_id,
-                                   env=env)
+        job_id, state = submit_job(
+            address=args.address, entrypoint=entrypoint, submission_id=submission_id, env=env
+        )
     except RuntimeError as e:
         print(f"completep-sweep submit: error: {e}", file=sys.stderr)
         return EXIT_FAILED

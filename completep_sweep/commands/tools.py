@@ -14,15 +14,31 @@ def cmd_explain(args) -> int:
     from ..tables import rules_table
 
     # The preset gives the base shape and the base HPs; TrialConfig checks the shape as `trial` does.
-    config = preset_config(args.model, parameterization=args.parameterization, width=args.width, depth=args.depth,
-                           base_width=args.base_width, base_depth=args.base_depth, lr=args.lr,
-                           init_std=args.init_std, weight_decay=args.weight_decay, eps=args.eps)
+    config = preset_config(
+        args.model,
+        parameterization=args.parameterization,
+        width=args.width,
+        depth=args.depth,
+        base_width=args.base_width,
+        base_depth=args.base_depth,
+        lr=args.lr,
+        init_std=args.init_std,
+        weight_decay=args.weight_decay,
+        eps=args.eps,
+    )
     rules = config.rules()
     if args.json:
         print(json.dumps(rules.to_dict()))
     else:
-        print(rules_table(rules, lr=config.lr, init_std=config.init_std, weight_decay=config.weight_decay,
-                          eps=config.eps))
+        print(
+            rules_table(
+                rules,
+                lr=config.lr,
+                init_std=config.init_std,
+                weight_decay=config.weight_decay,
+                eps=config.eps,
+            )
+        )
     return EXIT_OK
 
 
@@ -32,27 +48,44 @@ def cmd_trial(args) -> int:
     from ..train import Runtime, train_trial
 
     config = preset_config(
-        args.model, sweep="adhoc", parameterization=args.parameterization, width=args.width, depth=args.depth,
-        base_width=args.base_width, base_depth=args.base_depth, lr=args.lr, init_std=args.init_std,
-        steps=args.steps, seed=args.seed, batch_size=args.batch_size, warmup_steps=args.warmup_steps,
+        args.model,
+        sweep="adhoc",
+        parameterization=args.parameterization,
+        width=args.width,
+        depth=args.depth,
+        base_width=args.base_width,
+        base_depth=args.base_depth,
+        lr=args.lr,
+        init_std=args.init_std,
+        steps=args.steps,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        warmup_steps=args.warmup_steps,
     )
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
-        print(f"trial {config.trial_id}: {describe(config)}, init_std {config.init_std:g}, "
-              f"{config.steps} steps ({config.tokens:,} tokens)")
+        print(
+            f"trial {config.trial_id}: {describe(config)}, init_std {config.init_std:g}, "
+            f"{config.steps} steps ({config.tokens:,} tokens)"
+        )
 
     def progress(point):
         if not args.json:
-            print(f"  step {point.step:>6}  train {point.train_loss:.4f}  val {point.val_loss:.4f}  "
-                  f"lr {point.lr:.3g}", flush=True)
+            print(
+                f"  step {point.step:>6}  train {point.train_loss:.4f}  val {point.val_loss:.4f}  "
+                f"lr {point.lr:.3g}",
+                flush=True,
+            )
 
     result = train_trial(config, on_eval=progress, runtime=Runtime(device=args.device, threads=args.threads))
     if args.json:
         print(json.dumps(json_value(result.row()), allow_nan=False))
     else:
-        print(f"{result.status}: final train {result.final_train_loss:.4f}, val {result.final_val_loss:.4f}, "
-              f"{result.wall_time_s:.1f}s on {result.device}, {result.flops:.3g} FLOPs")
+        print(
+            f"{result.status}: final train {result.final_train_loss:.4f}, val {result.final_val_loss:.4f}, "
+            f"{result.wall_time_s:.1f}s on {result.device}, {result.flops:.3g} FLOPs"
+        )
     return EXIT_OK
 
 
@@ -62,26 +95,52 @@ def cmd_coord_check(args) -> int:
     from ..shape import ShapeError, check_heads
 
     preset = load_preset(args.model)
-    base = preset_config(args.model, parameterization=args.parameterizations[0],
-                         width=preset.get("base_width", 32), depth=preset.get("base_depth", 2))
-    values = args.values or ([2, 4, 8, 16, 32] if args.axis == "depth" else [base.base_width * m for m in (1, 2, 4, 8)])
+    base = preset_config(
+        args.model,
+        parameterization=args.parameterizations[0],
+        width=preset.get("base_width", 32),
+        depth=preset.get("base_depth", 2),
+    )
+    values = args.values or (
+        [2, 4, 8, 16, 32] if args.axis == "depth" else [base.base_width * m for m in (1, 2, 4, 8)]
+    )
     try:
         for width in values if args.axis == "width" else ():
             check_heads(width, base.head_dim, field="--values")
     except ShapeError as e:
         raise UsageError(f"--values: {e}") from None
-    result = run_coord_check(base, axis=args.axis, values=values, parameterizations=args.parameterizations,
-                             steps=args.steps, lr=args.lr, threads=args.threads)
+    result = run_coord_check(
+        base,
+        axis=args.axis,
+        values=values,
+        parameterizations=args.parameterizations,
+        steps=args.steps,
+        lr=args.lr,
+        threads=args.threads,
+    )
     written = []
     if args.plot:
         from ..plots import plot_coord_check
+
         written = plot_coord_check(result.records, args.plot)
     if args.json:
-        print(json.dumps({"axis": args.axis, "values": values, "steps": args.steps, "lr": args.lr,
-                          "slopes": result.slopes, "passed": result.passed}))
+        print(
+            json.dumps(
+                {
+                    "axis": args.axis,
+                    "values": values,
+                    "steps": args.steps,
+                    "lr": args.lr,
+                    "slopes": result.slopes,
+                    "passed": result.passed,
+                }
+            )
+        )
         return EXIT_OK
-    print(f"coordinate check over {args.axis} {values}: {args.steps} steps at lr {args.lr:g}; "
-          "slope of log2 mean|x| of the final residual stream vs log2 " + args.axis)
+    print(
+        f"coordinate check over {args.axis} {values}: {args.steps} steps at lr {args.lr:g}; "
+        "slope of log2 mean|x| of the final residual stream vs log2 " + args.axis
+    )
     for p, slope in result.slopes.items():
         low, high = expectation(p, args.axis)
         want = "grows" if high == float("inf") else "flat"
@@ -97,19 +156,37 @@ def cmd_lazy_check(args) -> int:
     from ..presets import load_preset, preset_config
 
     preset = load_preset(args.model)
-    base = preset_config(args.model, parameterization=args.parameterizations[0],
-                         width=preset.get("base_width", 32), depth=preset.get("base_depth", 2))
+    base = preset_config(
+        args.model,
+        parameterization=args.parameterizations[0],
+        width=preset.get("base_width", 32),
+        depth=preset.get("base_depth", 2),
+    )
     result = run_lazy_check(base, depths=args.values, parameterizations=args.parameterizations, lr=args.lr)
     if args.json:
-        print(json.dumps({"depths": args.values, "lr": args.lr, "slopes": result.slopes,
-                          "expected": result.expected, "passed": result.passed}))
+        print(
+            json.dumps(
+                {
+                    "depths": args.values,
+                    "lr": args.lr,
+                    "slopes": result.slopes,
+                    "expected": result.expected,
+                    "passed": result.passed,
+                }
+            )
+        )
         return EXIT_OK
-    print(f"laziness check over depth {args.values} at width {base.base_width}: one AdamW step at lr {args.lr:g}; "
-          "slope of log2 (distance of block 0's update from its linearization) vs log2 depth")
+    print(
+        f"laziness check over depth {args.values} at width {base.base_width}: "
+        f"one AdamW step at lr {args.lr:g}; "
+        "slope of log2 (distance of block 0's update from its linearization) vs log2 depth"
+    )
     table = result.records.groupby(["parameterization", "depth"])["distance"].mean().unstack("depth")
     for p, slope in result.slopes.items():
         distances = " ".join(f"{v:.3f}" for v in table.loc[p])
         verdict = "PASS" if result.passed[p] else "FAIL"
-        print(f"  {p:<10} slope {slope:+.3f}   expected {result.expected[p]:+.2f} ± {TOLERANCE:g}  {verdict}"
-              f"   distances {distances}")
+        print(
+            f"  {p:<10} slope {slope:+.3f}   expected {result.expected[p]:+.2f} ± {TOLERANCE:g}  {verdict}"
+            f"   distances {distances}"
+        )
     return EXIT_OK

@@ -41,23 +41,30 @@ def use_local_auth_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def stage_run(*, name: str, text: str, spec_hash: str, attempt: int, results: str,
-              max_concurrent: int | None) -> tuple[str, str]:
+def stage_run(
+    *, name: str, text: str, spec_hash: str, attempt: int, results: str, max_concurrent: int | None
+) -> tuple[str, str]:
     """Write the sweep file into the project (it travels inside the job's working dir); returns the
     submission id and the job's entrypoint (the same ``run`` command, against the cluster)."""
     staged = PROJECT / ".submit" / f"{name}-{spec_hash}.toml"
     staged.parent.mkdir(exist_ok=True)
     staged.write_text(text)
-    entrypoint = (f"python -m completep_sweep.cli run {staged.relative_to(PROJECT)} "
-                  f"--results {results} --address auto")
+    entrypoint = (
+        f"python -m completep_sweep.cli run {staged.relative_to(PROJECT)} --results {results} --address auto"
+    )
     if max_concurrent:
         entrypoint += f" --max-concurrent {max_concurrent}"
     return f"completep-{name}-{spec_hash}-{attempt}", entrypoint
 
 
 def submit_job(
-    *, address: str, entrypoint: str, submission_id: str, working_dir: str = str(PROJECT),
-    env: dict[str, str] | None = None, agent_wait_s: float = 60.0,
+    *,
+    address: str,
+    entrypoint: str,
+    submission_id: str,
+    working_dir: str = str(PROJECT),
+    env: dict[str, str] | None = None,
+    agent_wait_s: float = 60.0,
 ) -> tuple[str, str]:
     """Submit ``entrypoint`` as a Ray Job unless ``submission_id`` already exists; returns (id, state)."""
     use_local_auth_token()  # before Ray is imported
@@ -66,14 +73,24 @@ def submit_job(
     try:
         client = JobSubmissionClient(address)
     except Exception as e:  # connection refused, auth, bad address: one line with the fix
-        raise RuntimeError(f"cannot reach the Ray job server at {address}: {str(e).splitlines()[0]}; check --address "
-                           "(the dashboard address, e.g. http://HOST:8265) and, for token auth, RAY_AUTH_TOKEN") from None
+        raise RuntimeError(
+            f"cannot reach the Ray job server at {address}: {str(e).splitlines()[0]}; check --address "
+            "(the dashboard address, e.g. http://HOST:8265) and, for token auth, RAY_AUTH_TOKEN"
+        ) from None
     # The staged sweep file lives in a git-ignored folder; Ray's upload honours .gitignore unless told
     # not to, so the excludes below are the whole list of what stays behind.
     os.environ["RAY_RUNTIME_ENV_IGNORE_GITIGNORE"] = "1"
     runtime_env: dict[str, Any] = {
         "working_dir": working_dir,
-        "excludes": [".venv/", "results/", ".git/", "**/__pycache__/", "*.egg-info/", ".pytest_cache/", "build/"],
+        "excludes": [
+            ".venv/",
+            "results/",
+            ".git/",
+            "**/__pycache__/",
+            "*.egg-info/",
+            ".pytest_cache/",
+            "build/",
+        ],
         "env_vars": env or {},
     }
     deadline = time.monotonic() + agent_wait_s
@@ -82,8 +99,10 @@ def submit_job(
         if status is not None and status not in (JobStatus.FAILED, JobStatus.STOPPED):
             return submission_id, f"already submitted ({status.value})"
         if status is not None:
-            raise RuntimeError(f"job {submission_id} ended {status.value}; resubmit with --attempt N+1 "
-                               "(finished trials are kept and skipped)")
+            raise RuntimeError(
+                f"job {submission_id} ended {status.value}; resubmit with --attempt N+1 "
+                "(finished trials are kept and skipped)"
+            )
         try:
             client.submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env)
             return submission_id, "submitted"
@@ -94,7 +113,9 @@ def submit_job(
             time.sleep(2)
 
 
-def wait_for_job(address: str, submission_id: str, *, poll_s: float = 2.0, on_change=print) -> tuple[str, str]:
+def wait_for_job(
+    address: str, submission_id: str, *, poll_s: float = 2.0, on_change=print
+) -> tuple[str, str]:
     """Follow a job until it ends; returns (final state, last lines of its logs)."""
     from ray.job_submission import JobSubmissionClient
 

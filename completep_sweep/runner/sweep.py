@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol, TextIO
 
 import ray
@@ -26,10 +26,10 @@ from ray import tune
 
 from ..fmt import describe, duration
 from ..interrupt import Interrupted, deferred, interruptible, reap, requested
-from ..sweep import Sweep
-from ..store import ResultStore
-from ..trial import TrialConfig, TrialResult
 from ..search import Plan, make_plan
+from ..store import ResultStore
+from ..sweep import Sweep
+from ..trial import TrialConfig, TrialResult
 from .cluster import concurrency, connect
 from .searcher import PlanSearcher
 
@@ -51,6 +51,7 @@ def run_trial_on_worker(param_space: dict) -> None:
     gpus, cpus = param_space["gpus"], param_space["cpus"]
     # CPU-only trials say "cpu" explicitly so they never touch a GPU Ray did not give them.
     runtime = Runtime(device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)))
+
     def progress(point) -> None:  # shown by `status --watch`; the row is the final report below
         tune.report({"step": point.step, "val_loss": point.val_loss, "train_loss": point.train_loss})
 
@@ -88,10 +89,16 @@ class Progress:
         left = self.flops_pending - self.flops_done
         working = time.monotonic() - (self.first_trial or self.started)
         known = self.total is not None
-        eta = duration(working * left / self.flops_done) if known and self.flops_done and done < self.total else "-"
-        text = (f"[{done}/{self.total if known else '?'}] {self.ok} ok, {self.diverged} diverged, "
-                f"{self.errored} error, {self.running} running | {duration(elapsed)} elapsed"
-                + (f", ETA {eta}" if known else ""))
+        eta = (
+            duration(working * left / self.flops_done)
+            if known and self.flops_done and done < self.total
+            else "-"
+        )
+        text = (
+            f"[{done}/{self.total if known else '?'}] {self.ok} ok, {self.diverged} diverged, "
+            f"{self.errored} error, {self.running} running | {duration(elapsed)} elapsed"
+            + (f", ETA {eta}" if known else "")
+        )
         return f"{text} | {last}" if last else text
 
     def show(self, last: str = "") -> None:
@@ -120,8 +127,15 @@ class Recorder(tune.Callback):
         if update.get("done"):
             self.live.pop(trial_id, None)
         else:
-            entry = self.live.setdefault(trial_id, {"trial": describe(trial.config["trial"]), "started": time.time(),
-                                                    "step": 0, "steps": trial.config["trial"]["steps"]})
+            entry = self.live.setdefault(
+                trial_id,
+                {
+                    "trial": describe(trial.config["trial"]),
+                    "started": time.time(),
+                    "step": 0,
+                    "steps": trial.config["trial"]["steps"],
+                },
+            )
             entry.update(update)
         try:
             self.store.write_live(self.live)
@@ -205,8 +219,14 @@ class RunSummary:
 
 
 def run_sweep(
-    sweep: Sweep, store: ResultStore, *, address: str | None = None, max_concurrent: int | None = None,
-    sink: TrialSink | None = None, stream: TextIO | None = None, plan: Plan | None = None,
+    sweep: Sweep,
+    store: ResultStore,
+    *,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    sink: TrialSink | None = None,
+    stream: TextIO | None = None,
+    plan: Plan | None = None,
 ) -> RunSummary:
     """Run the trials of ``sweep`` that have no row in ``store`` yet, as its [search] plans them.
 
@@ -215,38 +235,59 @@ def run_sweep(
     and rewritten with the summary at the end, interrupted or not.
     """
     t0 = time.monotonic()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     done = store.completed_ids()  # first: quarantines a row without its curve, so the plan runs it again
     plan = plan or make_plan(sweep, store.load(), store.root)
-    record = {"started_at": started_at, "spec_hash": sweep.spec_hash, "resolved": sweep.resolved,
-              "method": sweep.spec.search.method, "address": address or "local"}
+    record = {
+        "started_at": started_at,
+        "spec_hash": sweep.spec_hash,
+        "resolved": sweep.resolved,
+        "method": sweep.spec.search.method,
+        "address": address or "local",
+    }
     store.record_run(record)
     low, high = plan.bounds()
     known = plan.planned()
     pending = [c for c in known if c.trial_id not in done]
     res = sweep.spec.resources
     limit = max_concurrent or res.max_concurrent
-    progress = Progress(total=low if low == high else None, done_before=len(known) - len(pending),
-                        flops_pending=sum(t.flops for t in pending), stream=stream or sys.stderr)
+    progress = Progress(
+        total=low if low == high else None,
+        done_before=len(known) - len(pending),
+        flops_pending=sum(t.flops for t in pending),
+        stream=stream or sys.stderr,
+    )
     if plan.finished:
-        summary = RunSummary(len(known), progress.done_before, 0, 0, 0, 0, time.monotonic() - t0, 0, started_at)
+        summary = RunSummary(
+            len(known), progress.done_before, 0, 0, 0, 0, time.monotonic() - t0, 0, started_at
+        )
         store.record_run({**record, **asdict(summary), "finished_at": started_at})
         return summary
     connect(address)
-    trainable = tune.with_resources(run_trial_on_worker, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+    trainable = tune.with_resources(
+        run_trial_on_worker, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
+    )
     scratch = tempfile.mkdtemp(prefix="completep-tune-")
     stopped = None
     try:
         tuner = tune.Tuner(
             trainable,
             param_space={"cpus": res.cpus_per_trial, "gpus": res.gpus_per_trial},  # the trial: from the plan
-            tune_config=tune.TuneConfig(search_alg=PlanSearcher(plan), num_samples=-1, max_concurrent_trials=limit,
-                                        reuse_actors=True, trial_name_creator=_trial_name,
-                                        trial_dirname_creator=_trial_name),
+            tune_config=tune.TuneConfig(
+                search_alg=PlanSearcher(plan),
+                num_samples=-1,
+                max_concurrent_trials=limit,
+                reuse_actors=True,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
             run_config=tune.RunConfig(
-                name=f"completep-{sweep.name}", storage_path=scratch, verbose=0,
+                name=f"completep-{sweep.name}",
+                storage_path=scratch,
+                verbose=0,
                 failure_config=tune.FailureConfig(max_failures=res.max_retries),
-                callbacks=[Recorder(store, progress, sink)], stop=_StopOnSignal(),
+                callbacks=[Recorder(store, progress, sink)],
+                stop=_StopOnSignal(),
             ),
         )
         with interruptible(), deferred():  # a stop signal ends the experiment via _StopOnSignal
@@ -261,10 +302,21 @@ def run_sweep(
         progress.stream.write("\n")
     ran = progress.ok + progress.diverged + progress.errored
     total = len(plan.planned())
-    summary = RunSummary(total, progress.done_before, ran, progress.ok, progress.diverged, progress.errored,
-                         time.monotonic() - t0, concurrency(res.cpus_per_trial, limit), started_at, stopped or "")
-    store.record_run({**record, **asdict(summary),
-                      "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    summary = RunSummary(
+        total,
+        progress.done_before,
+        ran,
+        progress.ok,
+        progress.diverged,
+        progress.errored,
+        time.monotonic() - t0,
+        concurrency(res.cpus_per_trial, limit),
+        started_at,
+        stopped or "",
+    )
+    store.record_run(
+        {**record, **asdict(summary), "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    )
     return summary
 
 

@@ -93,7 +93,9 @@ class BracketPlan:
         self.sweep, self.hp, self.done = sweep, search.hp, dict(done)
         axes = sweep.axes
         grid = tuple(sorted(math.log2(v) for v in axes[self.hp]))
-        self.rules = BracketRules.of(search, grid=grid, base_seeds=tuple(axes.get("seed", [sweep.template.seed])))
+        self.rules = BracketRules.of(
+            search, grid=grid, base_seeds=tuple(axes.get("seed", [sweep.template.seed]))
+        )
         self.groups: dict[tuple, Group] = {}
         self.bases: dict[tuple, TrialConfig] = {}
         for config in sweep.trials:  # one group per combination of everything but the HP and the seed
@@ -108,7 +110,9 @@ class BracketPlan:
 
     def _key(self, config: TrialConfig) -> tuple:
         values = config.to_dict()
-        return tuple(values[k] for k in ("parameterization", *sorted(self.sweep.axes)) if k not in (self.hp, "seed"))
+        return tuple(
+            values[k] for k in ("parameterization", *sorted(self.sweep.axes)) if k not in (self.hp, "seed")
+        )
 
     def _config(self, key: tuple, point: tuple[float, int]) -> TrialConfig:
         x, seed = point

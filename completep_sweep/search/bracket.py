@@ -58,10 +58,17 @@ class BracketRules:
     """Stable means within this fraction of the best mean: the analysis' stability rule (outcome.py)."""
 
     @classmethod
-    def of(cls, search: Search, *, grid: tuple[float, ...], base_seeds: tuple[int, ...]) -> "BracketRules":
+    def of(cls, search: Search, *, grid: tuple[float, ...], base_seeds: tuple[int, ...]) -> BracketRules:
         """The rules a sweep file's ``[search]`` table sets."""
-        return cls(grid=grid, base_seeds=base_seeds, resolution=search.resolution, max_extend=search.max_extend,
-                   seeds=search.seeds, max_trials=search.max_trials_per_shape, stability=search.stability)
+        return cls(
+            grid=grid,
+            base_seeds=base_seeds,
+            resolution=search.resolution,
+            max_extend=search.max_extend,
+            seeds=search.seeds,
+            max_trials=search.max_trials_per_shape,
+            stability=search.stability,
+        )
 
     @property
     def step(self) -> float:
@@ -102,7 +109,10 @@ class Group:
         for (x, _), loss in self.measured.items():
             if loss is not None:
                 by_x.setdefault(x, []).append(loss)
-        return {x: math.inf if any(math.isinf(v) for v in vs) else sum(vs) / len(vs) for x, vs in sorted(by_x.items())}
+        return {
+            x: math.inf if any(math.isinf(v) for v in vs) else sum(vs) / len(vs)
+            for x, vs in sorted(by_x.items())
+        }
 
     def best(self) -> float | None:
         """x of the lowest seed mean (ties: the lower x); None when nothing finite was measured."""
@@ -114,7 +124,7 @@ class Group:
         proposals, self.phase = self._rules()
         room = self.rules.max_trials - len(self.measured)
         if len(proposals) > room:
-            proposals, self.phase = proposals[:max(room, 0)], "capped"
+            proposals, self.phase = proposals[: max(room, 0)], "capped"
         if not proposals and self.phase not in ("capped", "no optimum", "limit"):
             self.phase = "done"
         return proposals
@@ -142,13 +152,19 @@ class Group:
             return self._new([best - r.step], r.base_seeds), "extend"
         threshold = means[best] + r.near * abs(means[best])
         contenders = [k for k, x in enumerate(xs) if means[x] <= threshold]
-        halves = sorted({(xs[k] + xs[j]) / 2 for k in contenders for j in (k - 1, k + 1)
-                         if 0 <= j < len(xs) and abs(xs[j] - xs[k]) > r.resolution + EPS})
+        halves = sorted(
+            {
+                (xs[k] + xs[j]) / 2
+                for k in contenders
+                for j in (k - 1, k + 1)
+                if 0 <= j < len(xs) and abs(xs[j] - xs[k]) > r.resolution + EPS
+            }
+        )
         if halves:
             return self._new(halves, r.base_seeds), "refine"
         if r.seeds:
             around = [xs[j] for j in (i - 1, i, i + 1) if 0 <= j < len(xs)]
-            seeded = self._new(around, r.all_seeds[:r.seeds])
+            seeded = self._new(around, r.all_seeds[: r.seeds])
             if seeded:
                 return seeded, "seeds"
         if r.stability:

@@ -61,14 +61,18 @@ class OptunaPlan:
         self.study = None
         if read_only:  # status, report, validate: open it read-only (SQLite mode=ro), never create or settle
             if path.is_file() and path.stat().st_size:
-                storage = optuna.storages.RDBStorage(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true",
-                                                     skip_table_creation=True, skip_compatibility_check=True)
+                storage = optuna.storages.RDBStorage(
+                    f"sqlite:///file:{path.resolve()}?mode=ro&uri=true",
+                    skip_table_creation=True,
+                    skip_compatibility_check=True,
+                )
                 self.study = optuna.load_study(storage=storage, study_name=sweep.name)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-        self.study = optuna.create_study(storage=storage, study_name=sweep.name, direction="minimize",
-                                         load_if_exists=True)
+        self.study = optuna.create_study(
+            storage=storage, study_name=sweep.name, direction="minimize", load_if_exists=True
+        )
         self._settle_running()
 
     # ---------------------------------------------------------------- the study's trials as configs

@@ -15,8 +15,12 @@ from pathlib import Path
 
 # MLflow retries an unreachable server with exponential backoff for minutes by default (7 retries,
 # 120 s timeout); a sweep must never wait on that. setdefault: a user's explicit choice wins.
-_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_DISABLE_TELEMETRY": "true"}
+_HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
 
 
 class TrackingError(RuntimeError):
@@ -53,7 +57,9 @@ def _create_sqlite(db: Path) -> None:
     db.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not the folder
     from mlflow.tracking import MlflowClient
 
-    tmp = db.with_name(f".{db.name}.{os.getpid()}.{time.time_ns()}.new")  # a new name: MLflow caches stores by URI
+    tmp = db.with_name(
+        f".{db.name}.{os.getpid()}.{time.time_ns()}.new"
+    )  # a new name: MLflow caches stores by URI
     tmp.unlink(missing_ok=True)
     try:
         MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
@@ -74,14 +80,22 @@ def reason(e: BaseException) -> str:
 
 def tracking_error(uri: str, e: BaseException) -> TrackingError:
     return TrackingError(
-        f"MLflow tracking store {uri} failed: {reason(e)}. Start that server, or fix or unset MLFLOW_TRACKING_URI "
+        f"MLflow tracking store {uri} failed: {reason(e)}. "
+        "Start that server, or fix or unset MLFLOW_TRACKING_URI "
         f"(unset means the local SQLite store results/mlflow.db), then run `completep-sweep sync` again; "
         f"the Parquet results are unaffected."
     )
 
 
-def sync(results_dir: Path, tracking_uri: str | None = None, *, report_dir: Path | None = None, results=None,
-         analysis=None, verdicts: dict | None = None) -> dict:
+def sync(
+    results_dir: Path,
+    tracking_uri: str | None = None,
+    *,
+    report_dir: Path | None = None,
+    results=None,
+    analysis=None,
+    verdicts: dict | None = None,
+) -> dict:
     """Mirror one sweep's results (``results/<sweep>``) into MLflow; returns created/updated/skipped counts.
 
     ``results``: the command's ``SweepResults`` (opened here only when not given); ``analysis`` and
@@ -103,8 +117,15 @@ def sync(results_dir: Path, tracking_uri: str | None = None, *, report_dir: Path
         verdicts = _last_verdicts(report_dir)
     loaded = results.all_rows
     rows = loaded[loaded["status"].isin(("ok", "diverged"))].to_dict("records")
-    return sync_rows(uri, results.store, rows, store_curves(results.store), spec_text=results.spec_text,
-                     artifacts=report_dir, view=_view(results, analysis, verdicts))
+    return sync_rows(
+        uri,
+        results.store,
+        rows,
+        store_curves(results.store),
+        spec_text=results.spec_text,
+        artifacts=report_dir,
+        view=_view(results, analysis, verdicts),
+    )
 
 
 def _last_verdicts(report_dir: Path) -> dict | None:

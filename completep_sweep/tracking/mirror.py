@@ -10,88 +10,28 @@ RUNNING and the next sync compares its metric history step by step.
 
 from __future__ import annotations
 
-import math
 import time
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
 
 import pandas as pd
 
-from ..fmt import pow2
-from ..sweep import SpecError, read_spec, spec_hash
 from ..store import ResultStore
-from ..trial import Role, fields_with
 from . import TrackingError, connect, tracking_error
-
-# Every child shows what identifies its trial; any other config field that varies in the sweep is
-# added, and what all trials share is a param of the parent (the sweep file's settings).
-CHILD_PARAMS = (*fields_with(Role.PARAMETERIZATION, Role.SHAPE, Role.BASE_SHAPE, Role.SEED), "alpha", "tokens")
-VARYING_CANDIDATES = fields_with(Role.MODEL, Role.DERIVED, Role.HP, Role.TRAINING, Role.MEASUREMENT)
-SCALAR_METRICS = ("final_train_loss", "final_val_loss", "wall_time_s", "flops", "diverged_at_step")
-CURVE_METRICS = ("train_loss", "val_loss")
-# MLflow 3's UI opens experiments of unknown kind on its GenAI (traces) pages; this kind opens the runs.
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-
-
-def _spec(text: str | None, source: str) -> tuple[dict[str, str], str, str, list[str]]:
-    """(settings as params, description, hash, grid axes) of the recorded sweep file; empty if none."""
-    if text is None:
-        return {}, "", "", []
-    try:
-        spec = read_spec(text, source)
-    except SpecError:  # a file an older release accepted: the rows still sync, the parent gets no params
-        return {}, "", spec_hash(text), []
-    return spec.settings(), spec.description, spec_hash(text), list(spec.grid)
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def _text(value: Any) -> str:
-    return str(value) if _present(value) else "none"
-
-
-# ---------------------------------------------------------------- what a run should hold
-
-
-def _run_name(row: dict, varying: set[str]) -> str:
-    name = f"{row['parameterization']} d{row['depth']} w{row['width']} lr={pow2(row['lr'])}"
-    if "init_std" in varying:
-        name += f" std={pow2(row['init_std'])}"
-    return f"{name} s{row['seed']}"
-
-
-def _child_params(row: dict, varying: set[str]) -> dict[str, str]:
-    keys = list(CHILD_PARAMS) + sorted(varying - set(CHILD_PARAMS))
-    return {k: _text(row.get(k)) for k in keys if k in row}
-
-
-def _child_tags(row: dict, parent_id: str) -> dict[str, str]:
-    return {"trial_id": row["trial_id"], "mlflow.parentRunId": parent_id, "completep.role": "child",
-            "completep.sweep": str(row["sweep"]), "status": str(row["status"]),
-            "completep.code_version": _text(row.get("code_version"))}
-
-
-def _scalar_metrics(row: dict) -> dict[str, float]:
-    values = {k: row.get(k) for k in SCALAR_METRICS if _present(row.get(k))}
-    values["log2_lr"] = math.log2(row["lr"])  # MLflow's chart view: final loss vs lr, grouped by depth
-    return {k: float(v) for k, v in values.items()}
-
-
-def _varying(rows: list[dict], grid: list[str]) -> set[str]:
-    """Config columns that differ between trials: the sweep file's grid axes plus what the rows show."""
-    return set(grid) | {k for k in VARYING_CANDIDATES if len({_text(r.get(k)) for r in rows}) > 1}
-
-
-def _start_ms(row: dict) -> int:
-    try:
-        return int(datetime.fromisoformat(str(row.get("started_at"))).timestamp() * 1000)
-    except ValueError:
-        return int(time.time() * 1000)
-
+from .layout import (
+    CURVE_METRICS,
+    EXPERIMENT_TAGS,
+    child_params,
+    child_tags,
+    experiment_note,
+    present,
+    run_name,
+    scalar_metrics,
+    spec_settings,
+    start_ms,
+    varying_columns,
+)
 
 # ---------------------------------------------------------------- the sync
 
@@ -105,36 +45,50 @@ class _Sync:
         self.sweep = store.root.name
         self.counts = {"created": 0, "updated": 0, "skipped": 0}
 
-    def run(self, rows: list[dict], curves: CurveSource, *, artifacts: Path | None = None,
-            view: TransferView | None = None) -> dict:
-        settings, description, hash_, grid = _spec(self.spec_text, str(self.store.spec_path))
+    def run(
+        self,
+        rows: list[dict],
+        curves: CurveSource,
+        *,
+        artifacts: Path | None = None,
+        view: TransferView | None = None,
+    ) -> dict:
+        settings, description, hash_, grid = spec_settings(self.spec_text, str(self.store.spec_path))
         experiment_id = self._experiment()
         parent, children, curve_runs = self._existing_runs(experiment_id)
         parent_id = self._parent(experiment_id, parent, settings, description, hash_, rows)
-        varying = _varying(rows, grid)
+        varying = varying_columns(rows, grid)
         # Curves are read only for the children that lack points (a new or interrupted child).
         needed = [r["trial_id"] for r in rows if _needs_curve(children.get(r["trial_id"]))]
         points = curves(needed) if needed else {}
         for row in rows:
-            self._child(experiment_id, parent_id, children.get(row["trial_id"]), row,
-                        points.get(row["trial_id"], []), varying)
+            self._child(
+                experiment_id,
+                parent_id,
+                children.get(row["trial_id"]),
+                row,
+                points.get(row["trial_id"], []),
+                varying,
+            )
         if view is not None:
             self._transfer_curves(experiment_id, parent_id, curve_runs, description, view)
         if artifacts is not None or self.spec_text is not None:
             self._artifacts(parent_id, artifacts)
         return self.counts
 
-    def _transfer_curves(self, experiment_id: str, parent_id: str, existing: dict, description: str,
-                         view: TransferView) -> None:
+    def _transfer_curves(
+        self, experiment_id: str, parent_id: str, existing: dict, description: str, view: TransferView
+    ) -> None:
         """One run per loss-vs-HP curve of the current sweep (the report's own slices, so of the
         report's loss), the saved view that charts them, and the verdicts as the experiment's note."""
         from .curves import VIEW_KEY, curves, sync_curves, view_state
 
         if view.slices:
             sync_curves(self.client, experiment_id, parent_id, curves(view.slices), existing)
-            self.client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}",
-                                           view_state(list(view.slices)))
-        note = _experiment_note(self.sweep, description, view.verdicts, view.loss)
+            self.client.set_experiment_tag(
+                experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", view_state(list(view.slices))
+            )
+        note = experiment_note(self.sweep, description, view.verdicts, view.loss)
         self.client.set_experiment_tag(experiment_id, "mlflow.note.content", note)
 
     def _experiment(self) -> str:
@@ -145,8 +99,10 @@ class _Sync:
                 location = (self.results_root.resolve() / "mlartifacts" / self.sweep).as_uri()
             return self.client.create_experiment(self.sweep, artifact_location=location, tags=EXPERIMENT_TAGS)
         if found.lifecycle_stage == "deleted":
-            raise TrackingError(f"MLflow experiment {self.sweep!r} is deleted; restore it with "
-                                f"`mlflow experiments restore --experiment-id {found.experiment_id}` and sync again")
+            raise TrackingError(
+                f"MLflow experiment {self.sweep!r} is deleted; restore it with "
+                f"`mlflow experiments restore --experiment-id {found.experiment_id}` and sync again"
+            )
         for key, value in EXPERIMENT_TAGS.items():
             if found.tags.get(key) != value:
                 self.client.set_experiment_tag(found.experiment_id, key, value)
@@ -156,23 +112,34 @@ class _Sync:
         """The parent and {trial_id: child} from one paged search_runs (not one search per trial)."""
         runs, token = [], None
         while True:
-            page = self.client.search_runs([experiment_id], max_results=5000, page_token=token,
-                                           order_by=["attributes.start_time ASC"])
+            page = self.client.search_runs(
+                [experiment_id], max_results=5000, page_token=token, order_by=["attributes.start_time ASC"]
+            )
             runs += list(page)
             token = page.token
             if not token:
                 break
         parents = [r for r in runs if r.data.tags.get("completep.role") == "parent"]
-        curve_runs = {r.data.tags.get("completep.curve"): r for r in runs
-                      if r.data.tags.get("completep.role") == "curve" and r.info.lifecycle_stage == "active"}
+        curve_runs = {
+            r.data.tags.get("completep.curve"): r
+            for r in runs
+            if r.data.tags.get("completep.role") == "curve" and r.info.lifecycle_stage == "active"
+        }
         children = {}
         for r in runs:  # the oldest wins should an old race have left twins
             if r.data.tags.get("completep.role") == "child":
                 children.setdefault(r.data.tags.get("trial_id"), r)
         return (parents[0] if parents else None), children, curve_runs
 
-    def _parent(self, experiment_id: str, parent, settings: dict[str, str], description: str, hash_: str,
-                rows: list[dict]) -> str:
+    def _parent(
+        self,
+        experiment_id: str,
+        parent,
+        settings: dict[str, str],
+        description: str,
+        hash_: str,
+        rows: list[dict],
+    ) -> str:
         from mlflow.entities import Param, RunTag
 
         tags = {"completep.sweep": self.sweep, "completep.role": "parent", "completep.spec_hash": hash_}
@@ -201,26 +168,34 @@ class _Sync:
 
         created = run is None
         if created:
-            run = self.client.create_run(experiment_id, start_time=_start_ms(row), run_name=_run_name(row, varying),
-                                         tags=_child_tags(row, parent_id))
+            run = self.client.create_run(
+                experiment_id,
+                start_time=start_ms(row),
+                run_name=run_name(row, varying),
+                tags=child_tags(row, parent_id),
+            )
             self.counts["created"] += 1
         data = run.data
         complete = run.info.status == "FINISHED"  # set last, after every metric (see module docstring)
         if complete:
             missing = {}
         else:  # a new child gets the whole curve; an interrupted one only the steps it lacks
-            missing = {k: curve for k in CURVE_METRICS} if created else self._missing_points(run.info.run_id, curve)
-        params = [Param(k, v) for k, v in _child_params(row, varying).items() if k not in data.params]
-        tags = [RunTag(k, v) for k, v in _child_tags(row, parent_id).items() if data.tags.get(k) != v]
-        scalars = {k: v for k, v in _scalar_metrics(row).items() if k not in data.metrics}
+            missing = (
+                {k: curve for k in CURVE_METRICS} if created else self._missing_points(run.info.run_id, curve)
+            )
+        params = [Param(k, v) for k, v in child_params(row, varying).items() if k not in data.params]
+        tags = [RunTag(k, v) for k, v in child_tags(row, parent_id).items() if data.tags.get(k) != v]
+        scalars = {k: v for k, v in scalar_metrics(row).items() if k not in data.metrics}
         if complete and not (params or tags or scalars):
             self.counts["skipped"] += 1
             return
         if not created:
             self.counts["updated"] += 1
-        self.client.log_batch(run.info.run_id, metrics=self._metrics(missing, scalars), params=params, tags=tags)
+        self.client.log_batch(
+            run.info.run_id, metrics=self._metrics(missing, scalars), params=params, tags=tags
+        )
         wall = row.get("wall_time_s")
-        end_ms = _start_ms(row) + int(1000 * wall) if _present(wall) else None
+        end_ms = start_ms(row) + int(1000 * wall) if present(wall) else None
         self.client.set_terminated(run.info.run_id, "FINISHED", end_time=end_ms)
 
     def _missing_points(self, run_id: str, curve: list[dict]) -> dict[str, list[dict]]:
@@ -254,26 +229,11 @@ class _Sync:
         listed: dict[str | None, dict[str, int]] = {}
         for path, folder in files:
             if folder not in listed:
-                listed[folder] = {Path(i.path).name: i.file_size for i in self.client.list_artifacts(parent_id, folder)}
+                listed[folder] = {
+                    Path(i.path).name: i.file_size for i in self.client.list_artifacts(parent_id, folder)
+                }
             if listed[folder].get(path.name) != path.stat().st_size:
                 self.client.log_artifact(parent_id, str(path), folder)
-
-
-def _experiment_note(sweep: str, description: str, verdicts: dict | None, loss: str) -> str:
-    """The experiment page's description: what the sweep asks, and the report's verdicts if any."""
-    lines = [f"**{sweep}**: {description}" if description else f"**{sweep}**",
-             "", "Charts: the *Transfer curves* view (loss against log2 of each swept HP, one line per depth; "
-             f"loss: {loss})."]
-    if not verdicts:
-        return "\n".join(lines + ["", "Run `completep-sweep report` for the verdicts."])
-    lines += ["", "| parameterization | hp | transfer | drift (oct/doubling) | depth payoff |", "|---|---|---|---|---|"]
-    payoff = {(r["parameterization"], r["hp"]): r["verdict"] for r in verdicts.get("payoff", [])}
-    for r in verdicts.get("transfer", []):
-        if r.get("axis") == "depth":
-            slope = r.get("slope")
-            lines.append(f"| {r['parameterization']} | {r['hp']} | {r['verdict']} | "
-                         f"{'' if slope is None else f'{slope:+.2f}'} | {payoff.get((r['parameterization'], r['hp']), '')} |")
-    return "\n".join(lines)
 
 
 def _needs_curve(run) -> bool:
@@ -298,14 +258,24 @@ class TransferView:
 
 def store_curves(store: ResultStore) -> CurveSource:
     """Curves read from the store's files, only those asked for."""
+
     def read(ids: list[str]) -> dict[str, list[dict]]:
         table = store.load_curves(ids=ids)
         return {tid: g.to_dict("records") for tid, g in table.groupby("trial_id")}
+
     return read
 
 
-def sync_rows(uri: str, store: ResultStore, rows: list[dict], curves: CurveSource, *, spec_text: str | None,
-              artifacts: Path | None = None, view: TransferView | None = None) -> dict:
+def sync_rows(
+    uri: str,
+    store: ResultStore,
+    rows: list[dict],
+    curves: CurveSource,
+    *,
+    spec_text: str | None,
+    artifacts: Path | None = None,
+    view: TransferView | None = None,
+) -> dict:
     """Make MLflow hold ``rows`` (finished trial rows, as dicts) and their curves; with ``view`` also
     the transfer curves and note, with ``artifacts`` the report folder's files. Reads no row and no
     sweep file: the caller passes what it already has."""

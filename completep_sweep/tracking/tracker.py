@@ -23,8 +23,14 @@ class Tracker:
     tracker stops trying; ``completep-sweep sync`` fills the gap later.
     """
 
-    def __init__(self, results_dir: Path, tracking_uri: str | None = None, *, spec_text: str | None = None,
-                 backfill: list[dict] | None = None):
+    def __init__(
+        self,
+        results_dir: Path,
+        tracking_uri: str | None = None,
+        *,
+        spec_text: str | None = None,
+        backfill: list[dict] | None = None,
+    ):
         self.results_dir = Path(results_dir)
         self.store = ResultStore(self.results_dir)
         self.uri = tracking_uri or default_tracking_uri(self.results_dir.parent)
@@ -46,8 +52,11 @@ class Tracker:
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive() and not self.failed:
-            print(f"MLflow sync of {self.results_dir} still running after {timeout:g} s; rows are safe in "
-                  f"Parquet; run `completep-sweep sync {self.results_dir}` later", file=sys.stderr)
+            print(
+                f"MLflow sync of {self.results_dir} still running after {timeout:g} s; rows are safe in "
+                f"Parquet; run `completep-sweep sync {self.results_dir}` later",
+                file=sys.stderr,
+            )
 
     def _work(self) -> None:
         done = False
@@ -59,12 +68,20 @@ class Tracker:
             items = {row["trial_id"]: (row, curve) for row, curve in filter(None, batch)}
             if items:
                 try:
-                    sync_rows(self.uri, self.store, [row for row, _ in items.values()], self._curves(items),
-                              spec_text=self.spec_text)
+                    sync_rows(
+                        self.uri,
+                        self.store,
+                        [row for row, _ in items.values()],
+                        self._curves(items),
+                        spec_text=self.spec_text,
+                    )
                 except Exception as e:  # noqa: BLE001 - whatever MLflow does, the sweep goes on
                     self.failed = True
-                    print(f"warning: MLflow at {self.uri} unreachable: {reason(e)}; rows are safe in Parquet; "
-                          f"run `completep-sweep sync {self.results_dir}` later", file=sys.stderr)
+                    print(
+                        f"warning: MLflow at {self.uri} unreachable: {reason(e)}; rows are safe in Parquet; "
+                        f"run `completep-sweep sync {self.results_dir}` later",
+                        file=sys.stderr,
+                    )
 
     def _curves(self, items: dict[str, tuple[dict, list[dict] | None]]):
         """The curves the driver handed over; from disk only for backfilled rows."""
@@ -74,4 +91,5 @@ class Tracker:
             known = {i: items[i][1] for i in ids if items[i][1] is not None}
             missing = [i for i in ids if i not in known]
             return {**known, **(from_disk(missing) if missing else {})}
+
         return curves

@@ -13,23 +13,46 @@ from pathlib import Path
 from . import TrackingError, connect, default_tracking_uri
 
 
-def serve_ui(results_root: Path, *, port: int = 5000, host: str = "127.0.0.1",
-             tracking_uri: str | None = None) -> subprocess.Popen:
+def serve_ui(
+    results_root: Path, *, port: int = 5000, host: str = "127.0.0.1", tracking_uri: str | None = None
+) -> subprocess.Popen:
     """Start ``mlflow server`` (one worker) on the project store; the caller stops its process group."""
     uri = tracking_uri or default_tracking_uri(results_root)
     if uri.startswith(("http:", "https:", "databricks")):
-        raise TrackingError(f"tracking URI {uri} is already a server: open it in a browser instead of starting a UI")
+        raise TrackingError(
+            f"tracking URI {uri} is already a server: open it in a browser instead of starting a UI"
+        )
     Path(results_root).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--artifacts-destination", str(Path(results_root).resolve() / "mlartifacts"),
-           "--host", host, "--port", str(port), "--workers", "1",
-           "--uvicorn-opts", "--log-level warning"]  # errors only, not a line per request
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--artifacts-destination",
+        str(Path(results_root).resolve() / "mlartifacts"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--uvicorn-opts",
+        "--log-level warning",
+    ]  # errors only, not a line per request
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     return subprocess.Popen(cmd, env=env, start_new_session=True)  # own group: stop it with all children
 
 
-def ui_url(results_root: Path, sweep: str | None = None, *, port: int = 5000, host: str = "127.0.0.1",
-           tracking_uri: str | None = None) -> str:
+def ui_url(
+    results_root: Path,
+    sweep: str | None = None,
+    *,
+    port: int = 5000,
+    host: str = "127.0.0.1",
+    tracking_uri: str | None = None,
+) -> str:
     """The UI address: the sweep's runs in the "Transfer curves" chart view when it was synced with
     its curves (see curves.py), else its runs table; the UI's front page without a sweep."""
     from .curves import VIEW_KEY, url
@@ -50,7 +73,9 @@ def wait_for_ui(proc: subprocess.Popen, url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise TrackingError(f"mlflow server for {url} exited with status {proc.returncode} (port in use?)")
+            raise TrackingError(
+                f"mlflow server for {url} exited with status {proc.returncode} (port in use?)"
+            )
         try:
             with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url + "health", timeout=2):
                 return
@@ -76,8 +101,14 @@ def _latest_sweep(results_root: Path) -> str | None:
     return max(folders, key=lambda p: p.stat().st_mtime).parent.name if folders else None
 
 
-def run_ui(results_root: Path, *, port: int = 5000, host: str = "127.0.0.1", tracking_uri: str | None = None,
-           sweep: str | None = None) -> int:
+def run_ui(
+    results_root: Path,
+    *,
+    port: int = 5000,
+    host: str = "127.0.0.1",
+    tracking_uri: str | None = None,
+    sweep: str | None = None,
+) -> int:
     """Blocking ``completep-sweep ui``: serve until Ctrl-C (exit 0), printing the sweep's URL once it
     answers. Any way out, SIGTERM included (the CLI raises it as ``Interrupted``), stops the server:
     it runs in its own session, so nothing else would."""

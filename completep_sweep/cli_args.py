@@ -1,0 +1,141 @@
+"""The command line's vocabulary: argument types that check a value (one line naming the argument
+and the fix, exit 2), the help formatter, and the examples each command's --help ends with."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable
+
+from .parameterization import get_parameterization
+
+EXIT_BAD_INPUT = 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_float(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number (got {text!r})") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number (got {text})")
+        return value
+
+    return parse
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} (got {text!r})") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what} (got {value})")
+        return value
+
+    return parse
+
+
+positive_int, non_negative_int = int_at_least(1), int_at_least(0)
+
+
+def device_name(text: str) -> str:
+    if text == "auto" or text == "cpu" or re.fullmatch(r"cuda(:\d+)?", text):
+        if text.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise argparse.ArgumentTypeError(f"{text}: CUDA is not available here; use auto or cpu")
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N (got {text!r})")
+
+
+def parameterization_name(text: str) -> str:
+    try:
+        return get_parameterization(text).name
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 2,4,8 (got {text!r})"
+        ) from None
+    if len(values) < 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected at least two positive integers like 2,4,8 (got {text!r})")
+    return values
+
+
+def name_list(text: str) -> list[str]:
+    return [parameterization_name(v.strip()) for v in text.split(",") if v.strip()]
+
+
+# ---------------------------------------------------------------- parser
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (none for flags and unset options, whose help says what
+    happens instead); examples in the epilog kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            action.default not in (None, False, argparse.SUPPRESS)
+            and "default" not in text
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+EXAMPLES = {  # command -> the examples printed at the end of its --help
+    "explain": [
+        "completep-sweep explain --parameterization completep --width 2048 --depth 64",
+        "completep-sweep explain --model tiny --parameterization mup --width 128 --depth 8 --json",
+    ],
+    "trial": [
+        "completep-sweep trial --parameterization completep --width 64 --depth 8 --lr 0.0078125 --steps 200"
+    ],
+    "coord-check": [
+        "completep-sweep coord-check --axis depth --values 2,4,8,16 --plot coord-depth.png",
+        "completep-sweep coord-check --axis width --parameterizations sp,mup --json",
+    ],
+    "lazy-check": ["completep-sweep lazy-check", "completep-sweep lazy-check --values 2,8,32 --json"],
+    "validate": ["completep-sweep validate sweeps/depth-transfer-demo.toml"],
+    "run": [
+        "completep-sweep run sweeps/depth-transfer-demo.toml",
+        "completep-sweep run sweeps/cpu-depth-study.toml --max-concurrent 1 --no-mlflow",
+        "completep-sweep run sweeps/depth-transfer-demo.toml --address 10.0.0.1:6379",
+    ],
+    "status": [
+        "completep-sweep status depth-transfer-demo",
+        "completep-sweep status results/cpu-depth-study --watch",
+    ],
+    "submit": ["completep-sweep submit sweeps/cpu-depth-study.toml --address http://head-node:8265 --wait"],
+    "report": [
+        "completep-sweep report depth-transfer-demo",
+        "completep-sweep report depth-transfer-demo --json",
+        "completep-sweep report results/cpu-depth-study --tolerance 0.25",
+    ],
+    "export": [
+        "completep-sweep export depth-transfer-demo --target-depth 64",
+        "completep-sweep export depth-transfer-demo --format toml --target-depth 64",
+        (
+            "completep-sweep export depth-transfer-demo --format csv "
+            "--target-width 2048 --target-depth 64 -o hps.csv"
+        ),
+    ],
+    "sync": ["completep-sweep sync depth-transfer-demo"],
+    "ui": ["completep-sweep ui", "completep-sweep ui --sweep cpu-depth-study --port 5001"],
+}
