@@ -3,7 +3,7 @@
 ``recommendations``: per parameterization (in the paper's order) and swept HP, the three verdicts
 (transfer, depth payoff, stability), the base optimum as 2^k with its interval, the worst regret and
 where, and one plain sentence. ``target``: the effective per-group HPs at a target shape, one row per
-parameterization, with a warning wherever the answer is not a firm "transfers" from an interior
+parameterization, with a warning wherever the answer is not a firm "keep" from an interior
 optimum, and ``paste_block`` the TOML and `completep-sweep trial` flags to run it.
 """
 
@@ -35,6 +35,8 @@ RECOMMENDATION_COLUMNS = [
     "max_regret_low",
     "max_regret_high",
     "max_regret_depth",
+    "deepest_depth",
+    "deepest_optimum",
     "depth_payoff",
     "stability",
     "depths",
@@ -48,29 +50,31 @@ def _one(df: pd.DataFrame, **where) -> dict[str, Any] | None:
     return df.iloc[0].to_dict() if len(df) else None
 
 
-def _sentence(
-    p: str,
-    hp: str,
-    t: dict,
-    payoff: str,
-    stability: dict | None,
-    base: float,
-    regret: dict | None,
-    depths: tuple[int, int],
-) -> str:
-    span = f"{depths[0]}-{depths[1]}"
-    verdict = t["verdict"] if t else "inconclusive"
-    if verdict == "transfers":
-        text = f"{name(p)}: keep {hp} = {pow2(base)} at any tested depth ({span})"
-    elif verdict == "drifts":
+def _sentence(p: str, hp: str, t: dict | None, payoff: str, stability: dict | None, r: dict) -> str:
+    span = r["depths"]
+    verdict = r["verdict"]
+    base = pow2(r["base_optimum"])
+    if verdict == "keep":
         text = (
-            f"{name(p)}: re-tune {hp} with depth: its optimum moves {t['slope']:+.2f} octave per doubling "
-            f"(about {pow2(base * 2 ** (t['slope'] * math.log2(depths[1] / depths[0])))} "
-            f"at depth {depths[1]})"
+            f"{name(p)}: keep {hp} = {base} at any tested depth ({span}): it costs at most "
+            f"{r['max_regret_high']:.1f}% of loss there (tolerance {r['tolerance']:g}%)"
         )
+    elif verdict == "re-tune":
+        cost = (
+            "diverges"
+            if math.isinf(r["max_regret_percent"])
+            else f"costs {r['max_regret_percent']:.1f}% "
+            f"[{r['max_regret_low']:.1f}, {r['max_regret_high']:.1f}]"
+        )
+        text = (
+            f"{name(p)}: re-tune {hp} with depth: keeping {base} {cost} at depth {r['max_regret_depth']}; "
+            f"use about {pow2(r['deepest_optimum'])} at depth {r['deepest_depth']} (its measured optimum)"
+        )
+        if math.isfinite(r["drift"]):
+            text += f"; the optimum moves {r['drift']:+.2f} octave per doubling"
     else:
         why = (t["next_step"] or t["reason"]) if t else "no depth line with two or more depths"
-        text = f"{name(p)}: not settled whether {hp} = {pow2(base)} transfers: {why}"
+        text = f"{name(p)}: not settled whether keeping {hp} = {base} is safe: {why}"
     text += {
         "helps": "; deeper is better here",
         "hurts": "; deeper is worse here",
@@ -78,12 +82,24 @@ def _sentence(
     }.get(payoff, "")
     if stability and stability["verdict"] == "falls":
         text += "; deep models tolerate less: stay below the edge the stability table gives"
-    if regret and regret["regret_percent"] >= 0.5 and verdict != "transfers":
-        text += f"; not re-tuning costs {regret['regret_percent']:.1f}% at depth {int(regret['depth'])}"
     return text + "."
 
 
+def _edge(analysis: Analysis, p: str, hp: str, width, depth) -> float:
+    """The largest stable value measured at one shape (NaN when unknown or only a lower bound)."""
+    e = analysis.stability_edges
+    if e.empty:
+        return math.nan
+    hit = e[e["parameterization"].eq(p) & e["hp"].eq(hp) & e["width"].eq(width) & e["depth"].eq(depth)]
+    if hit.empty or bool(hit["lower_bound"].iloc[0]):
+        return math.nan
+    return float(hit["max_stable"].iloc[0])
+
+
 def recommendations(analysis: Analysis) -> pd.DataFrame:
+    """Per parameterization and HP: the verdict, the value to keep (or the deepest shape's own), the
+    worst regret, the drift beside it, and a sentence. Advice never names a value above a measured
+    stable edge: a "keep" whose value is above the edge at some tested depth becomes inconclusive."""
     rows = []
     transfer = (
         analysis.transfer[analysis.transfer["axis"].eq("depth")]
@@ -99,41 +115,50 @@ def recommendations(analysis: Analysis) -> pd.DataFrame:
                 optima = optima[optima["width"].eq(width)]
             if optima.empty:
                 continue
+            optima = optima.sort_values("depth")
             base_depth = optima["base_depth"].iloc[0]
             at = optima[optima["depth"].eq(base_depth)]
-            at = at if len(at) else optima.sort_values("depth").iloc[:1]
-            base = at.iloc[0]
+            base = (at if len(at) else optima.iloc[:1]).iloc[0]
+            deepest = optima.iloc[-1]
             payoff = _one(analysis.payoff, parameterization=p, hp=hp) if len(analysis.payoff) else None
             stability = (
                 _one(analysis.stability, parameterization=p, hp=hp) if len(analysis.stability) else None
             )
-            regret = analysis.regret[analysis.regret["parameterization"].eq(p) & analysis.regret["hp"].eq(hp)]
-            worst = regret.sort_values("regret_percent").iloc[-1].to_dict() if len(regret) else None
+            verdict = t["verdict"] if t else "inconclusive"
+            keep = float(base["optimum_refined"])
+            above = [
+                int(o["depth"])
+                for o in optima.to_dict("records")
+                if keep > _edge(analysis, p, hp, o["width"], o["depth"]) * (1 + 1e-9)
+            ]
+            if verdict == "keep" and above:
+                verdict = "inconclusive"
+                t = {**t, "next_step": f"{pow2(keep)} is above the measured stable edge at depth {above[0]}"}
             depths = (int(optima["depth"].min()), int(optima["depth"].max()))
-            pay = payoff["verdict"] if payoff else "inconclusive"
-            rows.append(
-                {
-                    "parameterization": p,
-                    "hp": hp,
-                    "verdict": t["verdict"] if t else "inconclusive",
-                    "drift": t["slope"] if t else math.nan,
-                    "drift_low": t["slope_low"] if t else math.nan,
-                    "drift_high": t["slope_high"] if t else math.nan,
-                    "tolerance": analysis.tolerance,
-                    "base_optimum": base["optimum_refined"],
-                    "base_low": base["interval_low"],
-                    "base_high": base["interval_high"],
-                    "base_depth": int(base["depth"]),
-                    "max_regret_percent": worst["regret_percent"] if worst else math.nan,
-                    "max_regret_low": worst["regret_low"] if worst else math.nan,
-                    "max_regret_high": worst["regret_high"] if worst else math.nan,
-                    "max_regret_depth": int(worst["depth"]) if worst else None,
-                    "depth_payoff": pay,
-                    "stability": stability["verdict"] if stability else "inconclusive",
-                    "depths": f"{depths[0]}-{depths[1]}",
-                    "sentence": _sentence(p, hp, t, pay, stability, base["optimum_refined"], worst, depths),
-                }
-            )
+            row = {
+                "parameterization": p,
+                "hp": hp,
+                "verdict": verdict,
+                "drift": t["slope"] if t else math.nan,
+                "drift_low": t["slope_low"] if t else math.nan,
+                "drift_high": t["slope_high"] if t else math.nan,
+                "tolerance": analysis.tolerance,
+                "base_optimum": keep,
+                "base_low": base["interval_low"],
+                "base_high": base["interval_high"],
+                "base_depth": int(base["depth"]),
+                "max_regret_percent": t["worst_regret"] if t else math.nan,
+                "max_regret_low": t["worst_regret_low"] if t else math.nan,
+                "max_regret_high": t["worst_regret_high"] if t else math.nan,
+                "max_regret_depth": t["worst_at"] if t else None,
+                "deepest_depth": int(deepest["depth"]),
+                "deepest_optimum": float(deepest["optimum_refined"]),
+                "depth_payoff": payoff["verdict"] if payoff else "inconclusive",
+                "stability": stability["verdict"] if stability else "inconclusive",
+                "depths": f"{depths[0]}-{depths[1]}",
+            }
+            row["sentence"] = _sentence(p, hp, t, row["depth_payoff"], stability, row)
+            rows.append(row)
     return pd.DataFrame(rows, columns=RECOMMENDATION_COLUMNS)
 
 
@@ -155,8 +180,14 @@ def target(analysis: Analysis, *, depth: int | None = None, width: int | None = 
         warnings = []
         for hp in analysis.hps:
             rec = recs.loc[(b.parameterization, hp)] if (b.parameterization, hp) in recs.index else None
-            if rec is not None and rec["verdict"] != "transfers":
-                warnings.append(f"{hp} does not transfer firmly ({rec['verdict']})")
+            if rec is not None and rec["verdict"] != "keep":
+                warnings.append(f"{hp} is not a firm keep ({rec['verdict']})")
+            edge = _extrapolated_edge(analysis, b.parameterization, hp, d)
+            value = getattr(b, hp, math.nan)
+            if math.isfinite(edge) and value > edge:
+                warnings.append(
+                    f"{hp} = {pow2(value)} is above the stable edge extrapolated to depth {d} ({pow2(edge)})"
+                )
         if b.any_at_edge:
             warnings.append("an optimum sits on the edge of the tested values")
         low, high = tested.loc[b.parameterization]
@@ -186,6 +217,24 @@ def target(analysis: Analysis, *, depth: int | None = None, width: int | None = 
             }
         )
     return pd.DataFrame(rows)
+
+
+def _extrapolated_edge(analysis: Analysis, p: str, hp: str, depth: int) -> float:
+    """The largest stable value at ``depth``: the deepest measured edge moved by the stability slope
+    (octaves per doubling); NaN without both."""
+    e, st = analysis.stability_edges, analysis.stability
+    if e.empty or st.empty:
+        return math.nan
+    e = e[e["parameterization"].eq(p) & e["hp"].eq(hp) & ~e["lower_bound"].astype(bool)].sort_values("depth")
+    s = st[st["parameterization"].eq(p) & st["hp"].eq(hp)]
+    if e.empty or s.empty or not math.isfinite(s["slope"].iloc[0]):
+        return math.nan
+    last = e.iloc[-1]
+    if depth <= int(last["depth"]):
+        return math.nan  # a tested depth: the advice already respects its measured edge
+    return float(last["max_stable"]) * 2.0 ** (
+        float(s["slope"].iloc[0]) * math.log2(depth / int(last["depth"]))
+    )
 
 
 def paste_block(table: pd.DataFrame, model: str) -> str:

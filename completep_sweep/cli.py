@@ -210,11 +210,12 @@ def build_parser() -> Parser:
         p.add_argument("target", metavar="RESULTS_DIR", help="results/<sweep>, or just the sweep name")
         p.add_argument("--results", default=DEFAULT_RESULTS, help=results_help)
         p.add_argument(
-            "--tolerance",
-            type=positive_float("--tolerance"),
-            default=0.5,
-            help="octaves per doubling of depth (or width) the optimum may move and still "
-            "'transfer' (0.5: the optimal lr changes by at most sqrt(2) per doubling)",
+            "--regret-tolerance",
+            dest="tolerance",
+            type=positive_float("--regret-tolerance"),
+            default=1.0,
+            help="percent of loss that keeping the base optimum may cost at every tested depth and still "
+            "'keep' (default 1)",
         )
         p.add_argument(
             "--loss",

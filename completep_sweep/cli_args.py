@@ -126,7 +126,7 @@ EXAMPLES = {  # command -> the examples printed at the end of its --help
     "report": [
         "completep-sweep report depth-transfer-demo",
         "completep-sweep report depth-transfer-demo --json",
-        "completep-sweep report results/cpu-depth-study --tolerance 0.25",
+        "completep-sweep report results/cpu-depth-study --regret-tolerance 0.5",
     ],
     "export": [
         "completep-sweep export depth-transfer-demo --target-depth 64",

@@ -22,8 +22,8 @@ def recommendation_text(analysis: Analysis, recs: pd.DataFrame) -> str:
     from .parameterization import display_name as name
 
     lines = [
-        f"What to use (95% intervals; transfer tolerance ±{analysis.tolerance:g} "
-        "octave per doubling of depth):"
+        f"What to use (95% intervals; keep = keeping the base optimum costs at most {analysis.tolerance:g}% "
+        "of loss at every tested depth):"
     ]
     for r in recs.to_dict("records"):
         interval = (
@@ -35,14 +35,15 @@ def recommendation_text(analysis: Analysis, recs: pd.DataFrame) -> str:
             else ""
         )
         regret = (
-            f", worst regret {r['max_regret_percent']:.1f}% at depth {r['max_regret_depth']}"
+            f"worst regret {r['max_regret_percent']:.1f}% "
+            f"[{r['max_regret_low']:.1f}, {r['max_regret_high']:.1f}] at depth {r['max_regret_depth']}"
             if r["max_regret_percent"] == r["max_regret_percent"]
-            else ""
+            else "no regret measured"
         )
         lines.append(
             f"  {name(r['parameterization']):<10} {r['hp']} = {pow2(r['base_optimum'])}{interval} at depth "
-            f"{r['base_depth']}: {r['verdict']}{drift}; depth payoff {r['depth_payoff']}; "
-            f"stability {r['stability']}{regret}"
+            f"{r['base_depth']}: {r['verdict']} ({regret}){drift}; depth payoff {r['depth_payoff']}; "
+            f"stability {r['stability']}"
         )
         lines.append(f"             {r['sentence']}")
     return "\n".join(lines)
@@ -58,8 +59,8 @@ def verdict_text(analysis: Analysis) -> str:
 
     tol = analysis.tolerance
     parts = [
-        f"Transfer: does the optimal HP move more than ±{tol:g} octave per doubling? "
-        f"(95% intervals; loss: {analysis.loss})"
+        f"Transfer: what does keeping the base optimum cost at the other shapes? keep: at most {tol:g}% "
+        f"of loss everywhere; re-tune: more at the deepest (95% intervals; loss: {analysis.loss})"
     ]
     t = paper_order(analysis.transfer)
     if t.empty:
@@ -73,10 +74,18 @@ def verdict_text(analysis: Analysis) -> str:
                         "hp": t["hp"],
                         "axis": t["axis"],
                         "at": [f"{a}={cell(v)}" for a, v in zip(t["fixed_axis"], t["fixed_value"])],
-                        "drift/doubling": t["slope"],
-                        "95%": [
-                            f"[{cell(lo, 2)}, {cell(hi, 2)}]"
-                            for lo, hi in zip(t["slope_low"], t["slope_high"])
+                        "worst regret %": [
+                            f"{cell(e, 2)} [{cell(lo, 2)}, {cell(hi, 2)}] at {cell(w)}"
+                            for e, lo, hi, w in zip(
+                                t["worst_regret"],
+                                t["worst_regret_low"],
+                                t["worst_regret_high"],
+                                t["worst_at"],
+                            )
+                        ],
+                        "drift oct/doubling": [
+                            f"{cell(b, 2)} [{cell(lo, 2)}, {cell(hi, 2)}]"
+                            for b, lo, hi in zip(t["slope"], t["slope_low"], t["slope_high"])
                         ],
                         "shapes": t["n_shapes"],
                         "seeds": t["n_seeds"],

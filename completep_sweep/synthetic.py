@@ -13,6 +13,12 @@ in octaves from a shape's optimum:
   is assumed (divergence becomes likely, then certain), as in longer runs.
 ``SyntheticShape`` draws losses for any (log2 lr, seed) lazily, each new draw conditioned on the
 earlier ones of the same seed, so an adaptive search and a dense grid can read the same noisy world.
+
+The calibration does not let the analysis check itself against the world it assumes: a ``Family``
+varies what the analysis never models (FAMILIES): the basin's kind (steep above or below the
+optimum, symmetric, flat-bottomed), the noise (the measured Gaussian, heavy-tailed, or with loss
+spikes above the optimum), a seed's level shift and tilt along its whole curve, seeds that diverge
+where others do not, the design (the bracket search, whole- or half-octave dense grids) and 2-5 seeds.
 """
 
 from __future__ import annotations
@@ -37,12 +43,65 @@ CORRELATION_LENGTH = 1.4  # octaves: exp(-0.5 / 1.4) = 0.7 between points half a
 WALL = (2.5, 4.0)  # octaves above the optimum where divergence starts being possible, and is certain
 
 
-def basin(d: np.ndarray | float) -> np.ndarray:
-    """Expected excess loss (nats) at d octaves from the optimum: smooth at 0, steeper above."""
+def basin(d: np.ndarray | float, kind: str = "steep-above") -> np.ndarray:
+    """Expected excess loss (nats) at d octaves from the optimum, smooth at 0. ``steep-above`` is the
+    kind measured here (flat below, steeper above); the others are what the calibration also draws."""
     d = np.asarray(d, dtype=float)
+    if kind == "steep-below":
+        d = -d
+    elif kind == "symmetric":
+        return 0.05 * d**2
+    elif kind == "flat-bottom":  # within half an octave the loss barely moves, then a steep rise
+        return 0.012 * d**4 + 0.002 * d**2
     below = 0.05 * (np.sqrt(1 + (d / 1.0) ** 2) - 1) * 1.0 + 0.002 * d**2
     above = 0.12 * (np.sqrt(1 + (d / 0.8) ** 2) - 1) * 0.8 + 0.004 * d**2
     return np.where(d < 0, below, above)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Family:
+    """One kind of simulated world (the calibration draws many, not the one it assumes)."""
+
+    name: str = "measured"
+    basin: str = "steep-above"
+    """steep-above (measured here), steep-below, symmetric or flat-bottom (see ``basin``)."""
+    noise: str = "gaussian"
+    """gaussian (measured), heavy (Student t with 3 dof, same scale) or spiky (a loss spike of
+    0.05-0.2 nats at 15% of the points more than half an octave above the optimum)."""
+    seed_shift: float = 0.0
+    """Standard deviation (nats) of a level shift that moves a seed's whole curve."""
+    seed_tilt: float = 0.0
+    """Standard deviation (nats per octave) of a tilt of a seed's whole curve."""
+    seed_diverge: float = 0.0
+    """Probability that a trial more than 1.5 octaves above the optimum diverges for one seed."""
+    design: str = "bracket"
+    """bracket (the demo's search), octave (2^-11 … 2^-1) or half-octave (2^-10 … 2^-2) dense grids."""
+    seeds: int = 3
+
+
+FAMILIES = (
+    Family(),
+    Family(name="steep below, 2 seeds, octaves", basin="steep-below", design="octave", seeds=2),
+    Family(
+        name="symmetric, heavy tails, half-octaves", basin="symmetric", noise="heavy", design="half-octave"
+    ),
+    Family(name="flat bottom, spikes, bracket", basin="flat-bottom", noise="spiky", seeds=3),
+    Family(
+        name="seed shifts and tilts, 2 seeds, octaves",
+        seed_shift=0.02,
+        seed_tilt=0.01,
+        design="octave",
+        seeds=2,
+    ),
+    Family(name="diverging seeds, 5 seeds, half-octaves", seed_diverge=0.3, design="half-octave", seeds=5),
+    Family(
+        name="spiky, steep below, 2 seeds, half-octaves",
+        basin="steep-below",
+        noise="spiky",
+        design="half-octave",
+        seeds=2,
+    ),
+)
 
 
 def spread(d: np.ndarray | float) -> np.ndarray:
@@ -64,9 +123,11 @@ class SyntheticShape:
     best_loss: float = 2.4
     noise: float = 1.0
     """Scales every spread (0: noise-free)."""
+    family: Family = Family()
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     _z: dict[int, dict[float, float]] = field(default_factory=dict)  # seed -> x -> standard normal
     _diverged: dict[tuple[float, int], bool] = field(default_factory=dict)
+    _seed_offsets: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def _standard_normal(self, x: float, seed: int) -> float:
         """A draw of the seed's correlated process at x, given its earlier draws."""
@@ -87,16 +148,34 @@ class SyntheticShape:
     def loss(self, x: float, seed: int) -> float:
         """Final validation loss of the trial at lr = 2^x with this seed (inf when it diverged)."""
         d = x - self.optimum
+        f = self.family
         key = (x, seed)
         if key not in self._diverged:
-            self._diverged[key] = bool(self.rng.random() < diverge_probability(d))
+            p = diverge_probability(d)
+            if d > 1.5:
+                p = max(p, f.seed_diverge)
+            self._diverged[key] = bool(self.rng.random() < p)
         if self._diverged[key]:
             return math.inf
-        return float(self.best_loss + basin(d) + self.noise * spread(d) * self._standard_normal(x, seed))
+        z = self._standard_normal(x, seed)
+        if f.noise == "heavy":  # Student t (3 dof) with the Gaussian's scale: rare large deviations
+            z *= math.sqrt(1.0 / max(self.rng.chisquare(3) / 3.0, 1e-3)) / math.sqrt(3.0)
+        extra = 0.0
+        if f.noise == "spiky" and d > 0.5 and self.rng.random() < 0.15:
+            extra = float(self.rng.uniform(0.05, 0.2))
+        if f.seed_shift or f.seed_tilt:
+            shift, tilt = self._seed_offsets.setdefault(
+                seed, (float(self.rng.normal(0, f.seed_shift)), float(self.rng.normal(0, f.seed_tilt)))
+            )
+            extra += shift + tilt * d
+        return float(self.best_loss + basin(d, f.basin) + self.noise * spread(d) * z + extra)
 
     def expected(self, x: float) -> float:
         """The noise-free loss at 2^x (what a method's chosen optimum is worth)."""
-        return float(self.best_loss + basin(x - self.optimum))
+        return float(self.best_loss + basin(x - self.optimum, self.family.basin))
+
+
+DESIGNS = {"octave": (-11.0, -1.0, 1.0), "half-octave": (-10.0, -2.0, 0.5)}  # dense grids: (low, high, step)
 
 
 def simulate_study(
@@ -104,19 +183,21 @@ def simulate_study(
     drift: float = 0.0,
     payoff: float = 0.0,
     depths=(2, 4, 8, 16),
-    seeds=(0, 1, 2),
+    seeds=None,
     start=(-9.0, -7.0, -5.0, -3.0),
     optimum: float | None = None,
     rng_seed: int = 0,
     parameterization: str = "completep",
     width: int = 32,
     base_width: int = 16,
+    family: Family = Family(),
 ):
     """One simulated transfer study as trial rows (the columns ``analyze`` reads).
 
     Per depth d the optimum is ``optimum + drift * log2(d / depths[0])`` (octaves) and the best loss
-    ``2.4 + payoff * log2(d / depths[0])`` (nats); each depth is searched by the bracket rules of
-    the demo (the grid ``start`` with every seed, refined to half an octave, stability probed).
+    ``2.4 + payoff * log2(d / depths[0])`` (nats). Each depth is measured by the family's design: the
+    bracket rules of the demo (the grid ``start`` with every seed, refined to half an octave,
+    stability probed) or a dense grid with every seed everywhere. Returns (rows, base optimum).
     """
     import pandas as pd
 
@@ -124,9 +205,8 @@ def simulate_study(
 
     rng = np.random.default_rng(rng_seed)
     optimum = rng.uniform(-6.0, -4.5) if optimum is None else optimum
-    rules = BracketRules(
-        grid=tuple(start), base_seeds=tuple(seeds), resolution=0.5, max_extend=2.0, stability=True
-    )
+    seeds = tuple(range(family.seeds)) if seeds is None else tuple(seeds)
+    rules = BracketRules(grid=tuple(start), base_seeds=seeds, resolution=0.5, max_extend=2.0, stability=True)
     rows = []
     for k, depth in enumerate(depths):
         doublings = math.log2(depth / depths[0])
@@ -134,12 +214,21 @@ def simulate_study(
             optimum=optimum + drift * doublings,
             best_loss=2.4 + payoff * doublings,
             rng=np.random.default_rng(rng_seed * 1000 + k),
+            family=family,
         )
-        group = Group(rules)
-        while points := group.next_round():
-            for x, seed in points:
-                group.measured[(x, seed)] = shape.loss(x, seed)
-        for (x, seed), loss in group.measured.items():
+        measured = {}
+        if family.design in DESIGNS:
+            low, high, step = DESIGNS[family.design]
+            for x in np.arange(low, high + step / 2, step):
+                for seed in seeds:
+                    measured[(float(x), seed)] = shape.loss(float(x), seed)
+        else:
+            group = Group(rules)
+            while points := group.next_round():
+                for x, seed in points:
+                    group.measured[(x, seed)] = shape.loss(x, seed)
+            measured = group.measured
+        for (x, seed), loss in measured.items():
             finite = math.isfinite(loss)
             rows.append(
                 {

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from completep_sweep.answer import RECOMMENDATION_COLUMNS
 from completep_sweep.cli import main
 from completep_sweep.store import ResultStore
 
@@ -44,15 +45,23 @@ def test_report_json_verdicts(results, cli):
     d = json.loads(out)
     assert {"optima", "transfer", "regret"} <= set(d)
     verdict = {(t["parameterization"], t["axis"]): t["verdict"] for t in d["transfer"] if t["hp"] == "lr"}
-    assert verdict[("completep", "depth")] == "transfers"
-    assert verdict[("mup", "depth")] == "drifts"
+    assert verdict[("completep", "depth")] == "keep"
+    assert verdict[("mup", "depth")] == "re-tune"
+    assert d["tolerance"] == 1.0 and d["loss"] == "final_val_loss"
+    mup = next(t for t in d["transfer"] if t["parameterization"] == "mup")
+    assert mup["regret_tolerance"] == 1.0 and mup["deepest_regret_low"] > 1.0 and mup["worst_at"] == 16
     assert (results.root / "report" / "verdict.json").is_file()
     assert any(p.suffix == ".png" for p in (results.root / "report").iterdir())
 
 
 def test_report_text_names_the_tolerance(results, cli):
-    code, out, _ = cli("report", results.root, "--no-mlflow", "--tolerance", "0.5")
-    assert code == 0 and "0.5" in out and "drifts" in out and "transfers" in out and "report:" in out
+    code, out, _ = cli("report", results.root, "--no-mlflow", "--regret-tolerance", "0.5")
+    assert code == 0 and "report:" in out
+    assert "keep = keeping the base optimum costs at most 0.5% of loss" in out
+    assert "keep: at most 0.5% of loss everywhere" in out and "(> 0.5%)" in out and "(≤ 0.5%)" in out
+    assert "re-tune" in out and "keep" in out
+    code, _, err = cli("report", results.root, "--no-mlflow", "--tolerance", "0.5")
+    assert code == 2 and "--tolerance" in err  # the drift tolerance of the old method is gone
 
 
 def test_export_formats_parse_back(results, tmp_path, cli):
@@ -83,17 +92,13 @@ def test_report_json_recommendations_contract(results, cli):
     recs = {r["parameterization"]: r for r in json.loads(out)["recommendations"]}
     assert list(recs) == ["mup", "completep"]  # the paper's order, not alphabetical
     for r in recs.values():
-        assert {
-            "parameterization",
-            "hp",
-            "verdict",
-            "base_optimum",
-            "max_regret_percent",
-            "depth_payoff",
-        } <= set(r)
+        assert set(r) == set(RECOMMENDATION_COLUMNS)
         assert r["hp"] == "lr" and r["depth_payoff"] in {"helps", "hurts", "flat", "inconclusive"}
         assert r["base_low"] <= r["base_optimum"] <= r["base_high"]
-    assert recs["completep"]["verdict"] == "transfers" and recs["mup"]["verdict"] == "drifts"
+        assert r["tolerance"] == 1.0 and r["deepest_depth"] == 16 and r["depths"] == "2-16"
+    assert recs["completep"]["verdict"] == "keep" and recs["mup"]["verdict"] == "re-tune"
+    assert abs(math.log2(recs["completep"]["deepest_optimum"]) + 7) < 0.25
+    assert abs(math.log2(recs["mup"]["deepest_optimum"]) + 8) < 0.25  # 2^(-4 - log2 16): re-tuned there
     assert abs(math.log2(recs["completep"]["base_optimum"]) + 7) < 0.25  # built at 2^-7
     assert abs(math.log2(recs["mup"]["base_optimum"]) + 5) < 0.25  # 2^(-4 - log2 2)
     # µP's optimum falls 3 octaves by depth 16, so keeping the base lr costs loss there; CompleteP's does not
@@ -116,10 +121,9 @@ def test_export_for_a_target_depth_alone(results, cli):
     assert list(df.index) == ["mup", "completep"] and set(df["depth"]) == {64}
     assert set(df["width"]) == {64}  # the tuned width, since none was asked for
     assert df.loc["completep", "residual_multiplier"] == pytest.approx(2 / 64)  # (L / L_base)^-1
-    assert (
-        "does not transfer" in df.loc["mup", "warning"] and "outside the tested" in df.loc["mup", "warning"]
-    )
-    assert "does not transfer" not in df.loc["completep", "warning"]
+    assert "lr is not a firm keep (re-tune)" in df.loc["mup", "warning"]
+    assert "outside the tested 2-16" in df.loc["mup", "warning"]
+    assert "not a firm keep" not in df.loc["completep", "warning"]
     code, out, _ = cli("export", results.root, "--format", "csv", "--target-width", "256")
     assert code == 0 and set(pd.read_csv(io.StringIO(out))["width"]) == {256}
 
@@ -143,7 +147,8 @@ def test_export_toml_is_a_ready_to_paste_block(results, cli):
     [
         (["export", "{root}", "--format", "toml"], "--target-depth"),
         (["export", "{root}", "--format", "xlsx"], "--format"),
-        (["report", "{root}", "--tolerance", "-1"], "--tolerance"),
+        (["report", "{root}", "--regret-tolerance", "-1"], "--regret-tolerance"),
+        (["report", "{root}", "--regret-tolerance", "0"], "--regret-tolerance"),
         (["report", "/nonexistent/sweep"], "RESULTS_DIR"),
     ],
 )

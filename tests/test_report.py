@@ -17,7 +17,7 @@ from completep_sweep.analysis import analyze
 from completep_sweep.answer import recommendations
 from completep_sweep.fmt import records
 from completep_sweep.plots import plot_coord_check, plot_lr_curves, plot_optimum_drift
-from completep_sweep.report import verdict_text, write_report
+from completep_sweep.report import recommendation_text, verdict_text, write_report
 from completep_sweep.store import write_atomic, write_text
 from completep_sweep.tables import export_table, format_table
 
@@ -139,14 +139,34 @@ def test_format_table_aligns_columns(table):
     assert format_table(table.iloc[:0]) == "(no rows)"
 
 
-def test_verdict_text_states_tolerance_and_verdicts(analysis):
+def test_verdict_text_states_tolerance_and_verdicts(trials, analysis):
     text = verdict_text(analysis)
-    assert "±0.5 octave per doubling" in text and "Depth payoff" in text and "Stability" in text
     lines = text.splitlines()
+    assert lines[0].startswith("Transfer: what does keeping the base optimum cost at the other shapes?")
+    assert "at most 1% of loss" in lines[0] and "Depth payoff" in text and "Stability" in text
     mup = next(line for line in lines if line.startswith("µP"))  # the paper's names, in its order
     cp = next(line for line in lines if line.startswith("CompleteP"))
     assert lines.index(mup) < lines.index(cp)
-    assert "drifts" in mup and "transfers" in cp and "depth=" not in mup and "width=64" in mup
+    assert "re-tune" in mup and "keep" in cp and "depth=" not in mup and "width=64" in mup
+    assert "at 32" in mup  # where keeping the base optimum costs most
+    strict = verdict_text(analyze(trials, tolerance=0.25)).splitlines()[0]
+    assert "at most 0.25% of loss" in strict
+
+
+def test_recommendation_text_says_what_to_use(analysis):
+    text = recommendation_text(analysis, recommendations(analysis))
+    lines = text.splitlines()
+    assert lines[0] == (
+        "What to use (95% intervals; keep = keeping the base optimum costs at most 1% of loss at every "
+        "tested depth):"
+    )
+    mup = next(line for line in lines if line.strip().startswith("µP ") and "lr = " in line)
+    cp = next(line for line in lines if line.strip().startswith("CompleteP ") and "lr = " in line)
+    assert ": re-tune (worst regret" in mup and "at depth 32" in mup
+    assert ": keep (worst regret" in cp
+    kept = [re.search(r"CompleteP: keep lr = 2\^(-[\d.]+) at any tested depth", line) for line in lines]
+    assert [abs(float(k.group(1)) + 7) < 0.1 for k in kept if k] == [True], text
+    assert any(line.strip().startswith("µP: re-tune lr with depth") for line in lines), text
 
 
 def test_plots_write_valid_png_and_svg(trials, analysis, tmp_path):

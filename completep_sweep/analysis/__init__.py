@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..fmt import json_value, records
 from ..parameterization import BASE_HPS
-from .lines import BOOTSTRAP_SEED, N_BOOTSTRAP, build_lines
+from .lines import BOOTSTRAP_SEED, N_BOOTSTRAP, SETTINGS, build_lines
 from .optimum import DEFAULT_BAND_TOLERANCE, OPTIMA_COLUMNS, optima
 from .prepare import KEY, Prepared, best_combo, mode, prepare, slice_table, swept_hps
 from .regret import REGRET_COLUMNS, SAVINGS_COLUMNS, regret, savings, shape_losses
@@ -49,9 +49,10 @@ class Analysis:
     """Per swept HP: the loss-vs-HP slice of every shape (seed means; see prepare.slice_table)."""
     optima: pd.DataFrame
     transfer: pd.DataFrame
-    """Per line: drift in octaves per doubling, interval, verdict (transfers / drifts / inconclusive)."""
+    """Per line: keep / re-tune / inconclusive from the regret of keeping the base optimum (against
+    ``tolerance`` percent), with the worst and deepest regret, and the drift beside it."""
     payoff: pd.DataFrame
-    """Per depth line: loss at the base optimum against depth, verdict (helps / hurts / flat)."""
+    """Per depth line: each depth's best loss against depth, verdict (helps / hurts / flat)."""
     stability: pd.DataFrame
     """Per depth line: does the largest stable value move with depth (falls / rises / stays)."""
     stability_edges: pd.DataFrame
@@ -61,7 +62,7 @@ class Analysis:
     base_hps: pd.DataFrame
     hps: tuple[str, ...]
     tolerance: float
-    """Octaves per doubling the optimum may move and still 'transfer'."""
+    """Percent of loss that keeping the base optimum may cost at any tested shape and still 'keep'."""
     loss: str
     band_tolerance: float
     savings_reference: str
@@ -100,14 +101,14 @@ def analyze(
 ) -> Analysis:
     """Optima per shape; transfer, depth payoff and stability verdicts; regret; compute savings."""
     if not tolerance > 0:
-        raise ValueError(f"tolerance must be > 0 octaves per doubling (got {tolerance!r})")
+        raise ValueError(f"tolerance must be > 0 percent of loss (got {tolerance!r})")
     prep = prepare(trials, loss)
     if not prep.hps:
         raise ValueError("no swept HP: no numeric config column (lr, init_std, ...) varies in the trials")
     lines = {hp: build_lines(prep, hp, n_boot=n_bootstrap, seed=bootstrap_seed) for hp in prep.hps}
     every = [line for found in lines.values() for line in found]
     found = optima(prep, lines, band_tolerance)
-    edges, stable = stability_tables(every, tolerance)
+    edges, stable = stability_tables(every, SETTINGS.stability_band)
     return Analysis(
         trials=trials,
         slices={hp: slice_table(prep, hp) for hp in prep.hps},

@@ -1,14 +1,16 @@
-"""Transfer lines: the shapes of one parameterization along depth (or width), fitted as one basin.
+"""Transfer lines: the shapes of one parameterization along depth (or width), each read on its own.
 
-A line holds the trials of one swept HP at each of its shapes (the other swept HPs at each shape's
-best combination) and two fits of basin.py with their bootstrap refits:
-- ``free``: an optimum per shape. Gives each shape's optimum, the depth payoff (each shape's loss
-  at the base shape's optimum) and the regret of not re-tuning.
-- ``line``: an optimum linear in log2(depth or width). Gives the drift, in octaves per doubling.
-
-Intervals are bootstrap standard errors widened by a factor (KAPPA_*) and read as normal: the
-factors are what makes simulated 95% intervals cover the truth 95% of the time under noise shaped
-like this machine's trials (benchmarks/calibration.py prints the coverage).
+A line holds, per shape, its measured ``Curve`` of loss against one swept HP (the other swept HPs
+at that shape's best combination). Every number is read from the curves themselves, and its 95%
+interval from one bootstrap: each shape's seed means are moved by draws of their own noise (the
+seed-to-seed spread pooled over that shape's curve, ``Curve.mean_sd``; with two seeds a resampling
+of seeds would see almost none of it), and each number is recomputed from the moved curves. The
+percentile interval is widened about the estimate by the factor ``SETTINGS.kappa_*`` that
+benchmarks/calibration.py derives (the noise is correlated along a seed's curve and not Gaussian).
+- per shape: the optimum (``curve.refine``) and the regret of keeping the base shape's optimum:
+  how much more loss the shape's curve has there than at its own best, in percent of that best;
+- along the line: the drift of the optima (octaves per doubling), and the depth payoff (the slope
+  of each shape's best loss against log2 depth, nats per doubling).
 """
 
 from __future__ import annotations
@@ -19,46 +21,56 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import basin
-from .prepare import Prepared, hp_slice, log2, mode
+from .curve import Curve, loss_at
+from .prepare import Prepared, hp_slice, mode
 
 Z95 = 1.959964
-# Widening of bootstrap standard errors for 95% intervals, from benchmarks/calibration.py.
-KAPPA_DRIFT = 1.4
-KAPPA_OPTIMUM = 2.0
-KAPPA_LOSS = 1.5
-KAPPA_PAYOFF = 1.6  # on the Student t interval of the levels' slope
-_T975 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-)
 
 
-def t975(dof: int) -> float:
-    """Student t 0.975 quantile (beyond the table, a close expansion)."""
-    return _T975[dof - 1] if 1 <= dof <= len(_T975) else Z95 + 2.4 / max(dof, 1)
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The analysis' constants, named once. The kappas are derived by benchmarks/calibration.py,
+    which prints the coverage they give on every simulated family."""
+
+    n_bootstrap: int = 200
+    """Seed-bootstrap draws per line."""
+    bootstrap_seed: int = 0
+    """Fixed, so the same rows always give the same intervals."""
+    kappa_optimum: float = 1.0
+    """Widening of a shape's optimum interval (bootstrap percentiles about the estimate); the
+    interval is never narrower than the grid resolves (``_resolution``)."""
+    kappa_regret: float = 1.0
+    """Widening of the regret interval."""
+    kappa_drift: float = 0.8
+    """Widening of the drift interval."""
+    kappa_payoff: float = 1.15
+    """Widening of the depth-payoff interval."""
+    regret_tolerance: float = 1.0
+    """Percent of loss that keeping the base optimum may cost at any tested depth ("keep")."""
+    payoff_flat: float = 0.01
+    """Fraction of the loss per doubling within which a payoff that includes 0 reads "flat"."""
+    stability_band: float = 0.5
+    """Octaves per doubling within which a stable edge whose slope includes 0 "stays"."""
+
+
+SETTINGS = Settings()
+N_BOOTSTRAP = SETTINGS.n_bootstrap
+BOOTSTRAP_SEED = SETTINGS.bootstrap_seed
+
+
+def widen(estimate: float, boots: np.ndarray, kappa: float) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of ``boots``, their distances to ``estimate`` times ``kappa``."""
+    boots = boots[np.isfinite(boots)]
+    if len(boots) < 10 or not math.isfinite(estimate):
+        return math.nan, math.nan
+    q_lo, q_hi = np.percentile(boots, [2.5, 97.5])
+    return estimate - kappa * max(estimate - q_lo, 0.0), estimate + kappa * max(q_hi - estimate, 0.0)
 
 
 def sign_verdict(low: float, high: float, band: float, names: tuple[str, str, str]) -> str:
-    """(below 0, above 0, within ±band) named by ``names`` from a 95% interval, else 'inconclusive'."""
+    """(below 0, above 0, within ±band) named by ``names`` from a 95% interval, else 'inconclusive'.
+    Exclusive by construction: an interval that excludes 0 is below or above; "within" is only said
+    of one that includes 0."""
     below, above, within = names
     if high < 0:
         return below
@@ -69,8 +81,27 @@ def sign_verdict(low: float, high: float, band: float, names: tuple[str, str, st
     return "inconclusive"
 
 
-N_BOOTSTRAP = 200
-BOOTSTRAP_SEED = 0  # fixed so that the same trials always give the same intervals
+def _resolution(curve: Curve) -> tuple[float, float]:
+    """Half a grid step beyond the tested values the noise cannot tell from the best (log2)."""
+    i = curve.best()
+    if i is None:
+        return math.nan, math.nan
+    x, means, sd = curve.x, curve.means, curve.mean_sd()
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.nan_to_num(sd) ** 2 + np.nan_to_num(sd[i]) ** 2)
+        tied = np.isfinite(means) & (means - means[i] <= Z95 * se)
+    tied[i] = True
+    lo, hi = np.flatnonzero(tied)[[0, -1]]
+    left = x[lo] - (x[lo] - x[lo - 1]) / 2 if lo > 0 else x[lo]
+    right = x[hi] + (x[hi + 1] - x[hi]) / 2 if hi < len(x) - 1 else x[hi]
+    return float(left), float(right)
+
+
+def _slope(t: np.ndarray, v: np.ndarray) -> float:
+    ok = np.isfinite(v)
+    if ok.sum() < 2 or np.ptp(t[ok]) == 0:
+        return math.nan
+    return float(np.polyfit(t[ok], v[ok], 1)[0])
 
 
 @dataclass
@@ -83,11 +114,10 @@ class Line:
     values: np.ndarray  # the axis values of the shapes, sorted
     base: int  # index of the base shape (the declared base if run, else the smallest)
     trials: pd.DataFrame  # the hp slice's trials at every shape (column _value: inf if diverged)
-    basin_trials: basin.Trials | None = None
-    free: basin.Fit | None = None
-    free_boot: list[basin.Fit] = field(default_factory=list)
-    line: basin.Fit | None = None
-    line_boot: list[basin.Fit] = field(default_factory=list)
+    curves: list[Curve] = field(default_factory=list)
+    boots: list[list[Curve]] = field(default_factory=list)
+    """Per bootstrap draw: every shape's redrawn curve."""
+    settings: Settings = SETTINGS
 
     @property
     def t(self) -> np.ndarray:
@@ -99,110 +129,110 @@ class Line:
     def doublings(self) -> float:
         return float(np.ptp(np.log2(self.values.astype(float))))
 
-    def interval(self, estimate: float, boots: np.ndarray, kappa: float) -> tuple[float, float]:
-        boots = boots[np.isfinite(boots)]
-        if len(boots) < 10 or not math.isfinite(estimate):
-            return math.nan, math.nan
-        half = Z95 * kappa * float(np.std(boots))
-        return estimate - half, estimate + half
+    # ---------------------------------------------------------------- per shape
 
-    # ---------------------------------------------------------------- what the fits say
-
-    def drift(self) -> tuple[float, float, float]:
-        """Octaves per doubling, with its 95% interval (NaN without a line fit)."""
-        if self.line is None:
-            return math.nan, math.nan, math.nan
-        b = self.line.b
-        return (b, *self.interval(b, np.array([f.b for f in self.line_boot]), KAPPA_DRIFT))
-
-    def lack_of_fit(self) -> tuple[float, int]:
-        """(chi-square, degrees of freedom) of the shapes' own optima about the fitted line, each
-        weighed by its calibrated error: large when the optimum does not move linearly in log2
-        (depth), and then the line's drift says little."""
-        if self.line is None or self.free is None or not self.free_boot:
-            return math.nan, 0
-        boots = np.array([f.mu for f in self.free_boot])
-        se = KAPPA_OPTIMUM * np.std(boots, axis=0)
-        ok = se > 0
-        chi2 = float(np.sum(((self.free.mu - self.line.mu)[ok] / se[ok]) ** 2))
-        return chi2, int(ok.sum()) - 2
+    def _optima(self, curves: list[Curve]) -> np.ndarray:
+        return np.array([c.optimum() for c in curves])
 
     def optima(self) -> list[tuple[float, float, float]]:
-        """Per shape: optimum (log2 HP) and its 95% interval, from the free fit."""
-        if self.free is None:
-            return [(math.nan,) * 3 for _ in self.values]
-        boots = (
-            np.array([f.mu for f in self.free_boot]) if self.free_boot else np.zeros((0, len(self.values)))
-        )
-        return [
-            (float(self.free.mu[k]), *self.interval(float(self.free.mu[k]), boots[:, k], KAPPA_OPTIMUM))
-            for k in range(len(self.values))
-        ]
-
-    def _at_base(self, fit: basin.Fit) -> np.ndarray:
-        return fit.loss_at(fit.mu[self.base])
-
-    @property
-    def pooled(self) -> tuple[basin.Fit | None, list[basin.Fit]]:
-        """The fit to read losses at the base optimum from: the line (the base's optimum pooled
-        over every shape) when there is one, else the free fit."""
-        return (self.line, self.line_boot) if self.line is not None else (self.free, self.free_boot)
+        """Per shape: optimum (log2 HP) and its 95% interval. The interval is never narrower than the
+        grid can resolve: half a step beyond every tested value whose seed mean is within the noise
+        of the best one (a difference under Z95 of its standard error), the best included."""
+        est = self._optima(self.curves)
+        boots = np.array([self._optima(b) for b in self.boots]) if self.boots else np.zeros((0, len(est)))
+        out = []
+        for k, curve in enumerate(self.curves):
+            low, high = widen(est[k], boots[:, k], self.settings.kappa_optimum)
+            left, right = _resolution(curve)
+            if math.isfinite(left):
+                low = left if not math.isfinite(low) else min(low, left)
+                high = right if not math.isfinite(high) else max(high, right)
+            out.append((float(est[k]), low, high))
+        return out
 
     def base_optimum(self) -> float:
-        """log2 of the base shape's optimum, the value one would transfer."""
-        fit, _ = self.pooled
-        return float(fit.mu[self.base]) if fit is not None else math.nan
+        """log2 of the base shape's optimum: the value one would keep."""
+        return float(self.curves[self.base].optimum()) if self.curves else math.nan
 
-    def payoff(self, transferred: bool = False) -> tuple[float, float, float]:
-        """Slope of each shape's best loss (its level, at its own optimum) against log2(axis), nats
-        per doubling, with a 95% interval; ``transferred``: of its loss at the base optimum instead
-        (the best loss plus the regret; no interval).
-
-        A seed shifts its whole curve, so the level's uncertainty is the spread of the seeds' curve
-        levels: pooled over the shapes, and a Student t interval with the pooled degrees of freedom.
-        """
-        fit = self.pooled[0] if transferred else self.free
-        if fit is None or len(self.values) < 2:
-            return math.nan, math.nan, math.nan
-        if transferred:
-            return float(np.polyfit(self.t, self._at_base(fit), 1)[0]), math.nan, math.nan
-        est = float(np.polyfit(self.t, fit.level, 1)[0])
-        tr = self.basin_trials
-        shape_of = np.zeros(len(fit.curve_level), dtype=int)
-        shape_of[tr.cluster] = tr.shape
-        residual = fit.curve_level - fit.level[shape_of]
-        n = np.bincount(shape_of, minlength=len(self.values))
-        dof = int(np.sum(np.maximum(n - 1, 0)))
-        if dof < 1:
-            return est, math.nan, math.nan
-        sd = math.sqrt(float(np.sum(residual**2)) / dof)
-        sxx = float(np.sum((self.t - self.t.mean()) ** 2))
-        se = sd * math.sqrt(float(np.sum((self.t - self.t.mean()) ** 2 / np.maximum(n, 1)))) / sxx
-        half = KAPPA_PAYOFF * t975(dof) * se
-        return est, est - half, est + half
-
-    def regret(self) -> list[tuple[float, float, float]]:
-        """Per shape: percent more loss at the base shape's optimum than at its own, with interval."""
-        fit, fits = self.pooled
-        if fit is None:
-            return [(math.nan,) * 3 for _ in self.values]
-
-        def percent(f):
-            return 100.0 * (self._at_base(f) - f.level) / f.level
-
-        est = percent(fit)
-        boots = np.array([percent(f) for f in fits])
+    def _regrets(self, curves: list[Curve]) -> np.ndarray:
+        keep = curves[self.base].optimum()
         out = []
-        for k in range(len(self.values)):
-            low, high = (
-                self.interval(float(est[k]), boots[:, k], KAPPA_LOSS) if len(boots) else (math.nan,) * 2
+        for c in curves:
+            means = c.means
+            best = (
+                np.nanmin(np.where(np.isfinite(means), means, np.nan))
+                if np.isfinite(means).any()
+                else math.nan
             )
-            out.append((float(est[k]), max(0.0, low) if math.isfinite(low) else low, high))
+            at = loss_at(c.x, means, keep)
+            out.append(100.0 * (at - best) / best if math.isfinite(best) and best > 0 else math.nan)
+        regrets = np.array(out, dtype=float)
+        regrets[self.base] = 0.0  # where it was tuned, keeping it is no regret
+        return np.where(np.isnan(regrets), np.nan, np.maximum(regrets, 0.0))
+
+    def regret(self) -> list[tuple[float, float, float, float]]:
+        """Per shape: (percent more loss at the base optimum than at the shape's best, its 95%
+        interval, the regret measured at the tested value nearest the base optimum). inf where
+        the base optimum diverged there, NaN where it lies outside the values tested there."""
+        if not self.curves:
+            return []
+        est = self._regrets(self.curves)
+        boots = np.array([self._regrets(b) for b in self.boots]) if self.boots else np.zeros((0, len(est)))
+        keep = self.base_optimum()
+        out = []
+        for k, curve in enumerate(self.curves):
+            if math.isinf(est[k]):
+                low = high = math.inf
+            else:
+                low, high = widen(est[k], boots[:, k], self.settings.kappa_regret)
+                low = max(0.0, low) if math.isfinite(low) else low
+            measured = math.nan
+            if len(curve.x) and math.isfinite(keep):
+                j = int(np.argmin(np.abs(curve.x - keep)))
+                means = curve.means
+                finite = means[np.isfinite(means)]
+                if finite.size and abs(curve.x[j] - keep) <= 0.5 + 1e-9:
+                    measured = 100.0 * (means[j] - finite.min()) / finite.min()
+            out.append((float(est[k]), low, high, measured))
         return out
+
+    # ---------------------------------------------------------------- along the line
+
+    def drift(self) -> tuple[float, float, float]:
+        """Octaves of optimum per doubling (least squares of the shapes' optima), 95% interval."""
+        if len(self.values) < 2 or not self.curves:
+            return math.nan, math.nan, math.nan
+        est = _slope(self.t, self._optima(self.curves))
+        boots = np.array([_slope(self.t, self._optima(b)) for b in self.boots])
+        return (est, *widen(est, boots, self.settings.kappa_drift))
+
+    def _levels(self, curves: list[Curve]) -> np.ndarray:
+        out = []
+        for c in curves:
+            means = c.means
+            out.append(float(np.min(means[np.isfinite(means)])) if np.isfinite(means).any() else math.nan)
+        return np.array(out)
+
+    def levels(self) -> np.ndarray:
+        """Each shape's best seed-mean loss (at its own best tested value)."""
+        return self._levels(self.curves)
+
+    def payoff(self) -> tuple[float, float, float]:
+        """Slope of each shape's best loss against log2(axis), nats per doubling, 95% interval."""
+        if len(self.values) < 2 or not self.curves:
+            return math.nan, math.nan, math.nan
+        est = _slope(self.t, self.levels())
+        boots = np.array([_slope(self.t, self._levels(b)) for b in self.boots])
+        return (est, *widen(est, boots, self.settings.kappa_payoff))
 
 
 def build_lines(
-    prep: Prepared, hp: str, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED
+    prep: Prepared,
+    hp: str,
+    *,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = BOOTSTRAP_SEED,
+    settings: Settings = SETTINGS,
 ) -> list[Line]:
     """Every line of ``hp``: along depth at each width (one depth makes a line of one shape, so
     every shape gets an optimum), and along width at each depth with two or more widths."""
@@ -211,13 +241,24 @@ def build_lines(
         groups.setdefault(("depth", p, width), []).append(depth)
         groups.setdefault(("width", p, depth), []).append(width)
     return [
-        _line(prep, p, hp, axis, "width" if axis == "depth" else "depth", fixed, sorted(values), n_boot, seed)
+        _line(
+            prep,
+            p,
+            hp,
+            axis,
+            "width" if axis == "depth" else "depth",
+            fixed,
+            sorted(values),
+            n_boot,
+            seed,
+            settings,
+        )
         for (axis, p, fixed), values in sorted(groups.items())
         if axis == "depth" or len(values) >= 2
     ]
 
 
-def _line(prep, p, hp, axis, other, fixed, values, n_boot, seed) -> Line:
+def _line(prep, p, hp, axis, other, fixed, values, n_boot, seed, settings) -> Line:
     frames = []
     for v in values:
         key = (p, fixed, v) if axis == "depth" else (p, v, fixed)
@@ -226,27 +267,16 @@ def _line(prep, p, hp, axis, other, fixed, values, n_boot, seed) -> Line:
     trials = pd.concat(frames, ignore_index=True)
     declared = mode(trials.get(f"base_{axis}"))
     base = values.index(declared) if declared in values else 0
-    line = Line(p, hp, axis, other, fixed, np.array(values), base, trials)
-    x = log2(trials[hp].to_numpy(float))
-    ok = np.isfinite(x)
-    tr = basin.select(
-        trials["_shape"].to_numpy()[ok],
-        x[ok],
-        trials["seed"].to_numpy()[ok],
-        trials["_value"].to_numpy(float)[ok],
-        line.t,
-    )
-    if tr is None or len(np.unique(tr.x)) < 3:
-        return line
-    line.basin_trials = tr
-    present = np.isin(np.arange(len(values)), tr.shape)
-    if present.all():
-        wtr, line.free = basin.whitened(tr, mode="free")
-        line.free_boot = basin.bootstrap(wtr, line.free, n=n_boot, seed=seed)
-    if present.all() and len(values) >= 3:
-        # Start from the free optima's own line: a flat basin with a wall above has a second, worse
-        # minimum (the optimum at the wall) that a start from the argmins can fall into.
-        start = np.polyfit(line.t, line.free.mu, 1)[::-1] if line.free is not None else None
-        wtr, line.line = basin.whitened(tr, mode="line", start=start)
-        line.line_boot = basin.bootstrap(wtr, line.line, n=n_boot, seed=seed + 1)
+    line = Line(p, hp, axis, other, fixed, np.array(values), base, trials, settings=settings)
+    line.curves = [Curve.from_trials(trials[trials["_shape"].eq(k)], hp) for k in range(len(values))]
+    seeds = max(c.n_seeds for c in line.curves)
+    if seeds >= 2 and n_boot > 0:
+        # Each shape's own noise, its own random stream (seeded by its place in the line): identical
+        # rows get identical intervals, and one shape's noise never widens another's.
+        sds = [c.mean_sd() for c in line.curves]
+        streams = [np.random.default_rng([seed, k]) for k in range(len(line.curves))]
+        draws = [
+            [rng.standard_normal(len(c.x)) for rng, c in zip(streams, line.curves)] for _ in range(n_boot)
+        ]
+        line.boots = [[c.perturbed(z, sd) for c, z, sd in zip(line.curves, zs, sds)] for zs in draws]
     return line

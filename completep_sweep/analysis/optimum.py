@@ -1,10 +1,10 @@
 """The optimum of one HP at one shape: grid argmin, refined estimate and its interval.
 
-The refined estimate is the basin fit of the shape's line (lines.py: one asymmetric basin shared by
-the shapes of a depth line, an optimum per shape, every trial counted) with its calibrated 95%
-interval. Where no basin can be fitted (fewer than three HP values, or values <= 0 such as
-weight_decay 0 with no position in octaves), the parabola through the argmin and its neighbours
-stands in, with the band of grid values within 1% of the best as its interval.
+The refined estimate is the shape's own curve (curve.py): its best tested value, refined by the
+parabola through it and its neighbours and kept within half a grid step of it, with a seed-bootstrap
+95% interval never narrower than half a step either side (lines.py). Where no curve can be read
+(values <= 0 such as weight_decay 0, with no position in octaves), the parabola through the argmin
+and its neighbours stands in, with the band of grid values within 1% of the best as its interval.
 """
 
 from __future__ import annotations
@@ -100,9 +100,10 @@ def _optimum_row(prep: Prepared, key: tuple, hp: str, band_tolerance: float, fit
     found = not math.isnan(refined)  # some grid point has a finite loss
     interval, method = (math.nan, math.nan), "none"
     beyond = False
-    if found and fitted is not None and math.isfinite(fitted[0]):
+    # A curve in octaves needs every tested value > 0 (weight_decay 0 has no log2): else the band.
+    if found and fitted is not None and math.isfinite(fitted[0]) and (values > 0).all():
         mu, low, high = fitted
-        refined, interval, method = 2.0**mu, (2.0**low, 2.0**high), "basin fit"
+        refined, interval, method = 2.0**mu, (2.0**low, 2.0**high), "seed bootstrap"
         measured = log2(values[np.isfinite(y)])
         beyond = not (measured.min() <= mu <= measured.max())
     elif found:

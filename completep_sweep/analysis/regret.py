@@ -25,6 +25,8 @@ REGRET_COLUMNS = [
     "regret_percent",
     "regret_low",
     "regret_high",
+    "regret_measured",
+    "gain_percent",
 ]
 SAVINGS_COLUMNS = [
     "parameterization",
@@ -43,14 +45,21 @@ SAVINGS_COLUMNS = [
 
 
 def regret(lines: list[Line]) -> pd.DataFrame:
-    """Per shape of each depth line: percent more loss at the base shape's optimum than at its own
-    (the fitted basin at both points), with a calibrated 95% interval. 0 at the base shape."""
+    """Per shape of each depth line: percent more loss at the base shape's optimum than at the
+    shape's own best (read from its curve, lines.Line.regret), with a 95% interval; the regret
+    measured at the tested value nearest the base optimum; and the shape's gain over the base (its
+    best loss below the base shape's, in percent), beside which a regret is small or not. 0 at the
+    base shape; inf where the base optimum diverged; NaN where it was not tested."""
     rows = []
     for line in lines:
-        if line.axis != "depth" or line.pooled[0] is None:
+        if line.axis != "depth" or not line.curves:
             continue
         base = 2.0 ** line.base_optimum()
-        for value, (est, low, high) in zip(line.values, line.regret()):
+        levels = line.levels()
+        for value, level, (est, low, high, measured) in zip(line.values, levels, line.regret()):
+            gain = (
+                100.0 * (levels[line.base] - level) / levels[line.base] if levels[line.base] > 0 else math.nan
+            )
             rows.append(
                 {
                     "parameterization": line.parameterization,
@@ -62,6 +71,8 @@ def regret(lines: list[Line]) -> pd.DataFrame:
                     "regret_percent": est,
                     "regret_low": low,
                     "regret_high": high,
+                    "regret_measured": measured,
+                    "gain_percent": gain,
                 }
             )
     return pd.DataFrame(rows, columns=REGRET_COLUMNS)

@@ -1,20 +1,20 @@
-"""The paper's questions as verdicts: does the optimum move (transfer), does depth pay (payoff)?
+"""The paper's questions as verdicts: can the base optimum be kept (transfer), does depth pay?
 
-Transfer, per line (lines.py): the drift b, in octaves of the optimal HP per doubling of depth (or
-width), with a calibrated 95% interval [lo, hi], against a tolerance T (default 0.5 octave per
-doubling: the optimal learning rate may change by at most a factor sqrt(2) each time the model
-doubles):
-- transfers: the interval lies within [-T, T] (it moves less than T per doubling, confidently);
-- drifts: the interval excludes 0 and is not within [-T, T] (it moves, confidently);
-- inconclusive: otherwise, or when a shape's optimum sits on the edge of what was tested, with
-  fewer than three shapes or one seed, or when the shapes' optima scatter about the line more than
-  their noise explains; the reason names the data that would decide it.
-Depth payoff, per depth line: the slope of each depth's best loss (at its own optimum, from the
-fitted basin) against log2(depth), nats per doubling: helps (interval below 0), hurts (above 0),
-flat (within +-1% of the loss per doubling), else inconclusive. The loss at the transferred base
-optimum is this plus the regret (reported apart, and as ``slope_transferred``): where the optimum
-transfers the two agree; where it drifts, the regret is what depth costs on top.
-benchmarks/calibration.py measures how often each verdict is right on simulated sweeps.
+Transfer, per line (lines.py), decided on the number a user acts on: the regret of keeping the base
+shape's optimum, in percent of each shape's best loss, against a tolerance ε (``--regret-tolerance``,
+default 1%):
+- keep: at every tested shape the regret's 95% interval ends below ε, and so does the regret
+  measured at the tested value nearest the base optimum;
+- re-tune: at the deepest (or widest) tested shape the regret's interval starts above ε (keeping the
+  base optimum diverges there: infinite regret);
+- inconclusive: otherwise, or with one seed, or when the base optimum sits on the edge of what was
+  tested, or was not tested at a shape; the reason names the data that would decide it.
+The three are exclusive by construction. Reported beside it, never a verdict of its own: the drift
+of the shapes' optima in octaves per doubling (its 95% interval), whose extrapolation export uses.
+Depth payoff, per depth line: the slope of each depth's best loss (its own best tested value)
+against log2(depth), nats per doubling: helps (interval below 0), hurts (above 0), flat (it
+includes 0 and lies within ±``payoff_flat`` of the loss per doubling), else inconclusive.
+benchmarks/calibration.py measures how often each verdict is right on simulated studies.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .lines import Line, sign_verdict, t975
+from .lines import Line, sign_verdict
 
-DEFAULT_TOLERANCE = 0.5  # octaves per doubling
-CHI2_95 = (3.841, 5.991, 7.815, 9.488, 11.07, 12.59, 14.07, 15.51, 16.92, 18.31)  # by degrees of freedom
-PAYOFF_FLAT = 0.01  # fraction of the loss per doubling of depth
+DEFAULT_TOLERANCE = 1.0  # percent of loss: the regret keeping the base optimum may cost
+KEEP, RETUNE, INCONCLUSIVE = "keep", "re-tune", "inconclusive"
 
 TRANSFER_COLUMNS = [
     "parameterization",
@@ -37,6 +36,15 @@ TRANSFER_COLUMNS = [
     "axis",
     "fixed_axis",
     "fixed_value",
+    "verdict",
+    "regret_tolerance",
+    "worst_regret",
+    "worst_regret_low",
+    "worst_regret_high",
+    "worst_at",
+    "deepest_regret",
+    "deepest_regret_low",
+    "deepest_regret_high",
     "slope",
     "slope_low",
     "slope_high",
@@ -45,12 +53,11 @@ TRANSFER_COLUMNS = [
     "shift_high",
     "n_shapes",
     "n_seeds",
-    "verdict",
     "reason",
     "next_step",
-    "tolerance",
     "base_axis_value",
     "line_at_base",
+    "base_optimum",
 ]
 PAYOFF_COLUMNS = [
     "parameterization",
@@ -75,105 +82,114 @@ def _seeds(line: Line) -> int:
     return int(per_point.max()) if len(per_point) else 0
 
 
-def _edges(line: Line) -> list[int]:
-    """Axis values whose seed-mean argmin is the first or last value tested there."""
-    out = []
-    for k, value in enumerate(line.values):
-        at = line.trials[line.trials["_shape"].eq(k)]
-        means = at.groupby(line.hp)["_value"].mean()
-        finite = means[np.isfinite(means)]
-        if finite.empty or finite.idxmin() in (means.index.min(), means.index.max()):
-            out.append(int(value))
-    return out
-
-
-def _seeds_to_decide(line: Line, b: float, low: float, high: float, tol: float) -> str:
-    """The interval shrinks like 1/sqrt(seeds): how many would put it inside +-T or away from 0."""
-    half = (high - low) / 2
-    target = max(tol - abs(b), abs(b))  # the easier of the two (never below T / 2)
+def _seeds_to_decide(line: Line, est: float, low: float, high: float, tol: float) -> str:
+    """The interval shrinks like 1/sqrt(seeds): how many would move its side that crosses ε clear
+    of it (the lower side when the estimate is above ε, the upper side when below)."""
+    side = (est - low) if est > tol else (high - est)
+    gap = max(abs(est - tol), tol / 4)
     seeds = max(_seeds(line), 1)
-    needed = math.ceil(seeds * (half / target) ** 2)
+    needed = max(seeds + 1, math.ceil(seeds * (side / gap) ** 2)) if side > 0 else seeds + 1
     if needed > 50:
         return (
-            f"more than 50 seeds per point would be needed: test more {line.axis}s (a wider range "
-            f"of {line.axis} narrows the drift's interval) and run the sweep again"
+            f"more than 50 seeds per point would be needed: test values closer to the optimum at {line.axis} "
+            f"{int(line.values[-1])} (a finer {line.hp} grid) and run the sweep again"
         )
     return (
-        f"about {needed} seeds per point would decide it (now {seeds}): set seed = "
-        f"[0, ..., {needed - 1}] in [grid] and run the sweep again (completep-sweep run SPEC)"
+        f"about {needed} seeds per point would decide it (now {seeds}): set seed = [0, ..., {needed - 1}] in "
+        "[grid] and run the sweep again (completep-sweep run SPEC)"
     )
 
 
-def _scatter_half_width(line: Line) -> float:
-    """Half-width of the 95% interval of the slope of the shapes' optima against t, from their
-    residual scatter about the least-squares line."""
-    t, mu = line.t, line.free.mu
-    k = len(t)
-    slope, intercept = np.polyfit(t, mu, 1)
-    s2 = float(np.sum((mu - intercept - slope * t) ** 2)) / (k - 2)
-    return t975(k - 2) * math.sqrt(s2 / float(np.sum((t - t.mean()) ** 2)))
+def _edge_of_base(line: Line) -> bool:
+    curve = line.curves[line.base] if line.curves else None
+    i = curve.best() if curve is not None else None
+    return i is None or i in (0, len(curve.x) - 1)
 
 
 def transfer_row(line: Line, tol: float) -> dict[str, Any]:
     b, low, high = line.drift()
-    reasons, next_step, scatter = [], "", ""
-    edges = _edges(line)
-    if len(line.values) < 3:
-        reasons.append(f"only {len(line.values)} {line.axis}s (need 3)")
-        next_step = f"add a {line.axis} to the grid ({line.axis} = [...]) and run the sweep again"
-    elif _seeds(line) < 2:
-        reasons.append("one seed per point: seed-to-seed noise cannot be told apart from a drift")
+    regrets = line.regret()
+    keep = line.base_optimum()
+    others = [k for k in range(len(line.values)) if k != line.base]
+    deepest = len(line.values) - 1 if line.base != len(line.values) - 1 else 0
+    reasons, next_step = [], ""
+    worst = max(
+        others, key=lambda k: regrets[k][2] if math.isfinite(regrets[k][2]) else math.inf, default=None
+    )
+    missing = [int(line.values[k]) for k in others if math.isnan(regrets[k][0])]
+    if _seeds(line) < 2:
+        verdict = INCONCLUSIVE
+        reasons.append("one seed per point: seed-to-seed noise cannot be told apart from a regret")
         next_step = "set seed = [0, 1, 2] in [grid] and run the sweep again (completep-sweep run SPEC)"
-    elif line.line is None:
-        reasons.append("no basin could be fitted (need three or more values of the HP at every shape)")
-        next_step = f"widen the {line.hp} grid and run the sweep again"
-    elif edges:
+    elif _edge_of_base(line):
+        verdict = INCONCLUSIVE
+        reasons.append(f"the base optimum is on the edge of the {line.hp} values tested at the base shape")
+        next_step = f"widen the {line.hp} grid past that edge and run the sweep again"
+    elif missing:
+        verdict = INCONCLUSIVE
         reasons.append(
-            f"the optimum is on the edge of the tested values at {line.axis} {', '.join(map(str, edges))}"
+            f"the base optimum 2^{keep:.2f} was not tested at {line.axis} {', '.join(map(str, missing))}"
         )
-        next_step = (
-            f"widen the {line.hp} grid past that edge (or a bracket search with a larger "
-            f"max_extend) and run the sweep again"
-        )
+        next_step = f"widen the {line.hp} grid there to include 2^{keep:.2f} and run the sweep again"
     else:
-        chi2, dof = line.lack_of_fit()
-        if 1 <= dof <= len(CHI2_95) and chi2 > CHI2_95[dof - 1]:
-            # The optima scatter about the line more than their own intervals explain: the noise is
-            # larger than measured, or the drift bends. Then the interval may be no narrower than the
-            # scatter itself says: the slope of the shapes' optima with its Student t interval from
-            # their residuals (K - 2 degrees of freedom).
-            half = _scatter_half_width(line)
-            low, high = min(low, b - half), max(high, b + half)
-            scatter = (
-                f"interval at least the optima's own scatter about a line in log2({line.axis}), "
-                f"which is more than their noise explains (chi2 {chi2:.1f} on {dof} dof)"
+        d_est, d_low, d_high, _ = regrets[deepest]
+        measured = [
+            regrets[k][3] for k in others if math.isfinite(regrets[k][3]) or math.isinf(regrets[k][3])
+        ]
+        if all(regrets[k][2] <= tol for k in others) and all(m <= tol for m in measured):
+            verdict = KEEP
+            w = regrets[worst] if worst is not None else (0.0, 0.0, 0.0, 0.0)
+            reasons.append(f"keeping it costs at most {w[0]:.2f}% [{w[1]:.2f}, {w[2]:.2f}] (≤ {tol:g}%)")
+        elif d_low > tol:
+            verdict = RETUNE
+            cost = (
+                "it diverges" if math.isinf(d_est) else f"it costs {d_est:.1f}% [{d_low:.1f}, {d_high:.1f}]"
             )
-    if reasons:
-        verdict = "inconclusive"
-    elif -tol <= low and high <= tol:
-        verdict = "transfers"
-        reasons.append(f"drift {b:+.2f} [{low:+.2f}, {high:+.2f}] octave per doubling, within ±{tol:g}")
-    elif low > 0 or high < 0:
-        verdict = "drifts"
-        reasons.append(f"drift {b:+.2f} [{low:+.2f}, {high:+.2f}] octave per doubling excludes 0")
-    else:
-        verdict = "inconclusive"
-        reasons.append(f"drift {b:+.2f} [{low:+.2f}, {high:+.2f}] octave per doubling spans 0 and ±{tol:g}")
-        next_step = _seeds_to_decide(line, b, low, high, tol)
-        if scatter:
-            next_step += (
-                f"; if the optima table shows a bend rather than scatter, the optimum does not "
-                f"move linearly in log2({line.axis})"
-            )
-    if scatter:
-        reasons.append(scatter)
+            reasons.append(f"at {line.axis} {int(line.values[deepest])} {cost} (> {tol:g}%)")
+        else:
+            verdict = INCONCLUSIVE
+            k = worst if worst is not None else deepest
+            e, lo, hi, _ = regrets[k]
+            where = f"at {line.axis} {int(line.values[k])}"
+            if lo > tol:  # firmly above ε somewhere, but not at the deepest shape
+                reasons.append(
+                    f"{where} keeping it costs {e:.2f}% [{lo:.2f}, {hi:.2f}] (> {tol:g}%), but at "
+                    f"{line.axis} {int(line.values[deepest])} {d_est:.2f}% [{d_low:.2f}, {d_high:.2f}]: "
+                    "the cost does not grow with depth"
+                )
+                next_step = f"re-tune at least at {line.axis} {int(line.values[k])} (see the regret table)"
+            elif not math.isfinite(hi):
+                reasons.append(f"{where} the regret has no interval (too few values around the base optimum)")
+                next_step = f"test more {line.hp} values around 2^{keep:.2f} there and run the sweep again"
+            else:
+                reasons.append(
+                    f"{where} keeping it costs {e:.2f}% [{lo:.2f}, {hi:.2f}], which spans {tol:g}%"
+                )
+                next_step = _seeds_to_decide(line, e, lo, hi, tol)
+    optima = np.array([o[0] for o in line.optima()])
+    ok = np.isfinite(optima)
+    at_base = math.nan
+    if ok.sum() >= 2:
+        slope, intercept = np.polyfit(line.t[ok], optima[ok], 1)
+        at_base = float(intercept + slope * line.t[line.base])
     span = line.doublings
+    pick = regrets[worst] if worst is not None else (math.nan,) * 4
+    d = regrets[deepest] if len(regrets) > 1 else (math.nan,) * 4
     return {
         "parameterization": line.parameterization,
         "hp": line.hp,
         "axis": line.axis,
         "fixed_axis": line.fixed_axis,
         "fixed_value": line.fixed_value,
+        "verdict": verdict,
+        "regret_tolerance": tol,
+        "worst_regret": pick[0],
+        "worst_regret_low": pick[1],
+        "worst_regret_high": pick[2],
+        "worst_at": int(line.values[worst]) if worst is not None else None,
+        "deepest_regret": d[0],
+        "deepest_regret_low": d[1],
+        "deepest_regret_high": d[2],
         "slope": b,
         "slope_low": low,
         "slope_high": high,
@@ -182,12 +198,11 @@ def transfer_row(line: Line, tol: float) -> dict[str, Any]:
         "shift_high": high * span,
         "n_shapes": len(line.values),
         "n_seeds": _seeds(line),
-        "verdict": verdict,
         "reason": "; ".join(reasons),
         "next_step": next_step,
-        "tolerance": tol,
-        "base_axis_value": int(line.values[line.base]),  # the fitted line: log2 optimum at the base shape
-        "line_at_base": float(line.line.mu[line.base]) if line.line is not None else math.nan,
+        "base_axis_value": int(line.values[line.base]),
+        "line_at_base": at_base,
+        "base_optimum": keep,
     }
 
 
@@ -198,16 +213,17 @@ def transfer_table(lines: list[Line], tol: float = DEFAULT_TOLERANCE) -> pd.Data
 
 def payoff_row(line: Line) -> dict[str, Any]:
     slope, low, high = line.payoff()
-    level = float(np.nanmean(line.free.level)) if line.free is not None else math.nan
-    flat = PAYOFF_FLAT * level
+    levels = line.levels()
+    level = float(np.nanmean(levels)) if np.isfinite(levels).any() else math.nan
+    # Rounding noise of a loss that does not move with depth is no payoff: below 1e-9 of the loss, 0.
+    slope, low, high = (0.0 if abs(v) < 1e-9 * abs(level) else v for v in (slope, low, high))
+    flat = line.settings.payoff_flat * level
     if len(line.values) < 3 or not math.isfinite(low):
-        verdict, reason = (
-            "inconclusive",
-            (
-                f"only {len(line.values)} depths (need 3)"
-                if len(line.values) < 3
-                else "no basin could be fitted"
-            ),
+        verdict = INCONCLUSIVE
+        reason = (
+            f"only {len(line.values)} depths (need 3)"
+            if len(line.values) < 3
+            else "one seed per point: no interval (set seed = [0, 1, 2] in [grid])"
         )
     else:
         verdict = sign_verdict(low, high, flat, ("helps", "hurts", "flat"))
@@ -215,9 +231,13 @@ def payoff_row(line: Line) -> dict[str, Any]:
         reason = {
             "helps": f"loss falls {interval}",
             "hurts": f"loss rises {interval}",
-            "flat": f"{interval}, within ±{flat:.3f}",
-        }.get(verdict, f"{interval} spans 0")
+            "flat": f"{interval}, includes 0 and within ±{flat:.3f}",
+        }.get(verdict, f"{interval} spans 0 and more than ±{flat:.3f}")
     base = line.base_optimum()
+    regrets = np.array([r[0] for r in line.regret()], dtype=float)
+    transferred = levels * (1 + regrets / 100)
+    ok = np.isfinite(transferred)
+    ok_levels = np.isfinite(levels)
     return {
         "parameterization": line.parameterization,
         "hp": line.hp,
@@ -227,13 +247,17 @@ def payoff_row(line: Line) -> dict[str, Any]:
         "slope_low": low,
         "slope_high": high,
         "percent_per_doubling": 100 * slope / level if level else math.nan,
-        "slope_transferred": line.payoff(transferred=True)[0],
+        "slope_transferred": float(np.polyfit(line.t[ok], transferred[ok], 1)[0])
+        if ok.sum() >= 2
+        else math.nan,
         "n_shapes": len(line.values),
         "verdict": verdict,
         "reason": reason,
         "base_axis_value": int(line.values[line.base]),
-        "level_at_base": float(np.polyval(np.polyfit(line.t, line.free.level, 1), line.t[line.base]))
-        if line.free is not None and len(line.values) >= 2
+        "level_at_base": float(
+            np.polyval(np.polyfit(line.t[ok_levels], levels[ok_levels], 1), line.t[line.base])
+        )
+        if ok_levels.sum() >= 2
         else math.nan,
     }
 

@@ -65,9 +65,15 @@ def cmd_report(args) -> int:
         )
         print("\n" + verdict_text(analysis))
         if not analysis.regret.empty:
-            print("\nRegret: extra loss at each depth from keeping the base depth's optimum (95% interval):")
+            print(
+                "\nRegret: extra loss at each depth from keeping the base depth's optimum, in percent of "
+                "that depth's best (95% interval; gain: that depth's best loss below the base depth's):"
+            )
             print(format_table(_regret_wide(analysis.regret)))
-        print("\nOptimal base HPs per shape (refined: the fitted basin's optimum, with its 95% interval):")
+        print(
+            "\nOptimal base HPs per shape (refined: the shape's own best tested value, refined by the "
+            "parabola through its neighbours, with its 95% interval):"
+        )
         print(format_table(_readable(analysis.optima[SHOWN_OPTIMA_COLUMNS], analysis.hps)))
         if not analysis.savings.empty:
             print(
@@ -90,9 +96,8 @@ def cmd_report(args) -> int:
 
 
 def _regret_wide(regret):
-    """One row per (parameterization, HP, width), one '1.2% [0.4, 2.0]' column per depth (the base
-    optimum here is the one the depth line pools over every depth, within a fraction of an octave of
-    the base shape's own)."""
+    """One row per (parameterization, HP, width), one '1.2% [0.4, 2.0], gain 0.9%' column per depth
+    (the base optimum is the base shape's own; "diverges" where keeping it diverged there)."""
     import pandas as pd
 
     from ..parameterization import display_name, in_paper_order
@@ -102,11 +107,15 @@ def _regret_wide(regret):
     for (p, hp, width), g in table.groupby(["parameterization", "hp", "width"], sort=False):
         row = {"parameterization": display_name(p), "hp": hp, "width": width}
         for r in g.itertuples():
-            row[f"depth {r.depth}"] = (
-                f"{r.regret_percent:.1f}% [{r.regret_low:.1f}, {r.regret_high:.1f}]"
-                if r.regret_low == r.regret_low
-                else f"{r.regret_percent:.1f}%"
-            )
+            if r.regret_percent == float("inf"):
+                text = "diverges"
+            elif r.regret_low == r.regret_low:
+                text = f"{r.regret_percent:.1f}% [{r.regret_low:.1f}, {r.regret_high:.1f}]"
+            else:
+                text = f"{r.regret_percent:.1f}%"
+            if r.depth != r.base_depth and r.gain_percent == r.gain_percent:
+                text += f", gain {r.gain_percent:.1f}%"
+            row[f"depth {r.depth}"] = text
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
