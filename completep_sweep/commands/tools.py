@@ -9,12 +9,11 @@ from ..fmt import json_value
 from . import EXIT_OK, UsageError
 
 
-def cmd_explain(args) -> int:
+def _config(args, **more):
+    """The preset with the shape and base HPs the command line gives (None keeps the preset's)."""
     from ..presets import preset_config
-    from ..tables import rules_table
 
-    # The preset gives the base shape and the base HPs; TrialConfig checks the shape as `trial` does.
-    config = preset_config(
+    return preset_config(
         args.model,
         parameterization=args.parameterization,
         width=args.width,
@@ -23,9 +22,15 @@ def cmd_explain(args) -> int:
         base_depth=args.base_depth,
         lr=args.lr,
         init_std=args.init_std,
-        weight_decay=args.weight_decay,
-        eps=args.eps,
+        **more,
     )
+
+
+def cmd_explain(args) -> int:
+    from ..tables import rules_table
+
+    # The preset gives the base shape and the base HPs; TrialConfig checks the shape as `trial` does.
+    config = _config(args, weight_decay=args.weight_decay, eps=args.eps)
     rules = config.rules()
     if args.json:
         print(json.dumps(rules.to_dict()))
@@ -44,19 +49,12 @@ def cmd_explain(args) -> int:
 
 def cmd_trial(args) -> int:
     from ..fmt import describe
-    from ..presets import config_warnings, preset_config
+    from ..presets import config_warnings
     from ..train import Runtime, train_trial
 
-    config = preset_config(
-        args.model,
+    config = _config(
+        args,
         sweep="adhoc",
-        parameterization=args.parameterization,
-        width=args.width,
-        depth=args.depth,
-        base_width=args.base_width,
-        base_depth=args.base_depth,
-        lr=args.lr,
-        init_std=args.init_std,
         steps=args.steps,
         seed=args.seed,
         batch_size=args.batch_size,
