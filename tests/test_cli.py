@@ -214,41 +214,12 @@ def test_explain_takes_the_base_shape_and_hps_from_the_preset(cli):
 
 
 def test_trial_warns_when_warmup_swallows_the_run(cli):
-    code, out, err = cli(
-        "trial",
-        "--parameterization",
-        "sp",
-        "--width",
-        "32",
-        "--depth",
-        "1",
-        "--lr",
-        "0.01",
-        "--steps",
-        "4",
-        "--batch-size",
-        "2",
-        "--json",
+    short = (
+        "trial --parameterization sp --width 32 --depth 1 --lr 0.01 --steps 4 --batch-size 2 --json".split()
     )
+    code, out, err = cli(*short)
     assert code == 0 and "warmup_steps 50 >= steps 4" in err and json.loads(out)["steps"] == 4
-    code, _, err = cli(
-        "trial",
-        "--parameterization",
-        "sp",
-        "--width",
-        "32",
-        "--depth",
-        "1",
-        "--lr",
-        "0.01",
-        "--steps",
-        "4",
-        "--warmup-steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--json",
-    )
+    code, _, err = cli(*short, "--warmup-steps", "1")
     assert code == 0 and "warmup" not in err
 
 
