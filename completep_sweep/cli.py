@@ -19,11 +19,14 @@ from .cli_args import (
     name_list,
     non_negative_int,
     parameterization_name,
+    port_number,
     positive_float,
     positive_int,
 )
 from .commands import (
     DEFAULT_RESULTS,
+    EXIT_ENVIRONMENT,
+    EnvironmentFailure,
     UsageError,
     cmd_coord_check,
     cmd_explain,
@@ -263,7 +266,7 @@ def build_parser() -> Parser:
     )
 
     p = command("ui", "serve the MLflow UI on the project's store and print the transfer-curves URL", cmd_ui)
-    p.add_argument("--port", type=positive_int, default=5000, help="port to serve on")
+    p.add_argument("--port", type=port_number, default=5000, help="port to serve on")
     p.add_argument("--host", default="127.0.0.1", help="bind address (others only if you ask)")
     p.add_argument("--results", default=DEFAULT_RESULTS, help="results root holding mlflow.db")
     p.add_argument("--sweep", help="open this sweep's experiment (default: the latest synced sweep)")
@@ -284,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, SpecError, ClusterError) as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except EnvironmentFailure as e:
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except FieldError as e:  # a data file, a shape or a config value: the field, then the fix
         print(f"{parser.prog} {args.command}: error: {e.field}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

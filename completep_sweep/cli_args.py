@@ -49,6 +49,14 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 positive_int, non_negative_int = int_at_least(1), int_at_least(0)
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 1-65535: argparse then refuses 0 or 70000 in one line, before anything starts."""
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1-65535 (got {value})")
+    return value
+
+
 def device_name(text: str) -> str:
     if text == "auto" or text == "cpu" or re.fullmatch(r"cuda(:\d+)?", text):
         if text.startswith("cuda"):

@@ -5,7 +5,8 @@ so every parameterization and shape sees the same data, and a restarted trial se
 Validation batches do not depend on the seed, so validation losses are comparable across seeds.
 
 Token files are checked once, up front, by the driver (``check_source``): both files present, whole
-uint16 tokens, long enough for a sequence, every id below ``vocab_size``. Their content hash
+uint16 tokens that look like uint16 token ids (not text, not int32/int64/float32 values: see
+``_format_problem``), long enough for a sequence, every id below ``vocab_size``. Their content hash
 (``fingerprint``) is part of every trial's id, so rows computed on other data are never reused.
 Both come from one read of each file, cached by (path, size, mtime) so a large corpus is read once.
 """
@@ -32,6 +33,9 @@ VAL_FRACTION = 0.1
 SPLITS = ("train", "val")
 _VAL_SEED = 0x5EED  # fixed: validation batches are identical for every trial
 _CHUNK = 1 << 24  # tokens per read when scanning a token file
+_SAMPLE = 1 << 20  # leading tokens whose bytes are profiled: a file's format is the same throughout
+_SCAN_VERSION = 2  # bump when _scan's fields change: cached entries of another version are rescanned
+_WRITE_IDS = "np.asarray(ids, dtype=np.uint16).tofile(path)"
 
 
 class DataError(FieldError):
@@ -101,10 +105,20 @@ def check_source(data: str, vocab_size: int, seq_len: int = 0) -> None:
         info = inspect_tokens(data)
         lengths = {s: info[s]["tokens"] for s in SPLITS}
         for split in SPLITS:
-            if info[split]["max_id"] >= vocab_size:
+            file, scan = Path(data) / f"{split}.bin", info[split]
+            problem = _format_problem(scan)
+            if problem is None and scan["max_id"] >= vocab_size and _halves_differ(scan):
+                problem = (  # ids out of range AND a 4-byte layout: the file, not vocab_size, is wrong
+                    f"holds values up to {scan['max_id']} (not below vocab_size {vocab_size}) and its even "
+                    "and odd 2-byte halves differ in kind, as in a float32 or other 4-byte file; "
+                    + _RE_EXPORT
+                )
+            if problem is not None:
+                raise DataError("data", f"{file} does not look like uint16 token ids: {problem}")
+            if scan["max_id"] >= vocab_size:
                 raise DataError(
                     "vocab_size",
-                    f"{data}/{split}.bin holds token id {info[split]['max_id']}, "
+                    f"{file} holds token id {scan['max_id']}, "
                     f"not below vocab_size {vocab_size}; raise vocab_size above it "
                     "or re-tokenize the data",
                 )
@@ -182,11 +196,84 @@ def _scan(file: Path) -> dict:
         chunk = np.asarray(tokens[start : start + _CHUNK])
         digest.update(chunk.tobytes())
         max_id = max(max_id, int(chunk.max()))
-    return {"tokens": int(len(tokens)), "max_id": max_id, "sha256": digest.hexdigest()}
+    return {
+        "version": _SCAN_VERSION,
+        "tokens": int(len(tokens)),
+        "max_id": max_id,
+        "sha256": digest.hexdigest(),
+        "profile": _profile(np.asarray(tokens[:_SAMPLE])),
+    }
+
+
+def _profile(sample: np.ndarray) -> dict:
+    """What ``_format_problem`` judges a file's layout by, from its leading tokens.
+
+    ``zeros[k]``: zero halves at positions k mod 4 (a little-endian int32 puts its always-zero high
+    half at odd positions, an int64 at positions 1, 2, 3 mod 4); ``printable``: bytes that are
+    printable ASCII or whitespace (text); ``parity_tv``: total-variation distance between the high-byte
+    histograms of even- and odd-position halves: ~0 for token ids, since a token is as likely at an
+    even position as at an odd one (high bytes only: consecutive ids 0, 1, 2, ... alternate their low
+    byte's parity), large for 4-byte values such as float32.
+    """
+    groups = len(sample) // 4
+    halves = sample[: 4 * groups]
+    raw = halves.view(np.uint8)  # bytes 1 and 3 mod 4: the high bytes of an even and an odd half
+    even, odd = (np.bincount(raw[k::4], minlength=256) / max(1, 2 * groups) for k in (1, 3))
+    counts = np.bincount(raw, minlength=256)
+    return {
+        "groups": int(groups),
+        "zeros": [int(np.count_nonzero(halves[k::4] == 0)) for k in range(4)],
+        "bytes": int(raw.size),
+        "printable": int(counts[32:127].sum() + counts[[9, 10, 13]].sum()),
+        "parity_tv": float(np.abs(even - odd).sum() / 2),
+    }
+
+
+_RE_EXPORT = f"re-export it as uint16, e.g. {_WRITE_IDS}"
+_MIN_GROUPS = 128  # 512 halves: below this the layout is not judged (a legitimate id 0 could fool it)
+
+
+def _format_problem(scan: dict) -> str | None:
+    """Why a file of whole uint16 values is not uint16 token ids, and the fix; None when it plausibly is.
+
+    Text: >= 95% printable bytes (uint16 ids almost never have both bytes printable). 4- and 8-byte
+    values: a position mod 4 has >= 99% zero halves while one of the other parity has <= 50%;
+    uint16 ids, id 0 included, are zero equally often at every position, so this takes a real
+    layout, not a frequent id 0 (a file of zeros, say, is judged by the vocabulary check alone).
+    """
+    p = scan["profile"]
+    if p["bytes"] >= 256 and p["printable"] >= 0.95 * p["bytes"]:
+        share = 100 * p["printable"] / p["bytes"]
+        return (
+            f"{share:.0f}% of its bytes are printable ASCII, so it looks like text; tokenize it and "
+            f"write the ids as uint16, e.g. {_WRITE_IDS}"
+        )
+    if p["groups"] < _MIN_GROUPS:
+        return None
+    zero = [z / p["groups"] >= 0.99 for z in p["zeros"]]
+    rare = [z / p["groups"] <= 0.5 for z in p["zeros"]]
+    if not any(zero[i] and rare[j] for i in range(4) for j in range(4) if (i - j) % 2):
+        return None
+    if zero[1] and zero[3] and not zero[0]:  # little-endian integers: the high halves are 0
+        kind = "an int64" if zero[2] else "an int32"
+    elif zero[0] and zero[2] and not (zero[1] or zero[3]):  # floats of small integers: low mantissa 0
+        kind = "a float32"
+    elif zero[0] and zero[1] and not zero[3]:
+        kind = "a float64"
+    else:
+        kind = "a 4- or 8-byte"
+    return f"every other 2-byte half is 0, as in {kind} file; {_RE_EXPORT}"
+
+
+def _halves_differ(scan: dict) -> bool:
+    p = scan["profile"]
+    return p["groups"] >= 8 * _MIN_GROUPS and p["parity_tv"] >= 0.5
 
 
 def _cached_scan(file: Path) -> dict:
-    """``_scan`` once per (path, size, mtime): a re-run, a re-validate or a worker pays nothing."""
+    """``_scan`` once per (path, size, mtime): a re-run, a re-validate or a worker pays nothing.
+
+    An entry of another ``_SCAN_VERSION`` (one written before a field was added) is scanned again."""
     stat = file.stat()
     key = f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     cache_file = _cache_path()
@@ -194,7 +281,10 @@ def _cached_scan(file: Path) -> dict:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cache = {}
-    if key not in cache:
+    if not isinstance(cache, dict):
+        cache = {}
+    entry = cache.get(key)
+    if not isinstance(entry, dict) or entry.get("version") != _SCAN_VERSION:
         cache = {k: v for k, v in cache.items() if not k.startswith(f"{file.resolve()}:")}  # stale entries
         cache[key] = _scan(file)
         try:

@@ -112,7 +112,7 @@ def best_value_resolver(results_root: Path, _depth: int = 0) -> Resolver:
     loss over seeds, a diverged seed making it infinite), from its current rows."""
 
     def best(name: str, hp: str) -> float:
-        store = ResultStore(Path(results_root) / name)
+        store = ResultStore(Path(results_root) / name, read_only=True)
         if _depth > 4:
             raise SpecError(f"sweeps refer to each other in a loop through {name!r}; break the loop")
         rows = open_results(store, _depth=_depth + 1).rows if store.root.is_dir() else None

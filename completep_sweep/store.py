@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .row_check import id_mismatch, wrong_types
 from .trial import ADDED_DEFAULTS, CURVE_COLUMNS, ROW_COLUMNS, TrialResult
 
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
@@ -88,8 +89,10 @@ def _write_table(path: Path, rows: list[dict], schema: pa.Schema) -> None:
 class ResultStore:
     """The results folder of one sweep."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, *, read_only: bool = False):
         self.root = Path(root)
+        # Read commands: a bad file is skipped with a warning, never moved; no index is written.
+        self.read_only = read_only
         self.trials_dir = self.root / "trials"
         self.errors_dir = self.root / "errors"
         self.curves_dir = self.root / "curves"
@@ -123,7 +126,11 @@ class ResultStore:
             [{"trial_id": trial_id, **p} for p in curve],
             CURVE_SCHEMA,
         )
-        _write_table(self.trials_dir / f"{trial_id}.parquet", [row], TRIAL_SCHEMA)
+        try:
+            _write_table(self.trials_dir / f"{trial_id}.parquet", [row], TRIAL_SCHEMA)
+        except OSError:  # a full disk between the two: no curve without its row is left behind
+            (self.curves_dir / f"{trial_id}.parquet").unlink(missing_ok=True)
+            raise
         (self.errors_dir / f"{trial_id}.parquet").unlink(missing_ok=True)
 
     def record_run(self, record: dict) -> Path:
@@ -176,7 +183,7 @@ class ResultStore:
             ):
                 done.add(row_file.stem)
                 now.update(marks)
-        if now != checked:
+        if now != checked and not self.read_only:
             try:
                 write_text(index_path, json.dumps(now))
             except OSError:
@@ -227,12 +234,16 @@ class ResultStore:
                 raise ValueError(
                     f"not a {'curve' if curve else 'trial'} file: no column(s) {', '.join(sorted(missing))}"
                 )
+            if not curve and (reason := wrong_types(schema)):
+                raise ValueError(reason)
             df = pq.read_table(path, columns=columns).to_pandas()
             ids = set(df["trial_id"]) if "trial_id" in df else {path.stem}
             if ids - {path.stem} or (not curve and len(df) != 1):
                 raise ValueError(
                     f"holds {len(df)} row(s) of trial(s) {', '.join(sorted(ids))}, not one of {path.stem}"
                 )
+            if not curve and columns is None and (reason := id_mismatch(df.iloc[0])):
+                raise ValueError(reason)
         except (OSError, ValueError, pa.ArrowException) as e:
             self._quarantine(path, str(e).splitlines()[0] if str(e) else type(e).__name__)
             return None
@@ -241,6 +252,9 @@ class ResultStore:
     def _quarantine(self, path: Path, reason: str) -> None:
         """Move a bad file (and, for a trial, its row and curve together) aside, with one warning."""
         trial_id = path.stem
+        if self.read_only:
+            sys.stderr.write(f"warning: {path} is skipped: {reason}; `completep-sweep run` sets it aside\n")
+            return
         moved = []
         for directory in (
             (self.trials_dir, self.curves_dir) if path.parent != self.errors_dir else (self.errors_dir,)
@@ -296,6 +310,7 @@ class ResultStore:
         a dead driver is free (the kernel releases flock with its process)."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".driver.lock"
+        created = not path.exists()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         try:
             try:
@@ -307,8 +322,13 @@ class ResultStore:
                     "finish, or stop it (Ctrl-C, or kill PID) and run again"
                 ) from None
             since = datetime.now(UTC).isoformat(timespec="seconds")
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}: {command}".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}: {command}".encode())
+            except OSError:  # a full disk: leave no empty lock file behind
+                if created:
+                    path.unlink(missing_ok=True)
+                raise
             yield
         finally:
             os.close(fd)  # releases the flock

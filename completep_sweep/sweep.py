@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ from .sweepfile import Around, Log2Range, SweepSpec
 from .trial import FIELD_TYPES, HP_ROLES, SHAPE_AND_SEED, ConfigError, Role, TrialConfig, fields_with
 
 _CONFIG_FIELDS = MODEL_FIELDS | TRAIN_FIELDS
+MAX_GRID_TRIALS = 100_000
+"""Most trials one sweep file's grid may expand to (parameterizations x every axis). Counted from the
+axis lengths before any trial is built: every trial is built and hashed on each read of the file
+(about 30 µs and 2 KB each: 3 s and 200 MB at the cap), and a grid past it is mostly far from any
+optimum; a bracket search or several files cover a larger space."""
 
 
 # ---------------------------------------------------------------- sweep files
@@ -73,6 +79,11 @@ def _loc(error: dict) -> str:
     return ".".join(str(p) for p in error["loc"] if not str(p).startswith(("list[", "Log2Range", "function")))
 
 
+def _msg(error: dict) -> str:
+    """Pydantic's message without its "Value error, " prefix (the message is ours)."""
+    return error["msg"].removeprefix("Value error, ")
+
+
 def _check_keys(table: dict, where: str, allowed: frozenset[str] | tuple[str, ...]) -> None:
     homes = {"train": TRAIN_FIELDS, "model_overrides": MODEL_FIELDS}
     for key in table:
@@ -100,11 +111,11 @@ def _axis_values(key: str, axis: Any, resolve: Resolver) -> list[Any]:
             values = model.values(_best(resolve, model.around, key)) if kind is Around else model.values()
         except ValidationError as e:
             first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise SpecError(f"grid.{key}.{where}: {first['msg']}; write {hint}") from None
+            where = ".".join(["grid", key, *map(str, first["loc"])])
+            raise SpecError(f"{where}: {_msg(first)}; write {hint}") from None
         except SpecError:
             raise
-        except ValueError as e:
+        except (ValueError, ArithmeticError) as e:  # ArithmeticError: an overflow no check foresaw
             raise SpecError(f"grid.{key}: {e}") from None
     elif isinstance(axis, list):
         values = axis
@@ -163,7 +174,7 @@ def read_spec(text: str, source: str = "<sweep>") -> SweepSpec:
         return SweepSpec.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
-        raise SpecError(f"{source}: {_loc(first) or 'file'}: {first['msg']}") from None
+        raise SpecError(f"{source}: {_loc(first) or 'file'}: {_msg(first)}") from None
 
 
 def parse_sweep(
@@ -210,6 +221,7 @@ def parse_sweep(
     }
     fixed = {k: _coerce(k, v) for k, v in fixed.items()}
     axes = {key: _axis_values(key, axis, lookup) for key, axis in spec.grid.items()}
+    _check_count(spec, axes, source)  # before any trial is built
     # Relative token-file paths mean "from where the sweep is run", wherever the trials execute.
     if isinstance(fixed.get("data"), str):
         fixed["data"] = resolve_data(fixed["data"])
@@ -258,6 +270,17 @@ def _check_data(
         except DataError as e:
             raise SpecError(f"{source}: {_where(e.field, spec)}: {e}") from None
     return prints
+
+
+def _check_count(spec: SweepSpec, axes: dict[str, list[Any]], source: str) -> None:
+    """Trials = parameterizations x every axis (as _expand builds them; optuna builds none)."""
+    sizes = {"parameterizations": len(spec.parameterizations), **{k: len(v) for k, v in axes.items()}}
+    count = math.prod(sizes.values())
+    if spec.search.method != "optuna" and count > MAX_GRID_TRIALS:
+        raise SpecError(
+            f"{source}: grid: {' x '.join(f'{k} {n}' for k, n in sizes.items())} = {count:,} trials, above "
+            f"the cap of {MAX_GRID_TRIALS:,}; shorten an axis or split the sweep into several files"
+        )
 
 
 def _check_search(spec: SweepSpec, axes: dict, source: str) -> None:

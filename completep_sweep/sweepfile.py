@@ -15,8 +15,54 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .parameterization import get_parameterization
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-RESERVED_NAMES = frozenset({"mlflow.db", "mlartifacts"})  # beside the sweeps in results/
+# Matched whole (fullmatch): "$" alone would also match before a final newline ("odd\n").
+_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
+MAX_NAME_LENGTH = 100
+"""Longest sweep name, in characters (= UTF-8 bytes: names are ASCII). The name is a folder under
+results/ and in mlartifacts/, and the root of longer names: the Ray Job's driver log
+``job-driver-completep-<name>-<spec hash>-<attempt>.log`` (45 bytes more), the staged file
+``.submit/<name>-<spec hash>.toml``, the MLflow run ``<name> (sweep)``. 100 keeps every one of them
+well inside NAME_MAX (255 bytes on ext4, xfs, btrfs, APFS) and MLflow's 250-character run names."""
+MLFLOW_DB = "mlflow.db"
+"""The local MLflow store (SQLite) in the results root, beside the sweep folders."""
+RESERVED_NAMES = frozenset(
+    {
+        MLFLOW_DB,
+        *(MLFLOW_DB + side for side in ("-journal", "-wal", "-shm")),  # SQLite's files beside it
+        "mlartifacts",  # the local store's artifacts (mlflow server --artifacts-destination)
+        "mlruns",  # MLflow's default store and artifact root when it is started in results/
+        "README.md",  # the note that ships in results/
+    }
+)
+"""Every file and folder the results root holds beside the sweep folders: a sweep of that name
+would write into it (and break the shared MLflow store for every sweep). Hidden names (.*) are
+refused by the name rule. Compared case-insensitively: macOS and Windows file systems are."""
+_RESERVED_FOLDED = frozenset(n.casefold() for n in RESERVED_NAMES)
+MAX_EXPONENT = 64
+"""Powers of two in log2_range and around stay within 2^-64 .. 2^64: far past any HP, well inside
+a float (beyond 2^1023 the values overflow)."""
+MAX_AXIS_VALUES = 10_000
+"""Most values one log2_range or around axis may give."""
+
+
+def _check_exponents(low: float, high: float, what: str) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{what} must be finite numbers (got [{low:g}, {high:g}])")
+    if max(abs(low), abs(high)) > MAX_EXPONENT:
+        raise ValueError(
+            f"{what} [{low:g}, {high:g}] reaches past 2^±{MAX_EXPONENT}; "
+            f"keep the exponents within [-{MAX_EXPONENT}, {MAX_EXPONENT}]"
+        )
+
+
+def _count(span: float, step: float, what: str) -> int:
+    """Values every ``step`` over ``span`` octaves, refused before any is made when too many."""
+    steps = span / step
+    if steps >= MAX_AXIS_VALUES:
+        raise ValueError(
+            f"{what} with step {step:g} gives over {MAX_AXIS_VALUES:,} values; use a larger step"
+        )
+    return int(math.floor(steps + 1e-9)) + 1
 
 
 class Log2Range(BaseModel):
@@ -28,11 +74,10 @@ class Log2Range(BaseModel):
 
     def values(self) -> list[float]:
         lo, hi = self.log2_range
+        _check_exponents(lo, hi, "log2_range")
         if hi < lo:
             raise ValueError(f"log2_range [{lo:g}, {hi:g}] must be [low, high] with low <= high")
-        n = int(math.floor((hi - lo) / self.step + 1e-9)) + 1
-        if n > 10_000:
-            raise ValueError(f"log2_range with step {self.step:g} gives {n} values; use a larger step")
+        n = _count(hi - lo, self.step, "log2_range")
         return [2.0 ** (lo + i * self.step) for i in range(n)]
 
 
@@ -56,12 +101,26 @@ class Around(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     around: str = Field(description="the other sweep's name (its results folder under --results)")
-    octaves: float = Field(default=2.0, gt=0)
+    octaves: float = 2.0
     step: float = Field(default=0.5, gt=0)
 
+    # Checked on reading, before the other sweep is looked up: a bad width is wrong at any centre.
+    @field_validator("octaves")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not 0 < v <= MAX_EXPONENT:  # also false for nan
+            raise ValueError(f"octaves = {v:g}; use a number of octaves above 0 and at most {MAX_EXPONENT}")
+        return v
+
+    @model_validator(mode="after")
+    def _not_too_many(self) -> Around:
+        _count(self.octaves, self.step, "around")
+        return self
+
     def values(self, best: float) -> list[float]:
+        n = _count(self.octaves, self.step, "around") - 1
         centre = round(math.log2(best) / self.step) * self.step
-        n = int(math.floor(self.octaves / self.step + 1e-9))
+        _check_exponents(centre - n * self.step, centre + n * self.step, f"around {self.around!r}: exponents")
         return [2.0 ** (centre + k * self.step) for k in range(-n, n + 1)]
 
 
@@ -136,10 +195,22 @@ class SweepSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError("use letters, digits, '.', '_' and '-' only (it names results/<name>/)")
-        if v in RESERVED_NAMES:
-            raise ValueError(f"{v!r} is the local MLflow store's name in results/; pick another name")
+        """The name is a folder beside others in results/: checked whole, as the file system sees it."""
+        if not _NAME_RE.fullmatch(v):
+            raise ValueError(f"{v!r}: use letters, digits, '.', '_' and '-' only (it names results/<name>/)")
+        if v.startswith((".", "-")):
+            raise ValueError(
+                f"{v!r} starts with {v[0]!r} (a hidden file or an option); start with a letter or digit"
+            )
+        if len(v) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"{len(v)} characters is too long for a folder name; use at most {MAX_NAME_LENGTH}"
+            )
+        if v.casefold() in _RESERVED_FOLDED:
+            raise ValueError(
+                f"{v!r} is reserved: results/ holds a file or folder of that name beside the sweeps "
+                "(the shared MLflow store, its files, README.md); pick another name"
+            )
         return v
 
     @field_validator("parameterizations")

@@ -171,7 +171,7 @@ def test_report_on_empty_results_says_run_first(tmp_path, cli):
 def test_status_watch_shows_running_trials_and_the_latest_finished(results):
     import time
 
-    from completep_sweep.commands.sweeps import _status_text
+    from completep_sweep.commands.status import _status_text
     from completep_sweep.results import open_results
 
     results.write_live(

@@ -14,10 +14,17 @@ from pathlib import Path
 
 DEFAULT_RESULTS = "results"
 EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_ENVIRONMENT = 3
+"""The machine failed the command, not its input (a full disk): what finished is kept, and the
+message names the command that goes on from there."""
 
 
 class UsageError(Exception):
     """Bad input detected after parsing: one line, exit 2, nothing started."""
+
+
+class EnvironmentFailure(Exception):
+    """The environment cannot do what was asked (no space left for the results): one line, exit 3."""
 
 
 def resolve_results(target: str, results_root: str) -> Path:
@@ -33,6 +40,44 @@ def resolve_results(target: str, results_root: str) -> Path:
     )
 
 
+def check_writable(folder: Path, flag: str) -> None:
+    """``folder`` (named by ``flag``) must be one this process can write; checked, and nothing
+    created, before anything starts: a probe file in the nearest existing ancestor, removed at once."""
+    import os
+    import tempfile
+
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{flag}: {existing} is a file, not a folder; pass a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(
+            f"{flag}: cannot write to {existing} ({e.strerror or e}); use a folder on a writable "
+            "disk, or fix its permissions"
+        ) from None
+
+
+MIN_FREE_BYTES = 16 << 20
+"""Free space ``run`` wants on the results disk before it starts: a trial's row and curve take a
+few KB, the folder lock and run record less; below this the first rows would already fail."""
+
+
+def check_space(folder: Path) -> None:
+    """Refuse to start a run on a disk that is (nearly) full: exit 3, nothing created."""
+    import shutil
+
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise EnvironmentFailure(
+            f"--results: {existing} has {free >> 10} KB free, under the {MIN_FREE_BYTES >> 20} MB a run "
+            "needs; free space on that disk (or pass --results DIR elsewhere) and run again"
+        )
+
+
 def stale_note(results) -> str:
     """'; 6 stale row(s) of earlier versions ...' for status and report headers ('' when none)."""
     if not len(results.stale):
@@ -46,7 +91,8 @@ def stale_note(results) -> str:
 
 
 from .reports import cmd_export, cmd_report, cmd_sync, cmd_ui  # noqa: E402
-from .sweeps import cmd_run, cmd_status, cmd_submit, cmd_validate  # noqa: E402
+from .status import cmd_status  # noqa: E402
+from .sweeps import cmd_run, cmd_submit, cmd_validate  # noqa: E402
 from .tools import cmd_coord_check, cmd_explain, cmd_lazy_check, cmd_trial  # noqa: E402
 
 __all__ = [

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import EXIT_FAILED, EXIT_OK, UsageError, resolve_results, stale_note
+from . import EXIT_FAILED, EXIT_OK, UsageError, check_writable, resolve_results, stale_note
 
 
 def _analysis(args):
@@ -15,7 +15,8 @@ def _analysis(args):
     from ..store import ResultStore
 
     results = open_results(
-        ResultStore(resolve_results(args.target, args.results)), include_stale=args.include_stale
+        ResultStore(resolve_results(args.target, args.results), read_only=True),
+        include_stale=args.include_stale,
     )
     if results.rows.empty:
         raise UsageError(
@@ -51,7 +52,15 @@ def cmd_report(args) -> int:
     store = results.store
     recs = recommendations(analysis)
     verdicts = {"recommendations": records(recs), **analysis.to_json_dict()}
-    written = write_report(analysis, store.root / "report", recs, verdicts)
+    try:
+        written = write_report(analysis, store.root / "report", recs, verdicts)
+    except OSError as e:  # a read-only or full disk: the answer is still worth printing
+        written = {}
+        print(
+            f"warning: report files not written to {store.root / 'report'} ({e.strerror or e}); the "
+            "answer below is complete; copy the folder somewhere writable to keep plots and tables",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(verdicts))
     else:
@@ -87,10 +96,10 @@ def cmd_report(args) -> int:
                 )
             )
         plots = sorted(str(p) for p in written.values() if p.suffix == ".png")
-        print(
-            f"\nreport: {store.root / 'report'} ({len(written)} files; plots: {', '.join(plots) or 'none'})"
-        )
-    if not args.no_mlflow:
+        if written:
+            where = f"{store.root / 'report'} ({len(written)} files; plots: {', '.join(plots) or 'none'})"
+            print(f"\nreport: {where}")
+    if not args.no_mlflow and written:
         _sync_quietly(results, args.tracking_uri, analysis, verdicts)
     return EXIT_OK
 
@@ -186,7 +195,13 @@ def cmd_export(args) -> int:
         table = analysis.optima[SHOWN_OPTIMA_COLUMNS]
         text = export_table(table, args.format)
     if args.output:
-        write_text(Path(args.output), text)
+        try:
+            write_text(Path(args.output), text)
+        except OSError as e:
+            raise UsageError(
+                f"--output: cannot write {args.output} ({e.strerror or e}); name a file in a writable "
+                "folder, or leave -o out to print to stdout"
+            ) from None
         print(f"wrote {args.output} ({len(table)} rows, {args.format})", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -200,6 +215,8 @@ def cmd_sync(args) -> int:
     results_dir = resolve_results(args.target, args.results)
     uri = args.tracking_uri or default_tracking_uri(results_dir.parent)
     report = results_dir / "report"
+    if results_dir.is_dir():
+        check_writable(results_dir, "RESULTS_DIR (sync records what it mirrored there)")
     try:
         with ResultStore(results_dir).lock(command="completep-sweep sync"):
             counts = sync(results_dir, uri, report_dir=report if report.is_dir() else None)
@@ -218,6 +235,38 @@ def cmd_sync(args) -> int:
 def cmd_ui(args) -> int:
     from ..tracking.ui import run_ui
 
+    _check_port(args.host, args.port)
     return run_ui(
         Path(args.results), port=args.port, host=args.host, tracking_uri=args.tracking_uri, sweep=args.sweep
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Bind the port once before the server starts: MLflow's own failure to bind is a traceback, and
+    on a port another server holds, that server would answer our health check and pass for ours."""
+    import errno
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: not a port number; use one in 1-65535, e.g. --port 5000")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host}: not an address here ({e.strerror}); use 127.0.0.1") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(address)
+        except PermissionError:
+            why = "ports below 1024 need root" if port < 1024 else "binding it is not permitted here"
+            raise UsageError(f"--port {port}: {why}; use a port >= 1024, e.g. --port 5000") from None
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                other = port + 1 if port < 65535 else 5000
+                raise UsageError(
+                    f"--port {port}: already in use on {host} (another server, perhaps another "
+                    f"`completep-sweep ui`); pick a free one, e.g. --port {other}"
+                ) from None
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"--host {host}: not an address of this machine; use 127.0.0.1") from None
+            raise

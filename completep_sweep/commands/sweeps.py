@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from ..fmt import duration
-from . import DEFAULT_RESULTS, EXIT_FAILED, EXIT_OK, UsageError, resolve_results, stale_note
+from . import (
+    DEFAULT_RESULTS,
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EnvironmentFailure,
+    UsageError,
+    check_space,
+    check_writable,
+)
 
 # Seconds per trial = 1.6 + FLOPs / 65e9 + 2.7e-3 × depth × steps: fitted here (tiny preset, one
 # core, batch 16 x 64, widths 32-64, depths 2-32) and used until finished trials give their own fit.
@@ -18,13 +25,13 @@ RAY_START_S = 10.0
 LARGE_SWEEP = 20_000
 
 
-def _sweep_and_store(args):
+def _sweep_and_store(args, *, read_only: bool = False):
     from ..results import best_value_resolver
     from ..store import ResultStore
     from ..sweep import load_sweep
 
     sweep = load_sweep(args.spec, resolve=best_value_resolver(Path(args.results)))
-    return sweep, ResultStore(Path(args.results) / sweep.name)
+    return sweep, ResultStore(Path(args.results) / sweep.name, read_only=read_only)
 
 
 def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, str]:
@@ -61,9 +68,10 @@ def cmd_validate(args) -> int:
     from ..search import make_plan
     from ..trial import SHAPE_AND_SEED
 
-    sweep, store = _sweep_and_store(args)
-    plan = make_plan(sweep, store.load(), store.root, read_only=True)
-    done = store.completed_ids()
+    sweep, store = _sweep_and_store(args, read_only=True)
+    rows = store.load()
+    plan = make_plan(sweep, rows, store.root, read_only=True)
+    done = store.completed_ids() & set(rows["trial_id"])  # a row skipped as unreadable is pending
     planned = plan.planned()
     pending = [c for c in planned if c.trial_id not in done]
     res, spec = sweep.spec.resources, sweep.spec
@@ -113,6 +121,17 @@ def cmd_validate(args) -> int:
             'A bracket search ([search] method = "bracket") spends them near the optima instead.'
         )
     _warn_resources(res)
+    from ..memory import memory_summary
+
+    print(
+        "  "
+        + memory_summary(
+            sweep,
+            concurrency=concurrency,
+            cpus_per_trial=res.cpus_per_trial,
+            gpus_per_trial=res.gpus_per_trial,
+        )
+    )
     for warning in _config_warnings(sweep):
         print(f"  warning: {warning}")
     return EXIT_OK
@@ -152,7 +171,8 @@ def cmd_run(args) -> int:
     check_address(args.address)
     if not args.address:
         check_local_cpus(res.cpus_per_trial)
-    _check_writable(store.root)
+    check_writable(store.root, "--results")
+    check_space(store.root)
     try:
         with store.lock(command=" ".join(["completep-sweep", *sys.argv[1:]])):
             store.completed_ids()  # quarantines what does not read, before the rows are loaded
@@ -164,6 +184,11 @@ def cmd_run(args) -> int:
             return _run_locked(args, sweep, store, plan, rows)
     except LockedError as e:
         raise UsageError(str(e)) from None
+    except OSError as e:  # the folder lock or spec.toml on a disk that filled up meanwhile
+        raise EnvironmentFailure(
+            f"--results: cannot write to {store.root} ({e.strerror or e}); free space on that disk "
+            "(or pass --results DIR elsewhere) and run again"
+        ) from None
 
 
 def _run_locked(args, sweep, store, plan, rows) -> int:
@@ -188,14 +213,24 @@ def _run_locked(args, sweep, store, plan, rows) -> int:
         f"{summary.errored} error), {summary.skipped} already done, {duration(summary.wall_time_s)}; "
         f"rows in {store.trials_dir}"
     )
+    resume = f"completep-sweep run {args.spec}" + (
+        f" --results {args.results}" if args.results != DEFAULT_RESULTS else ""
+    )
+    if summary.failed:
+        left = summary.total - summary.skipped - summary.ran
+        print(
+            f"sweep {sweep.name}: stopped: {summary.failed}; the rows of finished trials are kept, "
+            f"{left} trial(s) did not finish (those in flight were stopped and run again on resume). "
+            f"Free space, then resume with: {resume}",
+            file=sys.stderr,
+        )
+        return EXIT_ENVIRONMENT
     if summary.interrupted:
         left = summary.total - summary.skipped - summary.ran
         print(
             f"sweep {sweep.name}: interrupted by {summary.interrupted}; "
             "the rows of finished trials are kept, "
-            f"{left} trial(s) did not finish (those in flight were stopped). Resume with: "
-            f"completep-sweep run {args.spec}"
-            + (f" --results {args.results}" if args.results != DEFAULT_RESULTS else ""),
+            f"{left} trial(s) did not finish (those in flight were stopped). Resume with: {resume}",
             file=sys.stderr,
         )
         return summary.exit_code
@@ -209,98 +244,11 @@ def _run_locked(args, sweep, store, plan, rows) -> int:
     return EXIT_OK
 
 
-def _check_writable(folder: Path) -> None:
-    """--results must lead to a folder this process can write; checked (and nothing created) before
-    anything starts: a probe file in the nearest existing ancestor, removed at once."""
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"--results: {existing} is a file, not a folder; pass --results DIR (a folder)")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise UsageError(
-            f"--results: cannot write to {existing} ({e.strerror or e}); pass --results DIR "
-            "on a writable disk, or fix the folder's permissions"
-        ) from None
-
-
 def _tracker(store, tracking_uri: str | None, spec_text: str, rows):
     from ..tracking.tracker import Tracker
 
     finished = rows[rows["status"].isin(("ok", "diverged"))].to_dict("records")
     return Tracker(store.root, tracking_uri=tracking_uri, spec_text=spec_text, backfill=finished)
-
-
-def cmd_status(args) -> int:
-    from ..interrupt import Interrupted
-    from ..results import open_results
-    from ..store import ResultStore
-
-    store = ResultStore(resolve_results(args.target, args.results))
-    if not args.watch:
-        print(_status_text(open_results(store), recent=0))
-        return EXIT_OK
-    clear = "\033[H\033[J" if sys.stdout.isatty() else ""
-    try:
-        while True:
-            results = open_results(store)  # once per tick
-            text, finished = _status_text(results, recent=8), _search_finished(results)
-            print(
-                clear + text + ("" if finished else f"\n(every {args.interval:g}s; Ctrl-C to stop watching)"),
-                flush=True,
-            )
-            if finished:
-                return EXIT_OK
-            time.sleep(args.interval)
-    except (Interrupted, KeyboardInterrupt):
-        return EXIT_OK  # stopping the watch is how it ends; nothing is running here
-
-
-def _search_finished(results) -> bool:
-    return results.plan is not None and results.plan.finished and not results.store.read_live()
-
-
-def _status_text(results, *, recent: int) -> str:
-    """Counts and what is pending; with ``recent``: the trials in flight and the latest finished."""
-    import pandas as pd
-
-    from ..fmt import describe
-
-    store = results.store
-    df = results.rows
-    counts = df.status.value_counts().to_dict() if len(df) else {}
-    lines = [
-        f"{results.store.root}: "
-        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
-        + results.progress()
-        + stale_note(results)
-    ]
-    for row in df[df.status == "error"].head(5).to_dict("records"):
-        last = row["error"].strip().splitlines()[-1] if row["error"] else ""
-        lines.append(f"  error {row['trial_id']}: {describe(row)}: {last}")
-    if not recent:
-        return "\n".join(lines)
-    live = sorted(store.read_live().values(), key=lambda t: t["started"])
-    lines.append(f"running ({len(live)}):" if live else "running: none (no live driver for this folder)")
-    now = time.time()
-    for t in live:
-        loss = f"{t['val_loss']:.4f}" if t.get("val_loss") is not None else "-"
-        lines.append(
-            f"  {t['trial']:<40} step {t['step']:>6}/{t['steps']:<6} val {loss:>7}  "
-            f"{duration(now - t['started'])}"
-        )
-    if len(df):
-        ended = df.assign(
-            _end=pd.to_datetime(df.started_at, errors="coerce", utc=True)
-            + pd.to_timedelta(df.wall_time_s.fillna(0), unit="s")
-        )
-        lines.append(f"latest finished ({min(recent, len(df))} of {len(df)}):")
-        for row in ended.sort_values("_end", ascending=False).head(recent).to_dict("records"):
-            outcome = f"val {row['final_val_loss']:.4f}" if row["status"] == "ok" else row["status"]
-            lines.append(f"  {describe(row):<40} {outcome:<12} {duration(row['wall_time_s'])}")
-    return "\n".join(lines)
 
 
 def cmd_submit(args) -> int:

@@ -11,36 +11,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TextIO
+from typing import TextIO
 
 import ray
 from ray import tune
 
-from ..fmt import describe, duration
 from ..interrupt import Interrupted, deferred, interruptible, reap, requested
 from ..search import Plan, make_plan
 from ..store import ResultStore
 from ..sweep import Sweep
-from ..trial import TrialConfig, TrialResult
+from ..trial import TrialConfig
 from .cluster import concurrency, connect
+from .recorder import Progress, Recorder, TrialSink, WriteFailure  # noqa: F401 - TrialSink: re-exported
 from .searcher import PlanSearcher
 
 for _name in ("ray", "ray.tune", "ray.train"):
     logging.getLogger(_name).setLevel(logging.ERROR)
-
-
-class TrialSink(Protocol):
-    """Told of each trial once its row is on disk (the MLflow tracker); must never block or raise."""
-
-    def log_trial(self, row: dict, curve: list[dict]) -> None: ...
 
 
 def run_trial_on_worker(param_space: dict) -> None:
@@ -60,145 +53,6 @@ def run_trial_on_worker(param_space: dict) -> None:
     tune.report({"row": result.row(), "curve": [vars(p) for p in result.curve]})
 
 
-@dataclass
-class Progress:
-    """Counts for the live progress line; the ETA weighs trials by their FLOPs (deep ones cost more)."""
-
-    total: int | None
-    """Trials in all, when known up front (a grid); an adaptive search plans as it goes."""
-    done_before: int
-    flops_pending: float
-    stream: TextIO = field(default_factory=lambda: sys.stderr)
-    ok: int = 0
-    diverged: int = 0
-    errored: int = 0
-    running: int = 0
-    flops_done: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    first_trial: float | None = None  # the ETA's clock: Ray's start-up is not throughput
-
-    def finish(self, status: str, flops: float) -> None:
-        self.ok += status == "ok"
-        self.diverged += status == "diverged"
-        self.errored += status == "error"
-        self.flops_done += flops
-
-    def line(self, last: str = "") -> str:
-        done = self.done_before + self.ok + self.diverged + self.errored
-        elapsed = time.monotonic() - self.started
-        left = self.flops_pending - self.flops_done
-        working = time.monotonic() - (self.first_trial or self.started)
-        known = self.total is not None
-        eta = (
-            duration(working * left / self.flops_done)
-            if known and self.flops_done and done < self.total
-            else "-"
-        )
-        text = (
-            f"[{done}/{self.total if known else '?'}] {self.ok} ok, {self.diverged} diverged, "
-            f"{self.errored} error, {self.running} running | {duration(elapsed)} elapsed"
-            + (f", ETA {eta}" if known else "")
-        )
-        return f"{text} | {last}" if last else text
-
-    def show(self, last: str = "") -> None:
-        if self.stream.isatty():
-            self.stream.write("\r\033[K" + self.line(last))
-        else:
-            self.stream.write(self.line(last) + "\n")
-        self.stream.flush()
-
-
-class Recorder(tune.Callback):
-    """Driver-side: the only writer of trial rows."""
-
-    def __init__(self, store: ResultStore, progress: Progress, sink: TrialSink | None):
-        self.store, self.progress, self.sink = store, progress, sink
-        self.recorded: set[str] = set()  # results may arrive more than once; count each trial once
-        self.live: dict[str, dict] = {}  # trial_id -> what `status --watch` shows while it runs
-
-    def __getstate__(self):
-        # Tune pickles the Tuner for its own restore, which we never use (rows on disk are the state);
-        # the live stream and tracker thread cannot be pickled, so the copy carries none.
-        return {"store": self.store, "progress": None, "sink": None, "recorded": set(), "live": {}}
-
-    def _live(self, trial, **update) -> None:
-        trial_id = trial.trial_id  # Tune's id: the key only lives as long as this driver
-        if update.get("done"):
-            self.live.pop(trial_id, None)
-        else:
-            entry = self.live.setdefault(
-                trial_id,
-                {
-                    "trial": describe(trial.config["trial"]),
-                    "started": time.time(),
-                    "step": 0,
-                    "steps": trial.config["trial"]["steps"],
-                },
-            )
-            entry.update(update)
-        try:
-            self.store.write_live(self.live)
-        except OSError:
-            pass  # the live view is a convenience; never let it stop a sweep
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.progress.first_trial = self.progress.first_trial or time.monotonic()
-        self.progress.running = _running(trials)
-        self._live(trial)
-        if self.progress.stream.isatty():
-            self.progress.show()
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "row" not in result:
-            if "step" in result:
-                self._live(trial, step=result["step"], val_loss=result["val_loss"])
-            return
-        row, curve = result["row"], result["curve"]
-        with deferred():  # a stop signal waits until the row is on disk and counted
-            self.store.write_row(row, curve)
-            if row["trial_id"] in self.recorded:
-                return
-            self.recorded.add(row["trial_id"])
-            self.progress.finish(row["status"], TrialConfig(**trial.config["trial"]).flops)
-            if self.sink is not None:
-                self.sink.log_trial(row, curve)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.progress.running = _running(trials)
-        self._live(trial, done=True)
-        row = (trial.last_result or {}).get("row")
-        self.progress.show(_outcome(row) if row else "")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self.progress.running = _running(trials)
-        self._live(trial, done=True)
-        if requested():
-            return  # stopped by the user (Ctrl-C reaches the workers too): not an error of the trial
-        config = TrialConfig(**trial.config["trial"])
-        with deferred():
-            self.progress.finish("error", config.flops)
-            self.store.write_result(TrialResult.failed(config, _error_text(trial)))
-        self.progress.show(f"{describe(config)}: error")
-
-
-def _outcome(row: dict) -> str:
-    outcome = f"val {row['final_val_loss']:.4f}" if row["status"] == "ok" else row["status"]
-    return f"{describe(row)}: {outcome}"
-
-
-def _running(trials) -> int:
-    return sum(t.status == "RUNNING" for t in trials)
-
-
-def _error_text(trial) -> str:
-    try:
-        return str(trial.get_error())
-    except Exception:  # the error object may not unpickle on the driver; the file has the text
-        path = getattr(trial, "error_file", None)
-        return open(path).read() if path and os.path.exists(path) else "trial failed (no error text)"
-
-
 @dataclass(frozen=True)
 class RunSummary:
     total: int
@@ -212,6 +66,8 @@ class RunSummary:
     started_at: str = ""
     interrupted: str = ""
     """The signal that stopped the run (SIGINT, SIGTERM), or '' when every pending trial ran."""
+    failed: str = ""
+    """Why the results folder stopped taking rows (WriteFailure), or ''."""
 
     @property
     def exit_code(self) -> int:
@@ -269,6 +125,7 @@ def run_sweep(
     )
     scratch = tempfile.mkdtemp(prefix="completep-tune-")
     stopped = None
+    failure = WriteFailure()
     try:
         tuner = tune.Tuner(
             trainable,
@@ -286,14 +143,21 @@ def run_sweep(
                 storage_path=scratch,
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=res.max_retries),
-                callbacks=[Recorder(store, progress, sink)],
-                stop=_StopOnSignal(),
+                callbacks=[Recorder(store, progress, sink, failure)],
+                stop=_StopOnSignal(failure),
             ),
         )
         with interruptible(), deferred():  # a stop signal ends the experiment via _StopOnSignal
             tuner.fit()
     except Interrupted as e:
         stopped = e.name
+        _stop_ray(local=address is None)
+    except Exception as e:  # Tune wraps what failed; a write that failed is ours to report
+        cause = _os_error(e)
+        if cause is None and not failure.reason:
+            raise
+        if cause is not None:
+            failure.set(cause, store.root)
         _stop_ray(local=address is None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -313,21 +177,40 @@ def run_sweep(
         concurrency(res.cpus_per_trial, limit),
         started_at,
         stopped or "",
+        failure.reason,
     )
-    store.record_run(
-        {**record, **asdict(summary), "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    )
+    try:
+        store.record_run(
+            {**record, **asdict(summary), "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        )
+    except OSError as e:  # the record is a log; the rows are the results
+        sys.stderr.write(f"warning: run record not written ({e.strerror or e})\n")
     return summary
 
 
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind a Tune error (a full disk under its own files, or under ours), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 class _StopOnSignal(tune.Stopper):
-    """Ends the whole experiment at Tune's next step once Ctrl-C or SIGTERM has arrived."""
+    """Ends the whole experiment at Tune's next step once Ctrl-C or SIGTERM has arrived, or once
+    the results folder stopped taking rows."""
+
+    def __init__(self, failure: WriteFailure | None = None):
+        self.failure = failure or WriteFailure()
 
     def __call__(self, trial_id, result) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return requested()
+        return requested() or bool(self.failure.reason)
 
 
 def _stop_ray(*, local: bool) -> None:

@@ -182,5 +182,5 @@ def make_plan(sweep: Sweep, rows: pd.DataFrame, root: Path, *, read_only: bool =
     if method == "optuna":
         from .study import OptunaPlan
 
-        return OptunaPlan(sweep, done, root, read_only=read_only)
+        return OptunaPlan(sweep, done, root, read_only=read_only, rows=rows)
     return GridPlan(sweep, done)

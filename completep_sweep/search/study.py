@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import sys
+import time
 from pathlib import Path
+
+import pandas as pd
 
 from ..outcome import outcome
 from ..sweep import Sweep
@@ -47,33 +52,127 @@ def distributions(sweep: Sweep) -> dict:
     return dims
 
 
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    # KeyError: the file reads but holds no study of this name (emptied, or another sweep's file);
+    # StorageInternalError: Optuna's wrapping of a SQLite error met inside a session
+    return (SQLAlchemyError, StorageInternalError, KeyError)
+
+
+_DAMAGE = _damage_errors()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:160] if text else type(e).__name__
+
+
+def _open_read_only(path: Path, name: str):
+    """The study, read-only (SQLite mode=ro: nothing is created or changed), or None when there is
+    no file yet. Raises one of _DAMAGE when the file does not read as this sweep's study."""
+    optuna = _optuna()
+    if not (path.is_file() and path.stat().st_size):
+        return None
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///file:{path.resolve()}?mode=ro&uri=true",
+        skip_table_creation=True,
+        skip_compatibility_check=True,
+    )
+    study = optuna.load_study(storage=storage, study_name=name)
+    study.get_trials(deepcopy=False)  # a truncated file opens, and fails only when read
+    return study
+
+
 class OptunaPlan:
     """Asks the study for trials until ``n_trials`` have finished (COMPLETE or PRUNED)."""
 
-    def __init__(self, sweep: Sweep, done: dict[str, float], root: Path, *, read_only: bool = False):
-        optuna = _optuna()
+    def __init__(
+        self,
+        sweep: Sweep,
+        done: dict[str, float],
+        root: Path,
+        *,
+        read_only: bool = False,
+        rows: pd.DataFrame | None = None,
+    ):
         self.sweep, self.done = sweep, dict(done)
         search = sweep.spec.search
         self.n_trials, self.sampler_seed = search.n_trials, search.sampler_seed
         self.space = distributions(sweep)
         self.live: dict[str, int] = {}  # trial_id -> optuna trial number
-        path = Path(root) / STUDY_FILE
+        self.path = Path(root) / STUDY_FILE
+        self.recorded = self._recorded(rows)
         self.study = None
         if read_only:  # status, report, validate: open it read-only (SQLite mode=ro), never create or settle
-            if path.is_file() and path.stat().st_size:
-                storage = optuna.storages.RDBStorage(
-                    f"sqlite:///file:{path.resolve()}?mode=ro&uri=true",
-                    skip_table_creation=True,
-                    skip_compatibility_check=True,
+            try:
+                self.study = _open_read_only(self.path, sweep.name)
+            except _DAMAGE as e:
+                sys.stderr.write(
+                    f"warning: {self.path} does not read ({_first_line(e)}); the trials are read from "
+                    "their rows, which are intact; `completep-sweep run` sets it aside and rebuilds it\n"
                 )
-                self.study = optuna.load_study(storage=storage, study_name=sweep.name)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+        try:
+            self._open()
+        except _DAMAGE as e:  # truncated or overwritten: the rows are the record, the study an index
+            aside = self.path.with_name(f"{STUDY_FILE}.damaged-{time.time_ns()}")
+            os.replace(self.path, aside)
+            sys.stderr.write(
+                f"warning: {self.path} does not read ({_first_line(e)}); moved to {aside.name} and "
+                f"rebuilt from the {len(self.recorded)} rows of this sweep\n"
+            )
+            self._open()
+
+    def _open(self) -> None:
+        optuna = _optuna()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{self.path}")
         self.study = optuna.create_study(
-            storage=storage, study_name=sweep.name, direction="minimize", load_if_exists=True
+            storage=storage, study_name=self.sweep.name, direction="minimize", load_if_exists=True
         )
         self._settle_running()
+        self._add_missing()
+
+    def _recorded(self, rows: pd.DataFrame | None) -> dict[str, tuple[dict, float]]:
+        """trial_id -> (params, loss) of the finished rows that are trials of this study: their config
+        is the sweep's template with only the searched HPs changed."""
+        out = {}
+        if rows is None or rows.empty:
+            return out
+        for row in rows[rows["trial_id"].isin(set(self.done))].to_dict("records"):
+            params = {name: row[name] for name in self.space}
+            try:
+                config = self._config(params)
+            except (TypeError, ValueError):
+                continue
+            if config.trial_id == row["trial_id"]:
+                out[row["trial_id"]] = (params, self.done[row["trial_id"]])
+        return out
+
+    def _add_missing(self) -> None:
+        """Rows whose trial the study does not hold (a study file emptied, deleted or set aside): told
+        as finished trials, so they count and no earlier row turns stale."""
+        optuna = _optuna()
+        known = {self._config(t.params).trial_id for t in self._trials() if t.params}
+        for trial_id, (params, loss) in sorted(self.recorded.items()):
+            if trial_id in known:
+                continue
+            state = (
+                optuna.trial.TrialState.COMPLETE if math.isfinite(loss) else optuna.trial.TrialState.PRUNED
+            )
+            try:
+                self.study.add_trial(
+                    optuna.trial.create_trial(
+                        params=params,
+                        distributions=self.space,
+                        value=loss if math.isfinite(loss) else None,
+                        state=state,
+                    )
+                )
+            except ValueError:  # a value outside today's range: not a trial of this study any more
+                continue
 
     # ---------------------------------------------------------------- the study's trials as configs
 
@@ -141,10 +240,14 @@ class OptunaPlan:
 
     @property
     def finished(self) -> bool:
-        return not self.live and self._counted() >= self.n_trials
+        counted = self._counted() if self.study is not None else len(self.recorded)
+        return not self.live and counted >= self.n_trials
 
     def planned(self) -> list[TrialConfig]:
-        configs = [self._config(t.params) for t in self._trials() if t.params]
+        if self.study is None:  # read-only and the study file missing or damaged: its rows say
+            configs = [self._config(params) for params, _ in self.recorded.values()]
+        else:
+            configs = [self._config(t.params) for t in self._trials() if t.params]
         return list({c.trial_id: c for c in configs}.values())
 
     def bounds(self) -> tuple[int, int]:

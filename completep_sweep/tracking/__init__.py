@@ -38,7 +38,10 @@ def connect(uri: str, results_root: Path):
     # MLflow's INFO lines ("Creating initial MLflow database tables...") would break the progress line.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     if uri.startswith("sqlite:///"):
-        _create_sqlite(Path(uri.removeprefix("sqlite:///")))
+        db = Path(uri.removeprefix("sqlite:///"))
+        _create_sqlite(db)
+        if db.resolve() == Path(results_root).resolve() / "mlflow.db":
+            relocate_artifacts(db, Path(results_root))
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
@@ -47,6 +50,40 @@ def connect(uri: str, results_root: Path):
     except Exception as e:
         raise tracking_error(uri, e) from e
     return client
+
+
+def relocate_artifacts(db: Path, results_root: Path) -> int:
+    """A copied or moved results folder: its store's artifact locations still name the original
+    folder's ``mlartifacts/`` (MLflow records absolute URIs), so a sync of the copy would write into
+    the original and ``ui`` would serve the original's files. Rewrite them to this folder's own
+    ``mlartifacts/``; returns the experiments moved. A store it cannot write is left as it is."""
+    import sqlite3
+    from contextlib import closing
+
+    here = (results_root.resolve() / "mlartifacts").as_uri()
+    moved = 0
+    try:
+        with closing(sqlite3.connect(db, timeout=30)) as con, con:
+            for experiment_id, location in con.execute(
+                "SELECT experiment_id, artifact_location FROM experiments"
+            ).fetchall():
+                cut = (location or "").rfind("/mlartifacts/")
+                if cut < 0 or not location.startswith("file:") or location.startswith(here + "/"):
+                    continue
+                old = location[: cut + len("/mlartifacts")]
+                con.execute(
+                    "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                    (here + location[len(old) :], experiment_id),
+                )
+                con.execute(
+                    "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                    "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                    (here, len(old) + 1, experiment_id, len(old), old),
+                )
+                moved += 1
+    except sqlite3.Error:
+        return 0  # read-only, locked or not an MLflow store yet: nothing written through it either
+    return moved
 
 
 def _create_sqlite(db: Path) -> None:
@@ -112,7 +149,7 @@ def sync(
     uri = tracking_uri or default_tracking_uri(results_dir.parent)
     report_dir = report_dir or results_dir / "report"
     if results is None:
-        results = open_results(ResultStore(results_dir))
+        results = open_results(ResultStore(results_dir, read_only=True))
     if verdicts is None and analysis is None:
         verdicts = _last_verdicts(report_dir)
     loaded = results.all_rows
