@@ -248,3 +248,13 @@ def simulate_study(
                 }
             )
     return pd.DataFrame(rows), optimum
+
+
+def shift_learning_rates(rows, drift: float):
+    """Real rows with a known drift injected: each depth's learning rates are relabelled by
+    ``drift`` octaves per doubling from the base depth (the losses stay as measured). Used by the
+    calibration's semi-synthetic studies: the real curves' shapes and noise, a drift of known size."""
+    out = rows.copy()
+    doublings = np.log2(out["depth"].to_numpy(float) / out["base_depth"].to_numpy(float))
+    out["lr"] = out["lr"].to_numpy(float) * np.exp2(drift * doublings)
+    return out

@@ -81,13 +81,19 @@ def test_calibration_quick_reports_every_family():
     out = run_quick("calibration.py")
     rows = [line.split(" | ") for line in out.splitlines() if line.count(" | ") == 8]
     names = [r[0] for r in rows[2:]]  # after the header and its rule
-    assert names == [f.name for f in FAMILIES], out
+    assert names[: len(FAMILIES)] == [f.name for f in FAMILIES], out
+    real = names[len(FAMILIES) :]  # real rows with a known drift injected, per parameterization
+    assert len(real) == 2 and all(n.startswith("real rows") for n in real), out
     for r in rows[2:]:
-        for cell in r[1:5]:  # right and wrong-firm rates
-            assert 0 <= number(cell.rstrip("%")) <= 100, out
+        for cell in r[1:5]:  # right and wrong-firm rates ("-": no payoff world for real rows)
+            assert cell == "-" or 0 <= number(cell.rstrip("%")) <= 100, out
         for cell in r[5:]:  # coverage (and the widening that would give 95%), or "-"
             assert cell == "-" or 0 <= number(cell.split("%")[0]) <= 100, out
     assert "2 studies per world" in out  # --quick
+    derived = re.search(r"^derived .*: (.*)$", out, re.M)
+    assert derived and derived.group(1).count("kappa_") == 4, out
+    timed = re.search(rf"^report on (\d+) simulated rows: ({NUMBER}) s", out, re.M)
+    assert timed and int(timed.group(1)) >= 328 and number(timed.group(2)) > 0, out
 
 
 def test_search_cost_quick_reports_agreement_and_cost():

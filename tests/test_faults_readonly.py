@@ -64,7 +64,11 @@ def test_read_commands_work_on_a_folder_they_cannot_write(read_only_results):
     assert json.loads(report.stdout)["optima"] and "report files not written" in report.stderr
     text = cli("report", folder)  # the MLflow attach is skipped too: nothing to attach
     assert text.returncode == 0 and "48 trials" in text.stdout and "Traceback" not in text.stderr, text.stderr
-    for args in (["status", folder], ["export", folder, "--format", "csv"]):
+    for args in (
+        ["status", folder],
+        ["export", folder, "--format", "csv"],
+        ["validate", folder / "spec.toml", "--results", folder.parent],
+    ):
         done = cli(*args)
         assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr)
     exported = cli("export", folder, "-o", folder / "optima.csv")

@@ -4,9 +4,11 @@ A line holds, per shape, its measured ``Curve`` of loss against one swept HP (th
 at that shape's best combination). Every number is read from the curves themselves, and its 95%
 interval from one bootstrap: each shape's seed means are moved by draws of their own noise (the
 seed-to-seed spread pooled over that shape's curve, ``Curve.mean_sd``; with two seeds a resampling
-of seeds would see almost none of it), and each number is recomputed from the moved curves. The
-percentile interval is widened about the estimate by the factor ``SETTINGS.kappa_*`` that
-benchmarks/calibration.py derives (the noise is correlated along a seed's curve and not Gaussian).
+of seeds would see almost none of it), and each number is recomputed from the moved curves; each
+redrawn optimum is also moved by a uniform draw within ±``SETTINGS.grid_error`` grid steps (what
+the grid itself hides from a noise bootstrap). The percentile interval is widened about the
+estimate by the factor ``SETTINGS.kappa_*`` that benchmarks/calibration.py derives (the noise is
+correlated along a seed's curve and not Gaussian).
 - per shape: the optimum (``curve.refine``) and the regret of keeping the base shape's optimum:
   how much more loss the shape's curve has there than at its own best, in percent of that best;
 - along the line: the drift of the optima (octaves per doubling), and the depth payoff (the slope
@@ -36,14 +38,19 @@ class Settings:
     """Seed-bootstrap draws per line."""
     bootstrap_seed: int = 0
     """Fixed, so the same rows always give the same intervals."""
-    kappa_optimum: float = 1.0
+    grid_error: float = 0.5
+    """Grid steps: a refined optimum's error that the grid hides from a noise bootstrap (between two
+    tested values the local parabola misreads an asymmetric basin, by more on whole-octave grids).
+    Each bootstrap draw moves each shape's optimum by a uniform draw of ± this many local grid
+    steps, so the drift's interval carries it; without it the drift covered 87% on whole octaves."""
+    kappa_optimum: float = 1.05
     """Widening of a shape's optimum interval (bootstrap percentiles about the estimate); the
     interval is never narrower than the grid resolves (``_resolution``)."""
     kappa_regret: float = 1.0
     """Widening of the regret interval."""
-    kappa_drift: float = 0.8
+    kappa_drift: float = 0.85
     """Widening of the drift interval."""
-    kappa_payoff: float = 1.15
+    kappa_payoff: float = 1.25
     """Widening of the depth-payoff interval."""
     regret_tolerance: float = 1.0
     """Percent of loss that keeping the base optimum may cost at any tested depth ("keep")."""
@@ -97,6 +104,15 @@ def _resolution(curve: Curve) -> tuple[float, float]:
     return float(left), float(right)
 
 
+def _local_step(curve: Curve) -> float:
+    """The grid step around the curve's best tested value (mean of the gaps to its neighbours)."""
+    i = curve.best()
+    if i is None or len(curve.x) < 2:
+        return 0.0
+    gaps = np.diff(curve.x)[max(i - 1, 0) : i + 1]
+    return float(gaps.mean())
+
+
 def _slope(t: np.ndarray, v: np.ndarray) -> float:
     ok = np.isfinite(v)
     if ok.sum() < 2 or np.ptp(t[ok]) == 0:
@@ -117,6 +133,8 @@ class Line:
     curves: list[Curve] = field(default_factory=list)
     boots: list[list[Curve]] = field(default_factory=list)
     """Per bootstrap draw: every shape's redrawn curve."""
+    grid_errors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    """Per bootstrap draw and shape: the grid error added to the redrawn optimum (log2)."""
     settings: Settings = SETTINGS
 
     @property
@@ -134,12 +152,21 @@ class Line:
     def _optima(self, curves: list[Curve]) -> np.ndarray:
         return np.array([c.optimum() for c in curves])
 
+    def _boot_optima(self) -> np.ndarray:
+        """(draws, shapes): each draw's optima, each moved by its grid error."""
+        if not self.boots:
+            return np.zeros((0, len(self.curves)))
+        moved = np.array([self._optima(b) for b in self.boots]) + self.grid_errors
+        low = [c.x[0] if len(c.x) else np.nan for c in self.curves]
+        high = [c.x[-1] if len(c.x) else np.nan for c in self.curves]
+        return np.clip(moved, low, high)  # the grid's error lies between tested values, not past them
+
     def optima(self) -> list[tuple[float, float, float]]:
         """Per shape: optimum (log2 HP) and its 95% interval. The interval is never narrower than the
         grid can resolve: half a step beyond every tested value whose seed mean is within the noise
         of the best one (a difference under Z95 of its standard error), the best included."""
         est = self._optima(self.curves)
-        boots = np.array([self._optima(b) for b in self.boots]) if self.boots else np.zeros((0, len(est)))
+        boots = self._boot_optima()
         out = []
         for k, curve in enumerate(self.curves):
             low, high = widen(est[k], boots[:, k], self.settings.kappa_optimum)
@@ -203,7 +230,7 @@ class Line:
         if len(self.values) < 2 or not self.curves:
             return math.nan, math.nan, math.nan
         est = _slope(self.t, self._optima(self.curves))
-        boots = np.array([_slope(self.t, self._optima(b)) for b in self.boots])
+        boots = np.array([_slope(self.t, o) for o in self._boot_optima()])
         return (est, *widen(est, boots, self.settings.kappa_drift))
 
     def _levels(self, curves: list[Curve]) -> np.ndarray:
@@ -279,4 +306,8 @@ def _line(prep, p, hp, axis, other, fixed, values, n_boot, seed, settings) -> Li
             [rng.standard_normal(len(c.x)) for rng, c in zip(streams, line.curves)] for _ in range(n_boot)
         ]
         line.boots = [[c.perturbed(z, sd) for c, z, sd in zip(line.curves, zs, sds)] for zs in draws]
+        steps = [_local_step(c) for c in line.curves]
+        line.grid_errors = settings.grid_error * np.column_stack(
+            [np.random.default_rng([seed, k, 1]).uniform(-h, h, n_boot) for k, h in enumerate(steps)]
+        )
     return line
