@@ -13,7 +13,8 @@ against the true regret of keeping the *estimated* base optimum (the value a use
 drift and payoff intervals against the true slopes. ``kappa`` columns: the widening of the
 bootstrap percentiles that would give 95% (lines.SETTINGS holds the one in use).
 
-    .venv/bin/python benchmarks/calibration.py [--repeats 60] [--n-bootstrap 200] [--jobs 2] [--quick] [--json]
+    .venv/bin/python benchmarks/calibration.py [--repeats 60] [--n-bootstrap 200] [--jobs 2] [--quick]
+                                               [--json]
 
 --quick: 2 studies per world and family with 40 bootstrap resamples (seconds): a smoke test of the
 same code path whose rates mean nothing.
@@ -35,8 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from completep_sweep.analysis import analyze  # noqa: E402
-from completep_sweep.analysis.lines import SETTINGS  # noqa: E402
 from completep_sweep.analysis.curve import Curve, loss_at  # noqa: E402
+from completep_sweep.analysis.lines import SETTINGS  # noqa: E402
 from completep_sweep.synthetic import FAMILIES, basin, shift_learning_rates  # noqa: E402
 from completep_sweep.synthetic import simulate_study as simulate  # noqa: E402
 

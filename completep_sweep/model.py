@@ -4,73 +4,29 @@ The architecture is fixed across parameterizations; only three things from the r
 per-group init std multipliers, the residual-branch multiplier and the output (logit) multiplier.
 Learning rates, weight decay and ε are the optimizer's business (optim.py).
 
-Every parameter is classified once (``Transformer.param_table``): its rule group and its kind
-(weight, gain or bias, from the type of the module owning it). ``INIT`` maps (group, kind) to how it
-starts; docs/parameterizations.md states the contract.
+Every parameter is classified once (``Transformer.param_table``) by the same library that applies
+Table 1 to any model (``layouts.classify``): its rule group and its kind (weight, gain or bias, from
+the type of the module owning it); ``parameterize.INIT`` maps (group, kind) to how it starts.
+docs/parameterizations.md states the contract. The two multipliers are applied in ``forward`` here
+(fused into the residual add) rather than by the library's hooks: the same factors, no hook cost.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from types import MappingProxyType
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layouts import BIAS, GAIN, LAYOUTS, WEIGHT, classify, param_kind  # noqa: F401 - re-exported
 from .parameterization import GROUPS, ScalingRules
+from .parameterize import INIT, NORMAL, ONES, ZEROS, initialise  # noqa: F401 - re-exported
 from .shape import ModelConfig
 
-# ---------------------------------------------------------------- initialisation, declared once
-
-# What a parameter is, from the type of the module that owns it (``param_kind``).
-WEIGHT, GAIN, BIAS = "weight", "gain", "bias"
+# What a parameter is and how it starts are declared once, in the library that applies Table 1 to
+# any transformer (layouts.py, parameterize.py); this model is placed and initialised by it too.
 KINDS = (WEIGHT, GAIN, BIAS)
-# How it starts.
-NORMAL, ONES, ZEROS = "normal", "ones", "zeros"
-
-INIT: Mapping[tuple[str, str], str] = MappingProxyType(
-    {
-        # Matrices: normal, std = σ_base × the group's init_std_mult (ScalingRules); hidden weights
-        # get m_N^-1/2 under width scaling, the embedding and unembedding keep σ_base.
-        ("embedding", WEIGHT): NORMAL,
-        ("hidden_weight", WEIGHT): NORMAL,
-        ("unembedding", WEIGHT): NORMAL,
-        # Project choices (docs/parameterizations.md; the paper is silent): LayerNorm gains start at
-        # 1 and biases at 0, biases of the block linears at 0. No rule scales these.
-        ("block_norm", GAIN): ONES,
-        ("block_norm", BIAS): ZEROS,
-        ("final_norm", GAIN): ONES,
-        ("final_norm", BIAS): ZEROS,
-        ("hidden_bias", BIAS): ZEROS,
-    }
-)
-"""(group, kind) -> init rule, for every (group, kind) the model builds."""
-
-
-def param_kind(module: nn.Module, attr: str) -> str | None:
-    """weight (a Linear or Embedding matrix), gain (a LayerNorm's weight) or bias; None for a parameter
-    of a module type the model does not classify (``Transformer.param_table`` then names it)."""
-    if isinstance(module, nn.LayerNorm):
-        return {"weight": GAIN, "bias": BIAS}.get(attr)
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        return {"weight": WEIGHT, "bias": BIAS}.get(attr)
-    return None
-
-
-def param_group(region: str, module: nn.Module, kind: str) -> str:
-    """The rule group of a ``kind`` parameter owned by ``module`` in a region of the model.
-
-    Regions: ``block`` (inside a pre-LN block), ``embedding``, ``final_norm`` and ``unembedding``; the
-    last three are one group each. In a block, LayerNorm parameters are ``block_norm``, Linear
-    weights ``hidden_weight`` and Linear biases ``hidden_bias``.
-    """
-    if region != "block":
-        return region
-    if isinstance(module, nn.LayerNorm):
-        return "block_norm"
-    return "hidden_weight" if kind == WEIGHT else "hidden_bias"
 
 
 # ---------------------------------------------------------------- the architecture
@@ -149,34 +105,10 @@ class Transformer(nn.Module):
         self._init_weights()
 
     def param_table(self) -> dict[str, tuple[str, str]]:
-        """Every parameter's (group, kind) by name, decided here once (shared tensors appear once).
-
-        Kind from the owning module's type (``param_kind``), group from its region (``param_group``).
-        A parameter neither covers is a ValueError naming it.
-        """
-        regions = [
-            *((block, "block") for block in self.blocks),
-            (self.ln_f, "final_norm"),
-            (self.lm_head, "unembedding"),
-            # Embedding last: when tied, the shared matrix is the embedding (its LR/WD rules apply).
-            (self.embed, "embedding"),
-        ]
-        by_id: dict[int, tuple[str, str]] = {}
-        for root, region in regions:
-            for module in root.modules():
-                for attr, p in module.named_parameters(recurse=False):
-                    kind = param_kind(module, attr)
-                    if kind is not None:
-                        by_id[id(p)] = (param_group(region, module, kind), kind)
-        table = {}
-        for name, p in self.named_parameters():  # shared tensors appear once
-            if id(p) not in by_id:
-                raise ValueError(
-                    f"parameter {name!r} belongs to no parameter group; classify it in "
-                    "Transformer.param_table (model.py)"
-                )
-            table[name] = by_id[id(p)]
-        return table
+        """Every parameter's (group, kind) by name (shared tensors once), placed by the library's
+        ``layouts.classify`` with this model's layout; a parameter it cannot place is a ValueError
+        naming it. When tied, the shared matrix is the embedding (its LR/WD rules apply)."""
+        return classify(self, LAYOUTS["completep"])
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Every parameter in exactly one group of docs/parameterizations.md, or a ValueError naming it."""
@@ -186,33 +118,9 @@ class Transformer(nn.Module):
             groups[table[name][0]].append((name, p))
         return groups
 
-    @torch.no_grad()
     def _init_weights(self) -> None:
-        """Each parameter as ``INIT[(group, kind)]`` says; normal draws have std σ_base × init_std_mult.
-
-        Parameters are visited group by group in ``GROUPS`` order, then in module order: that is the
-        order of the random draws, so it fixes every initial weight for a seed (do not reorder).
-        """
-        table = self.param_table()
-        for group, params in self.param_groups().items():
-            for name, p in params:
-                kind = table[name][1]
-                rule = INIT.get((group, kind))
-                if rule == NORMAL:
-                    mult = self.rules.groups[group].init_std_mult
-                    if mult is None:
-                        raise ValueError(
-                            f"parameter {name!r}: group {group} has no init_std_mult in the rules"
-                        )
-                    nn.init.normal_(p, mean=0.0, std=self.cfg.init_std * mult)
-                elif rule == ONES:
-                    nn.init.ones_(p)
-                elif rule == ZEROS:
-                    nn.init.zeros_(p)
-                else:
-                    raise ValueError(
-                        f"parameter {name!r} ({group}, {kind}) has no init rule; add one to model.INIT"
-                    )
+        """Each parameter as ``parameterize.INIT[(group, kind)]`` says, σ_base = ``cfg.init_std``."""
+        initialise(self, self.rules, self.param_table(), self.cfg.init_std)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """idx, targets: (B, T) token ids. Returns logits (B, T, V) and the mean loss (or None)."""

@@ -10,11 +10,14 @@ says which parameter is in which group.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from .model import Transformer
 from .parameterization import ScalingRules
+
+if TYPE_CHECKING:  # model.py builds on parameterize.py, which re-exports this module's schedule
+    from .model import Transformer
 
 
 def param_groups(model: Transformer, rules: ScalingRules, *, weight_decay: float, eps: float) -> list[dict]:

@@ -22,6 +22,7 @@ for _line in (ROOT / "loopback.env").read_text().splitlines():
     if _line.strip() and not _line.startswith("#"):
         os.environ.setdefault(*_line.split("=", 1))
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # HuggingFace models are built from a config, never fetched
 # Token-file scans are cached under XDG_CACHE_HOME: keep the tests' cache out of the user's home.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="completep-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)

@@ -16,13 +16,21 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from test_reliability import TOKEN_SWEEP  # noqa: E402 - the token sweep those tests use
 
 from completep_sweep.data import DataError, check_source
 
 
 def sweep_text(data, vocab: int) -> str:
-    return TOKEN_SWEEP.format(data=data, extra="").replace("vocab_size = 512", f"vocab_size = {vocab}")
+    return f"""name = "tok"
+model = "tiny"
+parameterizations = ["completep"]
+[grid]
+lr = [0.0078125, 0.015625]
+[model_overrides]
+data = "{data}"
+vocab_size = {vocab}
+seq_len = 32
+"""
 
 
 def _ids(n: int = 20_000, top: int = 500) -> np.ndarray:

@@ -10,15 +10,23 @@ import hashlib
 import math
 
 import pytest
-from test_search import OPTUNA as SEARCH_OPTUNA
 
 from completep_sweep.results import open_results
 from completep_sweep.search import make_plan
 from completep_sweep.store import ResultStore
 from completep_sweep.sweep import parse_sweep
 
-OPTUNA = SEARCH_OPTUNA.replace("n_trials = 4", "n_trials = 6")
-assert OPTUNA != SEARCH_OPTUNA
+OPTUNA = """name = "tpe"
+model = "tiny"
+parameterizations = ["completep"]
+[grid]
+lr = { log2_range = [-10, -4] }
+[train]
+steps = 40
+[search]
+method = "optuna"
+n_trials = 6
+"""
 
 
 def loss(lr: float) -> float:
