@@ -38,6 +38,9 @@ class Role(enum.Enum):
     """How the outcome is measured (``[train]``); never an HP."""
     DERIVED = "derived"
     """Computed by the tool from other fields (the data's content hash); never set by hand."""
+    TRAINER = "trainer"
+    """Which code trains the trial: a user's entry point or command (the sweep file's top-level
+    ``trainer`` / ``command``) and its version; hashed, never an HP, '' for the built-in trainer."""
 
 
 ROLE, CHECK, ADDED = "role", "check", "added"

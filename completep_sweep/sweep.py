@@ -18,6 +18,7 @@ from .errors import SpecError
 from .presets import MODEL_FIELDS, TRAIN_FIELDS, load_preset
 from .sweepfile import Around, Log2Range, SweepSpec
 from .trial import FIELD_TYPES, HP_ROLES, SHAPE_AND_SEED, ConfigError, Role, TrialConfig, fields_with
+from .user_trainer import trainer_fields
 
 _CONFIG_FIELDS = MODEL_FIELDS | TRAIN_FIELDS
 MAX_GRID_TRIALS = 100_000
@@ -49,7 +50,8 @@ class Sweep:
     """The first grid point: every fixed setting, resolved (data fingerprint included)."""
     resolved: dict[str, dict] = field(default_factory=dict)
     """What expanding the file looked up outside it: ``around`` -> {"sweep:hp": the other sweep's best
-    value} and ``data`` -> {source: content hash}. ``run`` records it with the run, and readers of the
+    value}, ``data`` -> {source: content hash}, ``trainer`` -> a user trainer's version and import
+    paths (user_trainer.py). ``run`` records it with the run, and readers of the
     results folder expand the recorded file with it (``parse_sweep(recorded=...)``), so extending
     another sweep or touching a token file later never turns this sweep's finished rows stale."""
 
@@ -212,7 +214,10 @@ def parse_sweep(
             raise SpecError(
                 f"grid.{key}: also set as a fixed value in [train] or [model_overrides]; keep it in one place"
             )
+    # A user's trainer is loaded and checked before any compute; its name and version are hashed.
+    trainer, trainer_resolved = trainer_fields(spec, source, recorded.get("trainer"))
     fixed = {
+        **trainer,
         **load_preset(spec.model),
         **spec.model_overrides,
         **spec.train,
@@ -249,7 +254,7 @@ def parse_sweep(
         trials,
         {k: tuple(v) for k, v in axes.items()},
         template,
-        {"around": around, "data": prints},
+        {"around": around, "data": prints, **trainer_resolved},
     )
 
 

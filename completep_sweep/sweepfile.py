@@ -174,6 +174,10 @@ class SweepSpec(BaseModel):
     model: str = "tiny"
     description: str = ""
     parameterizations: list[str] = Field(min_length=1)
+    trainer: str | None = Field(default=None, description='your training function, "pkg.module:func"')
+    command: list[str] | None = Field(
+        default=None, description='your training script, e.g. ["python", "train.py", "--lr={lr}"]'
+    )
     grid: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     model_overrides: dict[str, Any] = Field(default_factory=dict)

@@ -116,6 +116,12 @@ class TrialConfig:
     """Validation batches per evaluation (fixed, seed-independent)."""
     divergence_factor: float = role(Role.MEASUREMENT, 2.0, ABOVE_ONE)
     """Stop as diverged when the train loss exceeds this × the first step's loss (or is not finite)."""
+    trainer: str = role(Role.TRAINER, "", added="0.2.0")
+    """A user's training function, "pkg.module:func" (user_trainer.py); '' for the built-in one."""
+    command: str = role(Role.TRAINER, "", added="0.2.0")
+    """A user's training command template, its argument list as JSON text; '' when none."""
+    trainer_version: str = role(Role.TRAINER, "", added="0.2.0")
+    """The trainer function's version (user_trainer.trainer_version); a command's is its template."""
 
     def __post_init__(self) -> None:
         try:

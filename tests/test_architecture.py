@@ -44,7 +44,7 @@ def test_everything_else_is_derived_from_the_roles():
     labels = {"sweep", "model"}
     # Every field is settable in exactly one place, or is a label, the parameterization or the shape.
     assert MODEL_FIELDS.isdisjoint(TRAIN_FIELDS)
-    derived = set(fields_with(Role.DERIVED))
+    derived = set(fields_with(Role.DERIVED, Role.TRAINER))  # the trainer: the sweep file's top level
     assert MODEL_FIELDS | TRAIN_FIELDS | labels | derived | {"parameterization", "width", "depth"} == names
     assert {"lr", "init_std", "steps"} <= set(HP_FIELDS) and "seed" not in HP_FIELDS
     assert set(ModelConfig.field_names()) <= names  # model config = the trial's fields of those names

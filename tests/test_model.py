@@ -55,8 +55,10 @@ def test_bias_false_trials_get_ids_of_their_own():
     import json
 
     from completep_sweep.parameterization import RULES_VERSION
+    from completep_sweep.trial import ADDED_DEFAULTS
 
-    payload = {k: v for k, v in legacy.items() if k not in ("sweep", "model", "data_fingerprint")}
+    # The id before 0.2.0: no labels, and none of the fields added since (data_fingerprint, trainer...).
+    payload = {k: v for k, v in legacy.items() if k not in ("sweep", "model", *ADDED_DEFAULTS)}
     old_id = hashlib.sha256(
         json.dumps(
             {**payload, "rules_version": RULES_VERSION}, sort_keys=True, separators=(",", ":")

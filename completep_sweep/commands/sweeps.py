@@ -88,6 +88,10 @@ def cmd_validate(args) -> int:
         f"{args.spec}: valid. sweep {spec.name!r}, model {spec.model}, "
         f"{len(spec.parameterizations)} parameterizations x {axes or 'no grid'}"
     )
+    t = sweep.template
+    if t.trainer or t.command:
+        version = f" (version {t.trainer_version})" if t.trainer else ""
+        print(f"  trainer: {t.trainer or 'command ' + t.command}{version}")
     low, high = plan.bounds()
     method = spec.search.method
     if method == "grid":
@@ -123,15 +127,16 @@ def cmd_validate(args) -> int:
     _warn_resources(res)
     from ..memory import memory_summary
 
-    print(
-        "  "
-        + memory_summary(
-            sweep,
-            concurrency=concurrency,
-            cpus_per_trial=res.cpus_per_trial,
-            gpus_per_trial=res.gpus_per_trial,
+    if not (t.trainer or t.command):  # the estimate is of the built-in model; a user's is unknown here
+        print(
+            "  "
+            + memory_summary(
+                sweep,
+                concurrency=concurrency,
+                cpus_per_trial=res.cpus_per_trial,
+                gpus_per_trial=res.gpus_per_trial,
+            )
         )
-    )
     for warning in _config_warnings(sweep):
         print(f"  warning: {warning}")
     return EXIT_OK

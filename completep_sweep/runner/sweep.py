@@ -38,17 +38,23 @@ for _name in ("ray", "ray.tune", "ray.train"):
 
 def run_trial_on_worker(param_space: dict) -> None:
     """Tune function trainable: train one trial and report its row and curve once."""
-    from ..train import Runtime, train_trial
-
     config = TrialConfig(**param_space["trial"])
     gpus, cpus = param_space["gpus"], param_space["cpus"]
     # CPU-only trials say "cpu" explicitly so they never touch a GPU Ray did not give them.
-    runtime = Runtime(device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)))
+    device, threads = "cuda" if gpus > 0 else "cpu", max(1, int(cpus))
 
     def progress(point) -> None:  # shown by `status --watch`; the row is the final report below
         tune.report({"step": point.step, "val_loss": point.val_loss, "train_loss": point.train_loss})
 
-    result = train_trial(config, on_eval=progress, runtime=runtime)
+    if config.trainer or config.command:  # the user's code; its failure raises, so it is retried
+        from ..user_trainer import run_user_trial
+
+        paths = param_space.get("trainer", {}).get("path", [])
+        result = run_user_trial(config, progress, device=device, threads=threads, paths=paths)
+    else:  # imported here: a user's trainer may not use torch at all
+        from ..train import Runtime, train_trial
+
+        result = train_trial(config, on_eval=progress, runtime=Runtime(device=device, threads=threads))
     result = dataclasses.replace(result, worker=ray.get_runtime_context().get_node_id())
     tune.report({"row": result.row(), "curve": [vars(p) for p in result.curve]})
 
@@ -129,7 +135,12 @@ def run_sweep(
     try:
         tuner = tune.Tuner(
             trainable,
-            param_space={"cpus": res.cpus_per_trial, "gpus": res.gpus_per_trial},  # the trial: from the plan
+            # The trial comes from the plan; a user trainer's import paths from the driver (user_trainer.py).
+            param_space={
+                "cpus": res.cpus_per_trial,
+                "gpus": res.gpus_per_trial,
+                "trainer": sweep.resolved.get("trainer", {}),
+            },
             tune_config=tune.TuneConfig(
                 search_alg=PlanSearcher(plan),
                 num_samples=-1,
