@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 
 # The formatter's layout and the linter's rules (pyproject.toml [tool.ruff]), checked, never applied.
 lint: setup
-	$(VENV)/bin/ruff format --check completep_sweep tests benchmarks
-	$(VENV)/bin/ruff check completep_sweep tests benchmarks
+	$(VENV)/bin/ruff format --check completep_sweep tests benchmarks examples
+	$(VENV)/bin/ruff check completep_sweep tests benchmarks examples
 
 # Every test, `slow` (end-to-end on local Ray) included: about 20 minutes on 2 cores.
 test: lint

@@ -28,6 +28,7 @@ from .commands import (
     EXIT_ENVIRONMENT,
     EnvironmentFailure,
     UsageError,
+    cmd_check,
     cmd_coord_check,
     cmd_explain,
     cmd_export,
@@ -41,6 +42,7 @@ from .commands import (
     cmd_ui,
     cmd_validate,
 )
+from .commands.check import EXAMPLES as CHECK_EXAMPLES
 from .parameterization import NAMES_HELP
 
 
@@ -59,8 +61,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
-    def command(name: str, helptext: str, func) -> Parser:
-        epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name])
+    def command(name: str, helptext: str, func, examples=None) -> Parser:
+        epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples or EXAMPLES[name])
         q = sub.add_parser(
             name,
             help=helptext,
@@ -160,6 +162,25 @@ def build_parser() -> Parser:
         help="comma-separated: " + NAMES_HELP,
     )
     p.add_argument("--json", action="store_true", help="print slopes, expectations and pass/fail as JSON")
+
+    p = command(
+        "check",
+        "transfer gate: check a model and its optimizer against Table 1, statically and by measurement",
+        cmd_check,
+        CHECK_EXAMPLES,
+    )
+    p.add_argument("--model", required=True, help="builtin, or pkg.module:build returning (model, optimizer)")
+    p.add_argument("--parameterization", default="completep", type=parameterization_name, help=NAMES_HELP)
+    p.add_argument("--base-width", type=positive_int, default=32, help="the base shape's width")
+    p.add_argument("--base-depth", type=positive_int, default=2, help="the base shape's depth")
+    p.add_argument(
+        "--roles",
+        metavar="FILE",
+        help="TOML/JSON: tensor-name globs -> groups, and a [layout] for other models",
+    )
+    p.add_argument("--static-only", action="store_true", help="only the checks at init (seconds)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML file, one testcase per check")
 
     p = command("validate", "check a sweep file; print trials, pending and an estimate", cmd_validate)
     p.add_argument("spec", metavar="SPEC", help="sweep file, e.g. sweeps/depth-transfer-demo.toml")

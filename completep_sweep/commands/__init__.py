@@ -90,6 +90,7 @@ def stale_note(results) -> str:
     return f"; {len(results.stale)} stale row(s) of earlier versions of the sweep, not used{extra}"
 
 
+from .check import cmd_check  # noqa: E402
 from .reports import cmd_export, cmd_report, cmd_sync, cmd_ui  # noqa: E402
 from .status import cmd_status  # noqa: E402
 from .sweeps import cmd_run, cmd_submit, cmd_validate  # noqa: E402
@@ -100,6 +101,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_FAILED",
     "UsageError",
+    "cmd_check",
     "cmd_coord_check",
     "cmd_explain",
     "cmd_export",
