@@ -96,6 +96,24 @@ def test_calibration_quick_reports_every_family():
     assert timed and int(timed.group(1)) >= 328 and number(timed.group(2)) > 0, out
 
 
+def test_gpu_check_quick_prints_its_table_and_never_a_gpu_number_without_a_gpu():
+    import torch
+
+    out = run_quick("gpu_check.py")
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| (")}
+    assert list(rows) == [
+        "(a) trial path tokens/s",
+        "(a) model-FLOPs utilisation",
+        "(b) 4 trials at 0.25 GPU",
+        "(c) 2 workers against 1",
+        "(d) tiny trial CPU vs GPU",
+    ], out
+    assert re.search(rf"plain loop {NUMBER}", rows["(a) trial path tokens/s"]), out
+    if not torch.cuda.is_available():
+        for key in list(rows)[1:]:
+            assert "not measured" in rows[key], out
+
+
 def test_search_cost_quick_reports_agreement_and_cost():
     out = run_quick("search_cost.py")
     m = re.search(

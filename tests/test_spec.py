@@ -179,7 +179,7 @@ def test_shipped_sweep_files_are_valid(tmp_path):
         (sweeps / "paper-depth-transfer.toml").read_text().replace("data/slimpajama_gpt2", str(tmp_path))
     )
     paper = parse_sweep(paper_text)
-    assert len(paper.trials) == 4 * 7 * 15
+    assert len(paper.trials) == 4 * 7 * 4 * 3 and paper.spec.search.method == "bracket"  # 3 seeds per point
     t = paper.trials[0]
     assert (t.base_width, t.base_depth, t.head_dim, t.seq_len) == (256, 2, 64, 2048)
     assert t.tokens == 9155 * 16 * 2048

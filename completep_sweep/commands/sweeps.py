@@ -109,7 +109,12 @@ def cmd_validate(args) -> int:
             f"{len(planned)} asked so far"
         )
     flops, seconds, how = _estimate(sweep, store, pending, concurrency)
-    if method == "grid":
+    if res.gpus_per_trial > 0:  # GPU trials: the CPU measurements here say nothing of their cost
+        from ..estimate import gpu_line
+
+        done = len(planned) - len(pending)
+        print(gpu_line(pending, low=low, high=high, done=done, template=sweep.template))
+    elif method == "grid":
         print(
             f"  pending work: {flops:.3g} FLOPs, about {duration(seconds)} at {concurrency} concurrent "
             f"trial(s) here ({how})"
