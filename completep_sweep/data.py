@@ -49,11 +49,29 @@ class TokenSource:
     val: np.ndarray
     vocab_size: int
 
-    def batch(self, split: str, index: int, *, batch_size: int, seq_len: int, seed: int = 0):
-        """(x, y) int64 tensors of shape (batch_size, seq_len); y is x shifted by one token."""
+    def batch(
+        self,
+        split: str,
+        index: int,
+        *,
+        batch_size: int,
+        seq_len: int,
+        seed: int = 0,
+        rank: int = 0,
+        ranks: int = 1,
+    ):
+        """(x, y) int64 tensors of shape (batch_size / ranks, seq_len); y is x shifted by one token.
+
+        ``rank`` of ``ranks`` (data-parallel workers) gets its contiguous slice of the same global
+        batch, so N workers together see exactly the batch one worker would.
+        """
+        if batch_size % ranks:
+            raise ValueError(f"batch_size {batch_size} does not split evenly over {ranks} workers")
         tokens = self.train if split == "train" else self.val
         rng = np.random.default_rng((seed if split == "train" else _VAL_SEED, index))
+        share = batch_size // ranks
         starts = rng.integers(0, len(tokens) - seq_len - 1, size=batch_size)
+        starts = starts[rank * share : (rank + 1) * share]  # the whole batch drawn, this rank's slice kept
         window = tokens[starts[:, None] + np.arange(seq_len + 1)].astype(np.int64)  # (B, T+1)
         t = torch.from_numpy(window)
         return t[:, :-1], t[:, 1:]

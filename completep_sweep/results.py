@@ -19,7 +19,7 @@ import pandas as pd
 from .errors import SpecError
 from .outcome import FINISHED
 from .search import Plan, make_plan, row_outcome
-from .store import ResultStore
+from .store import ResultStore, sweep_store
 from .sweep import Resolver, Sweep, parse_sweep, spec_hash
 from .trial import HASHED_FIELDS, Role, TrialConfig, fields_with
 
@@ -84,6 +84,11 @@ def open_results(store: ResultStore, *, include_stale: bool = False, _depth: int
     sweep = _recorded_sweep(store, text, _depth)
     if sweep is None:
         return SweepResults(store, None, rows, rows.iloc[:0], 0, (), loaded=rows, spec_text=text)
+    if sweep.spec.search.method == "optuna":  # on object storage: the study's copy in the local cache
+        from .search.study import STUDY_FILE
+        from .store_fs import pull
+
+        pull(store, STUDY_FILE)
     plan = make_plan(sweep, rows, store.root, read_only=True)
     planned = {c.trial_id: c for c in plan.planned()}
     current = rows["trial_id"].isin(set(planned))
@@ -107,18 +112,18 @@ def open_results(store: ResultStore, *, include_stale: bool = False, _depth: int
     )
 
 
-def best_value_resolver(results_root: Path, _depth: int = 0) -> Resolver:
+def best_value_resolver(results_root: Path | str, _depth: int = 0) -> Resolver:
     """For ``{ around = "sweep" }``: the value of an HP at that sweep's best grid point (lowest mean
     loss over seeds, a diverged seed making it infinite), from its current rows."""
 
     def best(name: str, hp: str) -> float:
-        store = ResultStore(Path(results_root) / name, read_only=True)
+        store = sweep_store(results_root, name, read_only=True)
         if _depth > 4:
             raise SpecError(f"sweeps refer to each other in a loop through {name!r}; break the loop")
-        rows = open_results(store, _depth=_depth + 1).rows if store.root.is_dir() else None
+        rows = open_results(store, _depth=_depth + 1).rows if store.exists() else None
         if rows is None or rows.empty or not rows["status"].isin(FINISHED).any():
             raise SpecError(
-                f"sweep {name!r} has no finished trials in {store.root}; run it first "
+                f"sweep {name!r} has no finished trials in {store.location}; run it first "
                 f"(completep-sweep run sweeps/{name}.toml)"
             )
         if hp not in rows:
@@ -154,12 +159,12 @@ def _recorded_sweep(store: ResultStore, text: str | None, depth: int = 0) -> Swe
         return parse_sweep(
             text,
             source=str(store.spec_path),
-            resolve=best_value_resolver(store.root.parent, depth),
+            resolve=best_value_resolver(store.results_root, depth),
             recorded=recorded_resolution(store, text),
         )
     except SpecError as e:
         sys.stderr.write(
-            f"warning: the recorded sweep file no longer expands ({e}); every row in {store.root} "
+            f"warning: the recorded sweep file no longer expands ({e}); every row in {store.location} "
             "is used; run the sweep again to record a valid one\n"
         )
         return None

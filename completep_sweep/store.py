@@ -8,19 +8,20 @@ Layout under ``results/<sweep>/``:
   spec.toml                   the sweep file of the latest run
   runs/<started_at>.json      one record per `run`: wall time, trials run, concurrency
   quarantine/                 files that could not be read as what their name says (moved aside)
-  .driver.lock                held (flock) by the one driver that may write here
+  .driver.lock                held (flock; on object storage a heartbeat) by the one driver that writes
   live.json                   the trials in flight (step, latest val loss), for `status --watch`;
                               rewritten by the driver as they report, removed when it ends
 
 Writers use a hidden temporary name and ``os.replace``; readers skip hidden files and deduplicate on
 trial_id (Ray may deliver a result more than once after restores). A file that does not read, or
 reads as something else (another schema, another trial), is moved to ``quarantine/`` with one
-warning, and its trial counts as pending: the next run computes it again.
+warning, and its trial counts as pending: the next run computes it again. On object storage
+(``ResultStore("s3://bucket/prefix/<sweep>")``) the same files are objects, each written in one PUT
+(store_fs.py: how, and which files stay local).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -28,8 +29,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .row_check import id_mismatch, wrong_types
+from .store_fs import ObjectPath, cache_folder, is_uri, open_location
+from .store_lock import LockedError, flock_folder, hold, live_driver
 from .trial import ADDED_DEFAULTS, CURVE_COLUMNS, ROW_COLUMNS, TrialResult
 
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
@@ -47,14 +48,14 @@ CURVE_SCHEMA = pa.schema([pa.field(name, _ARROW[kind]) for name, kind in CURVE_C
 REQUIRED_ROW_COLUMNS = frozenset(ROW_COLUMNS) - set(ADDED_DEFAULTS)
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: result files get the mode any other file of the user gets
+__all__ = ["LockedError", "ResultStore", "sweep_store", "write_atomic", "write_text"]
 
 
-class LockedError(Exception):
-    """Another live driver holds the results folder; the message names it."""
-
-
-def write_atomic(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename into place; a crash leaves only a hidden temp file."""
+def write_atomic(path: Path | ObjectPath, write) -> None:
+    """``write(tmp_path)`` then rename into place; a crash leaves only a hidden temp file. On object
+    storage (no rename) the file is written locally and sent in one PUT: it appears whole or not at all."""
+    if isinstance(path, ObjectPath):
+        return path.write_with(write)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
@@ -76,7 +77,7 @@ def write_atomic(path: Path, write) -> None:
 
 def write_text(path: Path, text: str) -> Path:
     """A text file written atomically (report tables, exports, the spec, run records)."""
-    path = Path(path)
+    path = path if isinstance(path, ObjectPath) else Path(path)
     write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path
 
@@ -87,19 +88,37 @@ def _write_table(path: Path, rows: list[dict], schema: pa.Schema) -> None:
 
 
 class ResultStore:
-    """The results folder of one sweep."""
+    """The results folder of one sweep: a local folder, or a URI on object storage (s3://, gs://)."""
 
     def __init__(self, root: Path | str, *, read_only: bool = False):
-        self.root = Path(root)
+        self.remote = is_uri(root)
+        # Where the rows live. On object storage, ``root`` is a local cache folder for what must be a
+        # local file (the Optuna study, the report before its upload, MLflow's default store).
+        self.folder = open_location(root) if self.remote else Path(root)
+        self.root = cache_folder(self.folder) if self.remote else self.folder
         # Read commands: a bad file is skipped with a warning, never moved; no index is written.
         self.read_only = read_only
-        self.trials_dir = self.root / "trials"
-        self.errors_dir = self.root / "errors"
-        self.curves_dir = self.root / "curves"
+        self.trials_dir = self.folder / "trials"
+        self.errors_dir = self.folder / "errors"
+        self.curves_dir = self.folder / "curves"
+        self._live_written = (0.0, set())
 
     @property
-    def spec_path(self) -> Path:
-        return self.root / "spec.toml"
+    def location(self) -> str:
+        """The folder as messages and commands name it (the URI on object storage)."""
+        return str(self.folder)
+
+    @property
+    def results_root(self) -> Path | str:
+        """What holds this sweep's folder and its neighbours (``--results``)."""
+        return str(self.folder.parent) if self.remote else self.root.parent
+
+    def exists(self) -> bool:
+        return self.folder.is_dir()
+
+    @property
+    def spec_path(self) -> Path | ObjectPath:
+        return self.folder / "spec.toml"
 
     def write_spec(self, text: str) -> None:
         write_text(self.spec_path, text)
@@ -137,12 +156,12 @@ class ResultStore:
         """Keep one JSON file per `run` invocation beside the rows: written when the run starts (the
         spec hash and what its sweep file resolved to: ``around`` centres, data fingerprints) and
         rewritten, same name, when it ends (how long, what ran)."""
-        path = self.root / "runs" / f"{record['started_at'].replace(':', '')}.json"
+        path = self.folder / "runs" / f"{record['started_at'].replace(':', '')}.json"
         return write_text(path, json.dumps(record, indent=1))
 
     def runs(self) -> list[dict]:
         """The run records, oldest first (an unreadable one is skipped: it is a log, not a result)."""
-        runs_dir = self.root / "runs"
+        runs_dir = self.folder / "runs"
         records = []
         for p in (
             sorted(q for q in runs_dir.glob("*.json") if not q.name.startswith("."))
@@ -167,12 +186,14 @@ class ResultStore:
         except (OSError, ValueError):
             checked = {}
         done, now = set(), {}
+        curves = {p.name: p for p in self._files(self.curves_dir)}  # on object storage: one listing
         for row_file in self._files(self.trials_dir):
-            pair = (row_file, self.curves_dir / row_file.name)
+            pair = (row_file, curves.get(row_file.name, self.curves_dir / row_file.name))
             marks = {}
             for path in pair:
                 try:
-                    marks[f"{path.parent.name}/{path.name}"] = [path.stat().st_size, path.stat().st_mtime_ns]
+                    stat = path.stat()
+                    marks[f"{path.parent.name}/{path.name}"] = [stat.st_size, stat.st_mtime_ns]
                 except OSError:
                     break
             if len(marks) < 2:  # a row implies a curve: without it the trial is incomplete
@@ -218,6 +239,10 @@ class ResultStore:
     @staticmethod
     def _files(directory: Path, ids: Iterable[str] | None = None) -> list[Path]:
         """Visible Parquet files of ``directory``, or only those of ``ids`` (one file per trial)."""
+        if isinstance(directory, ObjectPath):  # one listing, not a request per file
+            wanted = None if ids is None else {f"{i}.parquet" for i in ids}
+            found = [p for p in directory.glob("*.parquet") if not p.name.startswith(".")]
+            return sorted(p for p in found if wanted is None or p.name in wanted)
         if not directory.is_dir():
             return []
         if ids is None:
@@ -228,7 +253,9 @@ class ResultStore:
         """The file as a DataFrame, or None after moving it to quarantine/ (it is not what its name says)."""
         curve = path.parent == self.curves_dir
         try:
-            schema = pq.read_schema(path)
+            data = None if isinstance(path, Path) else path.read_bytes()  # one GET for both reads below
+            source = (lambda: path) if data is None else (lambda: pa.BufferReader(data))
+            schema = pq.read_schema(source())
             missing = (set(CURVE_COLUMNS) if curve else REQUIRED_ROW_COLUMNS) - set(schema.names)
             if missing:
                 raise ValueError(
@@ -236,7 +263,7 @@ class ResultStore:
                 )
             if not curve and (reason := wrong_types(schema)):
                 raise ValueError(reason)
-            df = pq.read_table(path, columns=columns).to_pandas()
+            df = pq.read_table(source(), columns=columns).to_pandas()
             ids = set(df["trial_id"]) if "trial_id" in df else {path.stem}
             if ids - {path.stem} or (not curve and len(df) != 1):
                 raise ValueError(
@@ -262,10 +289,10 @@ class ResultStore:
             source = directory / f"{trial_id}.parquet"
             if not source.exists():
                 continue
-            target = self.root / "quarantine" / directory.name / f"{trial_id}.{time.time_ns()}.parquet"
+            target = self.folder / "quarantine" / directory.name / f"{trial_id}.{time.time_ns()}.parquet"
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, target)
+                source.replace(target)  # os.replace; on object storage a copy, then a delete
                 moved.append(target)
             except OSError:
                 pass  # a read-only folder: the file stays, is skipped, and the warning says so
@@ -278,57 +305,40 @@ class ResultStore:
     # ---------------------------------------------------------------- trials in flight
 
     @property
-    def live_path(self) -> Path:
-        return self.root / "live.json"
+    def live_path(self) -> Path | ObjectPath:
+        return self.folder / "live.json"
 
     def write_live(self, trials: dict[str, dict]) -> None:
         """The driver's view of its running trials (replaced whole, so a reader never sees half)."""
+        last, ids = self._live_written
+        if self.remote and set(trials) == ids and time.monotonic() - last < 2:
+            return  # a PUT per eval would slow Tune's loop; the same trials' progress waits 2 s
+        self._live_written = (time.monotonic(), set(trials))
         record = {"pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(), "trials": trials}
         write_text(self.live_path, json.dumps(record))
 
     def read_live(self) -> dict[str, dict]:
-        """The running trials, or {} when no driver on this host is alive to vouch for them (a killed
-        driver leaves its last live.json behind: its trials are not running any more)."""
+        """The running trials, or {} when no driver is alive to vouch for them (a killed driver
+        leaves its last live.json behind: its trials are not running any more)."""
         try:
             record = json.loads(self.live_path.read_text())
         except (OSError, ValueError):
             return {}
-        if record.get("host") == socket.gethostname():
-            try:
-                os.kill(int(record["pid"]), 0)
-            except (ProcessLookupError, ValueError, KeyError):
-                return {}
-            except PermissionError:
-                pass  # alive, another user's
-        return record.get("trials", {})
+        return record.get("trials", {}) if live_driver(record, self.folder) else {}
 
     # ---------------------------------------------------------------- one driver at a time
 
-    @contextmanager
     def lock(self, command: str = ""):
-        """Hold the folder for one driver. Raises LockedError naming the live holder; a lock left by
-        a dead driver is free (the kernel releases flock with its process)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / ".driver.lock"
-        created = not path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = path.read_text().strip() or "another process"
-                raise LockedError(
-                    f"{self.root} is in use by a running driver ({holder}); wait for it to "
-                    "finish, or stop it (Ctrl-C, or kill PID) and run again"
-                ) from None
-            since = datetime.now(UTC).isoformat(timespec="seconds")
-            try:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}: {command}".encode())
-            except OSError:  # a full disk: leave no empty lock file behind
-                if created:
-                    path.unlink(missing_ok=True)
-                raise
-            yield
-        finally:
-            os.close(fd)  # releases the flock
+        """Hold the folder for one driver (a context manager). Raises LockedError naming the live
+        holder; a lock left by a dead driver is free (store_lock.py: flock, or a lock object with a
+        heartbeat on object storage)."""
+        if self.remote:
+            return hold(self.folder, command)
+        return flock_folder(self.root, command, 0o666 & ~_UMASK)
+
+
+def sweep_store(results_root: Path | str, name: str, *, read_only: bool = False) -> ResultStore:
+    """The store of sweep ``name`` under ``--results`` (a folder, or a URI on object storage)."""
+    if is_uri(str(results_root)):
+        return ResultStore(f"{str(results_root).rstrip('/')}/{name}", read_only=read_only)
+    return ResultStore(Path(results_root) / name, read_only=read_only)

@@ -83,8 +83,18 @@ class Log2Range(BaseModel):
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    cpus_per_trial: float = Field(default=1, gt=0, description="CPUs per trial (torch threads on CPU)")
-    gpus_per_trial: float = Field(default=0, ge=0, description="GPUs per trial; fractional shares a GPU")
+    cpus_per_trial: float = Field(
+        default=1, gt=0, description="CPUs per trial, per worker (torch threads on CPU)"
+    )
+    gpus_per_trial: float = Field(
+        default=0, ge=0, description="GPUs per trial, per worker; fractional shares a GPU"
+    )
+    workers_per_trial: int = Field(
+        default=1,
+        ge=1,
+        description="data-parallel workers per trial (a Ray Train job; each takes an equal slice "
+        "of every batch); 1 runs the trial as one process",
+    )
     max_concurrent: int | None = Field(default=None, ge=1, description="at most this many trials at once")
     max_retries: int = Field(default=2, ge=0, description="re-runs of a trial whose worker died or raised")
     autoscale_wait_s: float = Field(

@@ -2,6 +2,11 @@
 
 Divergence is an outcome, not an error: a run whose loss becomes non-finite or climbs far above its
 first value stops early and returns status ``diverged``, so a sweep records it as a row.
+
+Data-parallel (``Runtime(distributed=True)``, inside a process group that Ray Train set up): each
+rank computes its slice of the same global batch, DDP averages the gradients and every logged loss
+is averaged over the ranks, so N workers make the updates, and log the curve, of one worker with the
+same batch. ``micro_batch_size`` splits a rank's slice into micro-batches whose gradients add up.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from . import __version__
 from .data import TokenSource, load_source
 from .model import Transformer
 from .optim import build_optimizer, lr_at, set_lr
 from .parameterization import RULES_VERSION
-from .trial import CurvePoint, TrialConfig, TrialResult
+from .trial import ConfigError, CurvePoint, TrialConfig, TrialResult
 
 EvalCallback = Callable[[CurvePoint], None]
 
@@ -36,6 +42,48 @@ class Runtime:
     """'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
     threads: int = 1
     """CPU threads for torch: the CPUs the trial was given (two 1-thread trials beat one 2-thread)."""
+    distributed: bool = False
+    """One rank of a data-parallel trial: torch.distributed is initialised (by Ray Train)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """How this process computes a step's global batch: its rank's slice, in micro-batches."""
+
+    rank: int = 0
+    ranks: int = 1
+    micro: int = 0
+    """Sequences per forward pass (the rank's whole slice when there is no accumulation)."""
+
+    @classmethod
+    def of(cls, config: TrialConfig, *, distributed: bool = False) -> Split:
+        rank, ranks = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        if config.batch_size % ranks:
+            raise ConfigError(
+                "batch_size",
+                f"batch_size {config.batch_size} does not split over {ranks} workers; "
+                "use a multiple of resources.workers_per_trial",
+            )
+        share = config.batch_size // ranks
+        micro = config.micro_batch_size if config.micro_batch_size not in (0, config.batch_size) else share
+        if share % micro:
+            raise ConfigError(
+                "micro_batch_size",
+                f"micro_batch_size {micro} does not divide the {share} sequences each of {ranks} "
+                "workers computes; use a divisor of batch_size / resources.workers_per_trial",
+            )
+        return cls(rank, ranks, micro)
+
+    def mean(self, value: float, device: torch.device) -> float:
+        """``value`` averaged over the ranks (the same number on every rank)."""
+        if self.ranks == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.item() / self.ranks
+
+    def parts(self, x: torch.Tensor, y: torch.Tensor):
+        return list(zip(x.split(self.micro), y.split(self.micro)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,17 +121,41 @@ def build_model(config: TrialConfig, device: torch.device | str = "cpu") -> Tran
 
 
 @torch.no_grad()
-def evaluate(model: Transformer, source: TokenSource, config: TrialConfig, autocast) -> float:
+def evaluate(
+    model: Transformer, source: TokenSource, config: TrialConfig, autocast, split: Split | None = None
+) -> float:
+    split = split or Split.of(config)
     model.eval()
     device = next(model.parameters()).device
     total = 0.0
     for i in range(config.eval_batches):
-        x, y = source.batch("val", i, batch_size=config.batch_size, seq_len=config.seq_len)
-        with autocast():
-            _, loss = model(x.to(device), y.to(device))
-        total += loss.item()
+        x, y = source.batch(
+            "val", i, batch_size=config.batch_size, seq_len=config.seq_len, rank=split.rank, ranks=split.ranks
+        )
+        parts = split.parts(x, y)
+        batch_total = 0.0
+        for xm, ym in parts:
+            with autocast():
+                _, loss = model(xm.to(device), ym.to(device))
+            batch_total += loss.item()
+        total += batch_total / len(parts)
     model.train()
-    return total / config.eval_batches
+    return split.mean(total / config.eval_batches, device)
+
+
+def _forward_backward(net, x, y, split: Split, device: torch.device, autocast) -> float:
+    """Gradients of this rank's slice, micro-batch by micro-batch; the global batch's mean loss."""
+    parts = split.parts(x, y)
+    total = 0.0
+    for i, (xm, ym) in enumerate(parts):
+        # DDP all-reduces the gradients once, in the last micro-batch's backward.
+        last = i == len(parts) - 1
+        with contextlib.nullcontext() if last or split.ranks == 1 else net.no_sync():
+            with autocast():
+                _, loss = net(xm.to(device), ym.to(device))
+            (loss / len(parts)).backward()
+        total += loss.item()
+    return split.mean(total / len(parts), device)
 
 
 def _autocast_for(device: torch.device):
@@ -104,6 +176,7 @@ def train_trial(
     # Large-std inits make denormals that slow CPU steps ~3x; flushing them changes nothing visible.
     torch.set_flush_denormal(True)
     source = load_source(config.data, config.vocab_size, config.seq_len)
+    split = Split.of(config, distributed=runtime.distributed)
     model = build_model(config, device)
     opt = build_optimizer(
         model,
@@ -114,6 +187,11 @@ def train_trial(
         betas=(config.beta1, config.beta2),
     )
     autocast = _autocast_for(device)
+    net = model  # what the steps call: the model, or DDP around it (which averages the gradients)
+    if split.ranks > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     schedule = functools.partial(
         lr_at,
         lr=config.lr,
@@ -130,18 +208,22 @@ def train_trial(
     for step in range(config.steps):
         set_lr(opt, schedule(step))
         x, y = source.batch(
-            "train", step, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed
+            "train",
+            step,
+            batch_size=config.batch_size,
+            seq_len=config.seq_len,
+            seed=config.seed,
+            rank=split.rank,
+            ranks=split.ranks,
         )
-        with autocast():
-            _, loss = model(x.to(device), y.to(device))
-        last_loss = loss.item()
+        opt.zero_grad(set_to_none=True)
+        # The loss is known only after every micro-batch's backward; a diverged step is not applied.
+        last_loss = _forward_backward(net, x, y, split, device, autocast)
         if step == 0:
             first_loss = last_loss
         if not math.isfinite(last_loss) or last_loss > config.divergence_factor * first_loss:
-            diverged_at = step
+            diverged_at = step  # every rank sees the same averaged loss, so all stop here together
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
         if config.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             clipped += int(norm.item() > config.grad_clip)
@@ -153,7 +235,7 @@ def train_trial(
                 step=steps_done,
                 tokens=steps_done * config.batch_size * config.seq_len,
                 train_loss=sum(window) / len(window),
-                val_loss=evaluate(model, source, config, autocast),
+                val_loss=evaluate(model, source, config, autocast, split),
                 lr=schedule(step),
             )
             curve.append(point)

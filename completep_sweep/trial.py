@@ -107,7 +107,10 @@ class TrialConfig:
     steps: int = role(Role.TRAINING, 600, POSITIVE)
     """Optimizer steps (the token budget is steps × batch_size × seq_len)."""
     batch_size: int = role(Role.TRAINING, 16, POSITIVE)
-    """Sequences per step."""
+    """Sequences per step (the global batch: a trial on N workers gives each batch_size / N)."""
+    micro_batch_size: int = role(Role.TRAINING, 0, NON_NEGATIVE, added="0.3.0")
+    """Sequences per forward pass when a batch does not fit: each worker's share of the batch is
+    split into micro-batches whose gradients add up to the batch's (0 or batch_size: no split)."""
     seed: int = role(Role.SEED, 0, NON_NEGATIVE)
     """Seeds init and batch order."""
     eval_interval: int = role(Role.MEASUREMENT, 100, POSITIVE)
@@ -135,6 +138,12 @@ class TrialConfig:
             check_heads(self.width, self.head_dim)
         except ShapeError as e:
             raise ConfigError(e.field, str(e)) from None
+        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise ConfigError(
+                "micro_batch_size",
+                f"micro_batch_size {self.micro_batch_size} does not divide batch_size {self.batch_size}; "
+                "use a divisor of batch_size, or 0 for no gradient accumulation",
+            )
 
     def rules(self) -> ScalingRules:
         """This trial's ScalingRules: its parameterization at (width, depth) for its base shape."""

@@ -27,17 +27,39 @@ class EnvironmentFailure(Exception):
     """The environment cannot do what was asked (no space left for the results): one line, exit 3."""
 
 
-def resolve_results(target: str, results_root: str) -> Path:
-    """A results folder given as a path (results/<sweep>) or as a sweep name under ``results_root``."""
+def resolve_results(target: str, results_root: str) -> Path | str:
+    """A results folder given as a path (results/<sweep>) or as a sweep name under ``results_root``;
+    either may be a URI on object storage (s3://bucket/prefix/<sweep>, or the name and --results URI)."""
+    from ..store_fs import is_uri
+
     path = Path(target)
-    if (path / "trials").is_dir() or (path / "spec.toml").is_file():
+    if not is_uri(target) and ((path / "trials").is_dir() or (path / "spec.toml").is_file()):
         return path
+    if is_uri(target) or is_uri(results_root):
+        uri = target if is_uri(target) else f"{results_root.rstrip('/')}/{target}"
+        folder = remote_folder(uri, "RESULTS_DIR_OR_NAME" if is_uri(target) else "--results")
+        if (folder / "spec.toml").is_file() or (folder / "trials").is_dir():
+            return str(folder)
+        raise UsageError(f"RESULTS_DIR_OR_NAME: {folder} holds no sweep (no spec.toml, no trials/)")
     named = Path(results_root) / target
     if named.is_dir():
         return named
     raise UsageError(
         f"RESULTS_DIR_OR_NAME: {target!r} is neither a results folder nor a sweep name under {results_root}/"
     )
+
+
+def remote_folder(uri: str, flag: str, *, write: bool = False):
+    """The folder on object storage that ``uri`` (given as ``flag``) names, reached (with ``write``:
+    written to and cleaned) before anything starts; exit 2 naming the flag and the fix if not."""
+    from ..store_fs import RemoteError, check, open_location
+
+    try:
+        folder = open_location(uri)
+        check(folder, write=write)
+    except RemoteError as e:
+        raise UsageError(f"{flag}: {e}") from None
+    return folder
 
 
 def check_writable(folder: Path, flag: str) -> None:

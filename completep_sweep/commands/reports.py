@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import EXIT_FAILED, EXIT_OK, UsageError, check_writable, resolve_results, stale_note
+from . import EXIT_FAILED, EXIT_OK, UsageError, check_writable, remote_folder, resolve_results, stale_note
 
 
 def _analysis(args):
@@ -20,7 +20,7 @@ def _analysis(args):
     )
     if results.rows.empty:
         raise UsageError(
-            f"RESULTS_DIR: {results.store.root} has no trial rows of the current sweep yet; run "
+            f"RESULTS_DIR: {results.store.location} has no trial rows of the current sweep yet; run "
             "`completep-sweep run SPEC` first" + stale_note(results)
         )
     return results, analyze(results.rows, tolerance=args.tolerance, loss=args.loss)
@@ -46,30 +46,34 @@ def cmd_report(args) -> int:
     from ..answer import recommendations
     from ..fmt import records
     from ..report import recommendation_text, verdict_text, write_report
+    from ..store_fs import push
     from ..tables import format_table
 
     results, analysis = _analysis(args)
     store = results.store
     recs = recommendations(analysis)
     verdicts = {"recommendations": records(recs), **analysis.to_json_dict()}
+    report = store.folder / "report"  # on object storage: written in the local cache, then uploaded
     try:
         written = write_report(analysis, store.root / "report", recs, verdicts)
     except OSError as e:  # a read-only or full disk: the answer is still worth printing
         written = {}
         print(
-            f"warning: report files not written to {store.root / 'report'} ({e.strerror or e}); the "
+            f"warning: report files not written to {report} ({e.strerror or e}); the "
             "answer below is complete; copy the folder somewhere writable to keep plots and tables",
             file=sys.stderr,
         )
+    if written and not push(store, "report"):
+        report = store.root / "report"  # kept in the cache; the warning said why
     if args.json:
         print(json.dumps(verdicts))
     else:
         pending = f", {len(results.pending)} still pending" if results.pending else ""
-        print(f"{store.root}: {len(analysis.trials)} trials{pending}{stale_note(results)}\n")
+        print(f"{store.location}: {len(analysis.trials)} trials{pending}{stale_note(results)}\n")
         print(recommendation_text(analysis, recs))
         deepest = int(analysis.optima["depth"].max()) if len(analysis.optima) else 0
         print(
-            f"  At a depth or width you did not test: completep-sweep export {store.root} --target-depth "
+            f"  At a depth or width you did not test: completep-sweep export {store.location} --target-depth "
             f"{4 * deepest or 64} [--format toml]"
         )
         print("\n" + verdict_text(analysis))
@@ -95,9 +99,12 @@ def cmd_report(args) -> int:
                     ]
                 )
             )
-        plots = sorted(str(p) for p in written.values() if p.suffix == ".png")
+        local = store.root / "report"
+        plots = sorted(
+            str(report / p.relative_to(local).as_posix()) for p in written.values() if p.suffix == ".png"
+        )
         if written:
-            where = f"{store.root / 'report'} ({len(written)} files; plots: {', '.join(plots) or 'none'})"
+            where = f"{report} ({len(written)} files; plots: {', '.join(plots) or 'none'})"
             print(f"\nreport: {where}")
     if not args.no_mlflow and written:
         _sync_quietly(results, args.tracking_uri, analysis, verdicts)
@@ -146,13 +153,13 @@ def _sync_quietly(results, tracking_uri: str | None, analysis, verdicts: dict) -
     from ..store import LockedError
     from ..tracking import TrackingError, sync
 
-    results_dir = results.store.root
+    results_dir = results.store.location
     try:
         with results.store.lock(command="completep-sweep report (MLflow sync)"):
             sync(
                 results_dir,
                 tracking_uri,
-                report_dir=results_dir / "report",
+                report_dir=results.store.root / "report",
                 results=results,
                 analysis=analysis,
                 verdicts=verdicts,
@@ -210,16 +217,20 @@ def cmd_export(args) -> int:
 
 def cmd_sync(args) -> int:
     from ..store import LockedError, ResultStore
+    from ..store_fs import pull_tree
     from ..tracking import TrackingError, default_tracking_uri, sync
 
-    results_dir = resolve_results(args.target, args.results)
-    uri = args.tracking_uri or default_tracking_uri(results_dir.parent)
-    report = results_dir / "report"
-    if results_dir.is_dir():
-        check_writable(results_dir, "RESULTS_DIR (sync records what it mirrored there)")
+    store = ResultStore(resolve_results(args.target, args.results))
+    uri = args.tracking_uri or default_tracking_uri(store.root.parent)  # on object storage: the cache's
+    report = store.root / "report"
+    if store.remote:  # the report as last uploaded, from whichever machine
+        remote_folder(store.location, "RESULTS_DIR (sync records what it mirrored there)", write=True)
+        pull_tree(store, "report")
+    elif store.root.is_dir():
+        check_writable(store.root, "RESULTS_DIR (sync records what it mirrored there)")
     try:
-        with ResultStore(results_dir).lock(command="completep-sweep sync"):
-            counts = sync(results_dir, uri, report_dir=report if report.is_dir() else None)
+        with store.lock(command="completep-sweep sync"):
+            counts = sync(store.location, uri, report_dir=report if report.is_dir() else None)
     except LockedError as e:
         raise UsageError(f"{e} (a running sweep mirrors MLflow itself)") from None
     except TrackingError as e:
@@ -233,12 +244,17 @@ def cmd_sync(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    from ..store_fs import RemoteError, cache_folder, is_uri, open_location
     from ..tracking.ui import run_ui
 
     _check_port(args.host, args.port)
-    return run_ui(
-        Path(args.results), port=args.port, host=args.host, tracking_uri=args.tracking_uri, sweep=args.sweep
-    )
+    root = Path(args.results)
+    if is_uri(args.results):  # sweeps on object storage keep MLflow's default store in the local cache
+        try:
+            root = cache_folder(open_location(args.results))
+        except RemoteError as e:
+            raise UsageError(f"--results: {e}") from None
+    return run_ui(root, port=args.port, host=args.host, tracking_uri=args.tracking_uri, sweep=args.sweep)
 
 
 def _check_port(host: str, port: int) -> None:

@@ -48,7 +48,7 @@ def _status_text(results, *, recent: int) -> str:
     df = results.rows
     counts = df.status.value_counts().to_dict() if len(df) else {}
     lines = [
-        f"{results.store.root}: "
+        f"{results.store.location}: "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error"))
         + results.progress()
         + stale_note(results)

@@ -16,6 +16,7 @@ from . import (
     UsageError,
     check_space,
     check_writable,
+    remote_folder,
 )
 
 # Seconds per trial = 1.6 + FLOPs / 65e9 + 2.7e-3 × depth × steps: fitted here (tiny preset, one
@@ -25,13 +26,23 @@ RAY_START_S = 10.0
 LARGE_SWEEP = 20_000
 
 
-def _sweep_and_store(args, *, read_only: bool = False):
+def _sweep_and_store(args, *, read_only: bool = False, reach: bool = True):
+    """The sweep file and its store under --results (a folder, or a URI on object storage that is
+    reached first, unless ``reach`` is False: `submit`, whose driver runs on the cluster)."""
     from ..results import best_value_resolver
-    from ..store import ResultStore
+    from ..store import sweep_store
+    from ..store_fs import RemoteError, check_uri, is_uri
     from ..sweep import load_sweep
 
-    sweep = load_sweep(args.spec, resolve=best_value_resolver(Path(args.results)))
-    return sweep, ResultStore(Path(args.results) / sweep.name, read_only=read_only)
+    if is_uri(args.results):
+        try:
+            check_uri(args.results)
+        except RemoteError as e:
+            raise UsageError(f"--results: {e}") from None
+        if reach:
+            remote_folder(args.results, "--results")
+    sweep = load_sweep(args.spec, resolve=best_value_resolver(args.results))
+    return sweep, sweep_store(args.results, sweep.name, read_only=read_only) if reach else None
 
 
 def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, str]:
@@ -64,18 +75,21 @@ def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, st
 
 
 def cmd_validate(args) -> int:
+    from ..runner.cluster import check_workers
     from ..runner.cluster import concurrency as trials_at_once
     from ..search import make_plan
     from ..trial import SHAPE_AND_SEED
 
     sweep, store = _sweep_and_store(args, read_only=True)
     rows = store.load()
+    _pull_study(sweep, store)
     plan = make_plan(sweep, rows, store.root, read_only=True)
     done = store.completed_ids() & set(rows["trial_id"])  # a row skipped as unreadable is pending
     planned = plan.planned()
     pending = [c for c in planned if c.trial_id not in done]
     res, spec = sweep.spec.resources, sweep.spec
-    concurrency = trials_at_once(res.cpus_per_trial, res.max_concurrent)
+    check_workers(res, [sweep.template, *planned])  # exit 2: no cluster could run these trials so
+    concurrency = trials_at_once(res.cpus_per_trial * res.workers_per_trial, res.max_concurrent)
 
     def axis(k, v):
         grid = spec.grid[k]
@@ -95,17 +109,19 @@ def cmd_validate(args) -> int:
     low, high = plan.bounds()
     method = spec.search.method
     if method == "grid":
-        print(f"  {low} trials, {low - len(pending)} done, {len(pending)} pending (results: {store.root})")
+        print(
+            f"  {low} trials, {low - len(pending)} done, {len(pending)} pending (results: {store.location})"
+        )
     elif method == "bracket":
         print(
             f"  bracket search over {spec.search.hp}: {len(planned)} trials planned so far "
             f"({len(pending)} to run), between {low} and {high} in all; "
-            f"{len(planned) - len(pending)} done (results: {store.root})"
+            f"{len(planned) - len(pending)} done (results: {store.location})"
         )
     else:
         dims = [k for k in spec.grid if k not in SHAPE_AND_SEED]
         print(
-            f"  optuna (TPE) over {', '.join(dims)}: {low} trials in {store.root / 'optuna.db'}, "
+            f"  optuna (TPE) over {', '.join(dims)}: {low} trials in {store.folder / 'optuna.db'}, "
             f"{len(planned)} asked so far"
         )
     flops, seconds, how = _estimate(sweep, store, pending, concurrency)
@@ -158,7 +174,7 @@ def _warn_resources(res) -> None:
     from ..runner.cluster import ClusterError, check_local_cpus
 
     try:
-        check_local_cpus(res.cpus_per_trial)
+        check_local_cpus(res.cpus_per_trial, res.workers_per_trial)  # all of a trial's workers at once
         if res.gpus_per_trial > 0 and not _cuda_here():
             raise ClusterError(f"resources.gpus_per_trial = {res.gpus_per_trial:g}: this machine has no GPU")
     except ClusterError as e:
@@ -173,32 +189,54 @@ def _cuda_here() -> bool:
 
 def cmd_run(args) -> int:
     sweep, store = _sweep_and_store(args)
-    from ..runner.cluster import check_address, check_local_cpus, check_resources, connect
+    from ..runner.cluster import check_address, check_local_cpus, check_resources, check_workers, connect
     from ..search import make_plan
+    from ..search.study import STUDY_FILE
     from ..store import LockedError
+    from ..store_fs import push, scrub
 
     res = sweep.spec.resources
+    cpus, gpus, workers = res.cpus_per_trial, res.gpus_per_trial, res.workers_per_trial
     check_address(args.address)
     if not args.address:
-        check_local_cpus(res.cpus_per_trial)
-    check_writable(store.root, "--results")
-    check_space(store.root)
+        check_local_cpus(cpus, workers)
+    if store.remote:  # no disk to fill; a probe object is written and removed
+        remote_folder(store.location, "--results", write=True)
+    else:
+        check_writable(store.root, "--results")
+        check_space(store.root)
     try:
         with store.lock(command=" ".join(["completep-sweep", *sys.argv[1:]])):
             store.completed_ids()  # quarantines what does not read, before the rows are loaded
             rows = store.load()
+            _pull_study(sweep, store)
             plan = make_plan(sweep, rows, store.root)  # once: the runner takes it as it is
-            if not plan.finished:  # else it says so, without starting Ray
-                connect(args.address)  # Ray is imported only now that the input is known to be good
-                check_resources(res.cpus_per_trial, res.gpus_per_trial, wait_s=res.autoscale_wait_s)
-            return _run_locked(args, sweep, store, plan, rows)
+            try:
+                check_workers(res, [sweep.template, *plan.planned()])
+                if not plan.finished:  # else it says so, without starting Ray
+                    connect(args.address)  # Ray is imported only now that the input is known to be good
+                    check_resources(cpus, gpus, workers=workers, wait_s=res.autoscale_wait_s)
+                return _run_locked(args, sweep, store, plan, rows)
+            finally:
+                if sweep.spec.search.method == "optuna":  # the study's local copy goes back beside the rows
+                    push(store, STUDY_FILE)
     except LockedError as e:
         raise UsageError(str(e)) from None
     except OSError as e:  # the folder lock or spec.toml on a disk that filled up meanwhile
+        fix = "check the object store" if store.remote else "free space on that disk"
         raise EnvironmentFailure(
-            f"--results: cannot write to {store.root} ({e.strerror or e}); free space on that disk "
+            f"--results: cannot write to {store.location} ({scrub(e.strerror or str(e))}); {fix} "
             "(or pass --results DIR elsewhere) and run again"
         ) from None
+
+
+def _pull_study(sweep, store) -> None:
+    """An Optuna study on object storage: its SQLite file is copied into the local cache folder."""
+    from ..search.study import STUDY_FILE
+    from ..store_fs import pull
+
+    if sweep.spec.search.method == "optuna":
+        pull(store, STUDY_FILE)
 
 
 def _run_locked(args, sweep, store, plan, rows) -> int:
@@ -208,7 +246,7 @@ def _run_locked(args, sweep, store, plan, rows) -> int:
     sink = None if args.no_mlflow else _tracker(store, args.tracking_uri, sweep.text, rows)
     method = sweep.spec.search.method
     what = f"{len(sweep.ids)} trials" if method == "grid" else f"{method} search"
-    print(f"sweep {sweep.name}: {what} -> {store.root}", file=sys.stderr)
+    print(f"sweep {sweep.name}: {what} -> {store.location}", file=sys.stderr)
     for warning in _config_warnings(sweep):
         print(f"warning: {warning}", file=sys.stderr)
     try:
@@ -247,7 +285,7 @@ def _run_locked(args, sweep, store, plan, rows) -> int:
     if summary.errored:
         print(
             f"{summary.errored} trial(s) errored after retries: see the 'error' column "
-            f"(completep-sweep status {store.root}); re-running retries them",
+            f"(completep-sweep status {store.location}); re-running retries them",
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -258,14 +296,16 @@ def _tracker(store, tracking_uri: str | None, spec_text: str, rows):
     from ..tracking.tracker import Tracker
 
     finished = rows[rows["status"].isin(("ok", "diverged"))].to_dict("records")
-    return Tracker(store.root, tracking_uri=tracking_uri, spec_text=spec_text, backfill=finished)
+    return Tracker(store, tracking_uri=tracking_uri, spec_text=spec_text, backfill=finished)
 
 
 def cmd_submit(args) -> int:
     from ..runner.jobs import dashboard_address, stage_run, submit_job, wait_for_job
 
     dashboard_address(args.address)
-    sweep, _ = _sweep_and_store(args)
+    from ..store_fs import SHAREABLE_ENV, is_uri
+
+    sweep, _ = _sweep_and_store(args, reach=False)
     submission_id, entrypoint = stage_run(
         name=sweep.name,
         text=sweep.text,
@@ -274,7 +314,10 @@ def cmd_submit(args) -> int:
         results=args.results,
         max_concurrent=args.max_concurrent,
     )
-    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
+    # The object store's endpoint and region travel with the job; its credentials never do (Ray shows
+    # a job's environment): the cluster's nodes need their own (an instance role, or their environment).
+    shared = ("MLFLOW_TRACKING_URI", *(SHAREABLE_ENV if is_uri(args.results) else ()))
+    env = {k: os.environ[k] for k in shared if k in os.environ}
     try:
         job_id, state = submit_job(
             address=args.address, entrypoint=entrypoint, submission_id=submission_id, env=env
@@ -282,7 +325,8 @@ def cmd_submit(args) -> int:
     except RuntimeError as e:
         print(f"completep-sweep submit: error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{job_id}: {state}; results on the head node under {args.results}/{sweep.name}")
+    where = "at" if is_uri(args.results) else "on the head node under"
+    print(f"{job_id}: {state}; results {where} {args.results.rstrip('/')}/{sweep.name}")
     if not args.wait:
         print(f"follow:  ray job logs --follow --address {args.address} {job_id}")
         print(f"status:  ray job status --address {args.address} {job_id}")

@@ -1,6 +1,7 @@
 """Everything that touches Ray: the only package that imports it.
 
 - ``sweep``: the Tune controller (workers compute, a driver-side callback writes every row).
+- ``data_parallel``: a trial of ``workers_per_trial`` > 1 as a Ray Train job inside its Tune trial.
 - ``cluster``: connecting to Ray, checking an address, the machine's or cluster's resources.
 - ``jobs``: submitting the same ``run`` command to a cluster as a Ray Job.
 

@@ -4,7 +4,8 @@ The driver expands the sweep, drops trials that already have a row, and hands Tu
 pending ones. Workers only compute: each trial reports its evals as it goes (for ``status --watch``)
 and its row and curve in one final report. A driver-side Tune callback (``Recorder``) writes them to
 Parquet as they arrive, so the driver is the only writer, no shared filesystem is needed, and a
-killed driver loses only the trials in flight.
+killed driver loses only the trials in flight. A trial of several workers (``workers_per_trial``)
+runs as a Ray Train job inside its Tune trial and reports the same way (data_parallel.py).
 """
 
 from __future__ import annotations
@@ -126,9 +127,16 @@ def run_sweep(
         store.record_run({**record, **asdict(summary), "finished_at": started_at})
         return summary
     connect(address)
-    trainable = tune.with_resources(
-        run_trial_on_worker, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
-    )
+    workers = res.workers_per_trial
+    at_once = concurrency(res.cpus_per_trial, limit, gpus_per_trial=res.gpus_per_trial, workers=workers)
+    if workers > 1:  # each trial a Ray Train job (data_parallel.py); its workers' devices cap trials at once
+        from .data_parallel import TRIAL_RESOURCES, run_trial_on_workers
+
+        trainable, limit = tune.with_resources(run_trial_on_workers, TRIAL_RESOURCES), at_once
+    else:
+        trainable = tune.with_resources(
+            run_trial_on_worker, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
+        )
     scratch = tempfile.mkdtemp(prefix="completep-tune-")
     stopped = None
     failure = WriteFailure()
@@ -139,6 +147,9 @@ def run_sweep(
             param_space={
                 "cpus": res.cpus_per_trial,
                 "gpus": res.gpus_per_trial,
+                "workers": workers,
+                # A Ray started here has no dashboard: Train jobs record their groups (data_parallel._Ledger).
+                "ledger": f"{scratch}/placement" if address is None else "",
                 "trainer": sweep.resolved.get("trainer", {}),
             },
             tune_config=tune.TuneConfig(
@@ -185,7 +196,7 @@ def run_sweep(
         progress.diverged,
         progress.errored,
         time.monotonic() - t0,
-        concurrency(res.cpus_per_trial, limit),
+        at_once,
         started_at,
         stopped or "",
         failure.reason,

@@ -1,15 +1,16 @@
 """``[search] method = "optuna"``: TPE over the swept HPs at one shape, as Optuna ask/tell.
 
 The study lives in ``results/<sweep>/optuna.db`` (Optuna's own RDB storage), so a killed or repeated
-run continues it. Ray Tune's ``OptunaSearch`` is not used: on resume it re-enqueues start points,
-restarts the sampler's random stream (repeating earlier suggestions) and leaves asked-but-never-
-told trials RUNNING for good. Instead, on start:
+run continues it (for results on object storage, in the local cache folder: store_fs.py copies it
+down before a run or a read and up after a run). Ray Tune's ``OptunaSearch`` is not used: on resume
+it re-enqueues start points, restarts the sampler's random stream (repeating earlier suggestions)
+and leaves asked-but-never-told trials RUNNING for good. Instead, on start:
 - a trial the study still calls RUNNING is told its value when its row is on disk (the driver died
   after writing it), else marked FAIL (it never finished; it does not count);
 - the sampler is reseeded from the number of trials asked so far, so an interrupted study asks what
   an uninterrupted one would have asked (exactly so with one trial at a time);
 - a suggestion whose trial already has a row is told that row at once, never run twice.
-``n_trials`` counts COMPLETE and PRUNED (diverged) trials, across runs and interruptions.
+``n_trials`` counts COMPLETE and PRUNED (diverged) trials, each trial once, across runs and interruptions.
 """
 
 from __future__ import annotations
@@ -203,9 +204,13 @@ class OptunaPlan:
             self._tell(trial.number, loss)
 
     def _counted(self) -> int:
+        """Finished trials, each trial_id once: a suggestion of a point that already has a row is told
+        that row (a duplicate in the study), which must not count twice. A study rebuilt from the rows
+        after a killed driver (a deleted file, or one on object storage never uploaded) meets these."""
         from optuna.trial import TrialState
 
-        return len(self._trials(TrialState.COMPLETE, TrialState.PRUNED))
+        finished = self._trials(TrialState.COMPLETE, TrialState.PRUNED)
+        return len({self._config(t.params).trial_id if t.params else t.number for t in finished})
 
     # ---------------------------------------------------------------- Plan
 

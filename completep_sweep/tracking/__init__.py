@@ -125,7 +125,7 @@ def tracking_error(uri: str, e: BaseException) -> TrackingError:
 
 
 def sync(
-    results_dir: Path,
+    results_dir: Path | str,
     tracking_uri: str | None = None,
     *,
     report_dir: Path | None = None,
@@ -139,17 +139,19 @@ def sync(
     ``verdicts``: the report's own, so the transfer curves are of the report's loss. Without them
     the last report's verdicts (``report_dir/verdict.json``) say which loss; else final_val_loss.
     ``report_dir`` defaults to ``results_dir/report``; its files and spec.toml become parent artifacts.
-    Raises TrackingError when the store cannot be reached or refuses a write.
+    ``results_dir`` may be a URI on object storage: the default store and report are then those of its
+    local cache folder (store_fs.py). Raises TrackingError when the store cannot be reached or
+    refuses a write.
     """
     from ..results import open_results
     from ..store import ResultStore
     from .mirror import store_curves, sync_rows
 
-    results_dir = Path(results_dir)
-    uri = tracking_uri or default_tracking_uri(results_dir.parent)
-    report_dir = report_dir or results_dir / "report"
     if results is None:
         results = open_results(ResultStore(results_dir, read_only=True))
+    local = results.store.root  # the folder itself, or its local cache folder on object storage
+    uri = tracking_uri or default_tracking_uri(local.parent)
+    report_dir = report_dir or local / "report"
     if verdicts is None and analysis is None:
         verdicts = _last_verdicts(report_dir)
     loaded = results.all_rows

@@ -25,15 +25,16 @@ class Tracker:
 
     def __init__(
         self,
-        results_dir: Path,
+        results_dir: Path | ResultStore,
         tracking_uri: str | None = None,
         *,
         spec_text: str | None = None,
         backfill: list[dict] | None = None,
     ):
-        self.results_dir = Path(results_dir)
-        self.store = ResultStore(self.results_dir)
-        self.uri = tracking_uri or default_tracking_uri(self.results_dir.parent)
+        # The driver's own store (on object storage MLflow's default store is in its local cache).
+        self.store = results_dir if isinstance(results_dir, ResultStore) else ResultStore(results_dir)
+        self.results_dir = self.store.location
+        self.uri = tracking_uri or default_tracking_uri(self.store.root.parent)
         self.spec_text = spec_text
         self.failed = False
         self._queue: queue.Queue[tuple[dict, list[dict] | None] | None] = queue.Queue()
