@@ -6,6 +6,7 @@ exit 2; what a command does lives in commands/.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -119,6 +120,9 @@ def build_parser() -> Parser:
         "--warmup-steps", type=non_negative_int, help="linear warmup steps (default: the preset's)"
     )
     p.add_argument("--batch-size", type=positive_int, help="sequences per step (default: the preset's)")
+    p.add_argument(
+        "--eval-interval", type=positive_int, help="steps between evaluations (default: the preset's)"
+    )
     p.add_argument("--seed", type=non_negative_int, default=0, help="init and data-order seed")
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads")
@@ -311,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnvironmentFailure as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ENVIRONMENT
+    except BrokenPipeError:  # `validate ... | head`: the reader left; nothing to say, nothing failed
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not raise again
+        return 0
     except FieldError as e:  # a data file, a shape or a config value: the field, then the fix
         print(f"{parser.prog} {args.command}: error: {e.field}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

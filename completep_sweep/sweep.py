@@ -18,6 +18,7 @@ from .errors import SpecError
 from .presets import MODEL_FIELDS, TRAIN_FIELDS, load_preset
 from .sweepfile import Around, Log2Range, SweepSpec
 from .trial import FIELD_TYPES, HP_ROLES, SHAPE_AND_SEED, ConfigError, Role, TrialConfig, fields_with
+from .unknown_keys import first_error
 from .user_trainer import trainer_fields
 
 _CONFIG_FIELDS = MODEL_FIELDS | TRAIN_FIELDS
@@ -175,8 +176,8 @@ def read_spec(text: str, source: str = "<sweep>") -> SweepSpec:
     try:
         return SweepSpec.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise SpecError(f"{source}: {_loc(first) or 'file'}: {_msg(first)}") from None
+        first, typo = first_error(e.errors(), SweepSpec)
+        raise SpecError(f"{source}: {_loc(first) or 'file'}: {typo or _msg(first)}") from None
 
 
 def parse_sweep(

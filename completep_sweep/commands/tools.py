@@ -35,6 +35,11 @@ def cmd_explain(args) -> int:
     if args.json:
         print(json.dumps(rules.to_dict()))
     else:
+        if args.base_width is None or args.base_depth is None:  # say where an unstated base came from
+            print(
+                f"base shape: width {config.base_width}, depth {config.base_depth} (the {args.model} "
+                "preset's; pass --base-width and --base-depth for the shape your HPs were tuned at)"
+            )
         print(
             rules_table(
                 rules,
@@ -59,6 +64,7 @@ def cmd_trial(args) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         warmup_steps=args.warmup_steps,
+        eval_interval=args.eval_interval,
     )
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
