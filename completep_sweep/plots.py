@@ -310,13 +310,13 @@ def _legend(ax, **kw) -> None:
 def plot_coord_check(df: pd.DataFrame, path_stem: Path | str) -> PlotFiles:
     """Coordinate check: mean |x| of the residual stream (step 0 and last step) and of the logits
     (last step) against depth or width, log-log; one panel per parameterization (a row per axis)."""
-    names = sorted(df["parameterization"].unique())
+    names = ordered(df["parameterization"].unique())  # the paper's order, as every other plot
     axes_present = [a for a in ("depth", "width") if (df["axis"] == a).any()]
     fig, axes = _panels(len(names), ncols=len(names), nrows=len(axes_present))
     for r, axis in enumerate(axes_present):
         for c, p in enumerate(names):
             _draw_coord_panel(axes[r, c], df[df["parameterization"].eq(p) & df["axis"].eq(axis)])
-            axes[r, c].set_title(f"{p}: vs {axis}")
+            axes[r, c].set_title(f"{name(p)}: vs {axis}")
             axes[r, c].set_xlabel(axis)
     fig.suptitle("coordinate check: mean |x| (flat = stable)")
     return _save_figure(fig, path_stem)

@@ -211,6 +211,12 @@ def test_coord_check_plot(tmp_path):
     paths = plot_coord_check(pd.DataFrame(rows), tmp_path / "coord")
     assert_png(paths[0])
     assert paths[1].stat().st_size > 0
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # titles as text, to read their order
+        svg = plot_coord_check(pd.DataFrame(rows), tmp_path / "coord_text").svg
+    assert svg.index("µP: vs depth") < svg.index("CompleteP: vs depth")  # the paper's order and names
+    assert "mup:" not in svg
 
 
 def test_write_report_writes_what_it_says(trials, analysis, tmp_path):
