@@ -46,6 +46,8 @@ from .commands import (
 from .commands.check import EXAMPLES as CHECK_EXAMPLES
 from .parameterization import NAMES_HELP
 
+SWEEP_HELP = "a sweep name (under --results), or its folder: results/<sweep> or a URI"
+
 
 def build_parser() -> Parser:
     from . import __version__
@@ -206,7 +208,7 @@ def build_parser() -> Parser:
     )
 
     p = command("status", "counts by status and what is pending; --watch: live running trials", cmd_status)
-    p.add_argument("target", metavar="RESULTS_DIR_OR_NAME", help="results/<sweep>, or just the sweep name")
+    p.add_argument("target", metavar="SWEEP", help=SWEEP_HELP)
     p.add_argument("--results", default=DEFAULT_RESULTS, help=results_help)
     p.add_argument(
         "--watch",
@@ -235,7 +237,7 @@ def build_parser() -> Parser:
         ("export", "the optimal-HP table, or the HPs to use at a target shape", cmd_export),
     ):
         p = command(name, helptext, func)
-        p.add_argument("target", metavar="RESULTS_DIR", help="results/<sweep>, or just the sweep name")
+        p.add_argument("target", metavar="SWEEP", help=SWEEP_HELP)
         p.add_argument("--results", default=DEFAULT_RESULTS, help=results_help)
         p.add_argument(
             "--regret-tolerance",
@@ -283,7 +285,7 @@ def build_parser() -> Parser:
     )
 
     p = command("sync", "backfill MLflow from the Parquet rows: runs, curves, the saved chart view", cmd_sync)
-    p.add_argument("target", metavar="RESULTS_DIR", help="results/<sweep>, or just the sweep name")
+    p.add_argument("target", metavar="SWEEP", help=SWEEP_HELP)
     p.add_argument("--results", default=DEFAULT_RESULTS, help=results_help)
     p.add_argument(
         "--tracking-uri",

@@ -149,7 +149,7 @@ def test_export_toml_is_a_ready_to_paste_block(results, cli):
         (["export", "{root}", "--format", "xlsx"], "--format"),
         (["report", "{root}", "--regret-tolerance", "-1"], "--regret-tolerance"),
         (["report", "{root}", "--regret-tolerance", "0"], "--regret-tolerance"),
-        (["report", "/nonexistent/sweep"], "RESULTS_DIR"),
+        (["report", "/nonexistent/sweep"], "SWEEP:"),
     ],
 )
 def test_bad_report_arguments_exit_2(results, capsys, argv, field):

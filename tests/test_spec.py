@@ -139,7 +139,7 @@ def test_missing_sweep_file(tmp_path, capsys):
 
 def test_status_of_unknown_target(tmp_path, capsys):
     assert main(["status", "nosuch", "--results", str(tmp_path)]) == 2
-    assert "RESULTS_DIR_OR_NAME" in capsys.readouterr().err
+    assert "status: error: SWEEP:" in capsys.readouterr().err  # the same name as the usage line
 
 
 def test_validate_prints_counts_and_estimate(tmp_path, capsys):

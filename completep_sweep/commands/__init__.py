@@ -37,16 +37,14 @@ def resolve_results(target: str, results_root: str) -> Path | str:
         return path
     if is_uri(target) or is_uri(results_root):
         uri = target if is_uri(target) else f"{results_root.rstrip('/')}/{target}"
-        folder = remote_folder(uri, "RESULTS_DIR_OR_NAME" if is_uri(target) else "--results")
+        folder = remote_folder(uri, "SWEEP" if is_uri(target) else "--results")
         if (folder / "spec.toml").is_file() or (folder / "trials").is_dir():
             return str(folder)
-        raise UsageError(f"RESULTS_DIR_OR_NAME: {folder} holds no sweep (no spec.toml, no trials/)")
+        raise UsageError(f"SWEEP: {folder} holds no sweep (no spec.toml, no trials/)")
     named = Path(results_root) / target
     if named.is_dir():
         return named
-    raise UsageError(
-        f"RESULTS_DIR_OR_NAME: {target!r} is neither a results folder nor a sweep name under {results_root}/"
-    )
+    raise UsageError(f"SWEEP: {target!r} is neither a results folder nor a sweep name under {results_root}/")
 
 
 def remote_folder(uri: str, flag: str, *, write: bool = False):

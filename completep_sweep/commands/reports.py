@@ -20,7 +20,7 @@ def _analysis(args):
     )
     if results.rows.empty:
         raise UsageError(
-            f"RESULTS_DIR: {results.store.location} has no trial rows of the current sweep yet; run "
+            f"SWEEP: {results.store.location} has no trial rows of the current sweep yet; run "
             "`completep-sweep run SPEC` first" + stale_note(results)
         )
     return results, analyze(results.rows, tolerance=args.tolerance, loss=args.loss)
@@ -224,10 +224,10 @@ def cmd_sync(args) -> int:
     uri = args.tracking_uri or default_tracking_uri(store.root.parent)  # on object storage: the cache's
     report = store.root / "report"
     if store.remote:  # the report as last uploaded, from whichever machine
-        remote_folder(store.location, "RESULTS_DIR (sync records what it mirrored there)", write=True)
+        remote_folder(store.location, "SWEEP (sync records what it mirrored there)", write=True)
         pull_tree(store, "report")
     elif store.root.is_dir():
-        check_writable(store.root, "RESULTS_DIR (sync records what it mirrored there)")
+        check_writable(store.root, "SWEEP (sync records what it mirrored there)")
     try:
         with store.lock(command="completep-sweep sync"):
             counts = sync(store.location, uri, report_dir=report if report.is_dir() else None)
