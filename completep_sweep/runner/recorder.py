@@ -197,7 +197,12 @@ def _running(trials) -> int:
 
 def _error_text(trial) -> str:
     try:
-        return str(trial.get_error())
+        error = trial.get_error()
     except Exception:  # the error object may not unpickle on the driver; the file has the text
-        path = getattr(trial, "error_file", None)
-        return open(path).read() if path and os.path.exists(path) else "trial failed (no error text)"
+        error = None
+    if error:
+        return str(error)
+    # Tune reads the error from its storage copy, which may not hold it yet when this callback runs;
+    # the trial's local error file is written before the callback.
+    path = getattr(trial, "error_file", None)
+    return open(path).read() if path and os.path.exists(path) else "trial failed (no error text)"
