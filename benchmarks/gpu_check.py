@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from completep_sweep.optim import build_optimizer  # noqa: E402
 from completep_sweep.presets import preset_config  # noqa: E402
-from completep_sweep.train import Runtime, _autocast_for, build_model, train_trial  # noqa: E402
+from completep_sweep.train import Runtime, autocast_for, build_model, train_trial  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dense bf16 peak FLOP/s by device name (vendor datasheets, without sparsity).
@@ -55,7 +55,7 @@ def throughput(config, device, *, plain: bool, steps: int) -> float:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     else:
         opt = build_optimizer(model, config.rules(), lr=1e-4, weight_decay=0.1, eps=1e-8, betas=(0.9, 0.95))
-    autocast = _autocast_for(device)
+    autocast = autocast_for(device)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, config.vocab_size, (config.batch_size, config.seq_len), generator=g).to(device)
 
@@ -107,6 +107,36 @@ gpus_per_trial = {fraction}
         return time.perf_counter() - t0
 
 
+def packing_processes(concurrent: bool) -> float:
+    """Wall seconds of the same 4 tiny trials as ``packing`` run as 4 ``trial`` processes on one GPU.
+
+    What ``gpus_per_trial = 0.25`` does underneath (four processes sharing a device), for a machine
+    where Ray is not installed; the Tune scheduler's own overhead is then not in the number.
+    """
+    commands = [
+        [sys.executable, "-m", "completep_sweep.cli", "trial", "--parameterization", "completep"]
+        + ["--width", "32", "--depth", "2", "--lr", str(lr), "--steps", "300", "--device", "cuda"]
+        for lr in (0.001, 0.002, 0.004, 0.008)
+    ]
+    t0 = time.perf_counter()
+    if concurrent:
+        running = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL) for c in commands]
+        codes = [p.wait() for p in running]
+    else:
+        codes = [subprocess.run(c, cwd=ROOT, stdout=subprocess.DEVNULL).returncode for c in commands]
+    if any(codes):
+        raise RuntimeError(f"a packed trial failed: exit codes {codes}")
+    return time.perf_counter() - t0
+
+
+def ray_installed() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, (a) and (d) only: a smoke test")
@@ -122,26 +152,45 @@ def main() -> None:
         shape = preset_config("paper", width=256, depth=2, data="shakespeare", vocab_size=50304)
     if cuda or args.quick:
         steps = 5 if args.quick else 50
-        ours = throughput(shape, device, plain=False, steps=steps)
-        base = throughput(shape, device, plain=True, steps=steps)
-        rows.append(
-            ("(a) trial path tokens/s", f"{ours:,.0f}", f"plain loop {base:,.0f}", f"{ours / base:.2f}x")
-        )
-        top = peak(device)
-        if top == top:  # a known GPU: MFU against its dense bf16 peak
-            mfu = ours * shape.model_config().flops_per_token() / top
+        shapes = [shape] if args.quick else [shape, shape.replace(width=1024, depth=8, batch_size=8)]
+        for one in shapes:
+            at = f"w{one.width} d{one.depth}"
+            ours = throughput(one, device, plain=False, steps=steps)
+            base = throughput(one, device, plain=True, steps=steps)
             rows.append(
-                ("(a) model-FLOPs utilisation", f"{100 * mfu:.1f}%", f"peak {top / 1e12:g} TFLOP/s", "")
+                (
+                    f"(a) {at} trial path tokens/s",
+                    f"{ours:,.0f}",
+                    f"plain loop {base:,.0f}",
+                    f"{ours / base:.2f}x",
+                )
             )
-        else:
-            rows.append(("(a) model-FLOPs utilisation", "not measured", "no known bf16 peak here", ""))
+            top = peak(device)
+            if top == top:  # a known GPU: MFU against its dense bf16 peak
+                mfu = ours * one.model_config().flops_per_token() / top
+                rows.append(
+                    (
+                        f"(a) {at} model-FLOPs utilisation",
+                        f"{100 * mfu:.1f}%",
+                        f"peak {top / 1e12:g} TFLOP/s",
+                        "",
+                    )
+                )
+            else:
+                rows.append(
+                    (f"(a) {at} model-FLOPs utilisation", "not measured", "no known bf16 peak here", "")
+                )
     else:
         rows.append(("(a) trial path tokens/s", "not measured", "no GPU here", ""))
     if cuda and not args.quick:
-        packed, serial = packing(0.25), packing(1.0)
+        if ray_installed():
+            label, (packed, serial) = "(b) 4 trials at 0.25 GPU", (packing(0.25), packing(1.0))
+        else:
+            label = "(b) 4 trial processes on 1 GPU (no Ray here)"
+            packed, serial = packing_processes(True), packing_processes(False)
         rows.append(
             (
-                "(b) 4 trials at 0.25 GPU",
+                label,
                 f"{packed:.0f} s",
                 f"one at a time {serial:.0f} s",
                 f"{serial / packed:.2f}x",

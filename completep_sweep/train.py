@@ -158,7 +158,8 @@ def _forward_backward(net, x, y, split: Split, device: torch.device, autocast) -
     return split.mean(total / len(parts), device)
 
 
-def _autocast_for(device: torch.device):
+def autocast_for(device: torch.device):
+    """The mixed-precision context a trial trains under on ``device``: bf16 autocast on CUDA, none on CPU."""
     if device.type == "cuda":
         return functools.partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
@@ -186,7 +187,7 @@ def train_trial(
         eps=config.eps,
         betas=(config.beta1, config.beta2),
     )
-    autocast = _autocast_for(device)
+    autocast = autocast_for(device)
     net = model  # what the steps call: the model, or DDP around it (which averages the gradients)
     if split.ranks > 1:
         net = torch.nn.parallel.DistributedDataParallel(

@@ -102,13 +102,13 @@ def test_gpu_check_quick_prints_its_table_and_never_a_gpu_number_without_a_gpu()
     out = run_quick("gpu_check.py")
     rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| (")}
     assert list(rows) == [
-        "(a) trial path tokens/s",
-        "(a) model-FLOPs utilisation",
+        "(a) w32 d2 trial path tokens/s",
+        "(a) w32 d2 model-FLOPs utilisation",
         "(b) 4 trials at 0.25 GPU",
         "(c) 2 workers against 1",
         "(d) tiny trial CPU vs GPU",
     ], out
-    assert re.search(rf"plain loop {NUMBER}", rows["(a) trial path tokens/s"]), out
+    assert re.search(rf"plain loop {NUMBER}", rows["(a) w32 d2 trial path tokens/s"]), out
     if not torch.cuda.is_available():
         for key in list(rows)[1:]:
             assert "not measured" in rows[key], out
