@@ -37,7 +37,7 @@ SWEEP ?= sweeps/depth-transfer-demo.toml
 # Runs (or resumes) the demo, then prints the verdict; re-running skips finished trials.
 sweep: setup
 	$(VENV)/bin/completep-sweep run $(SWEEP)
-	$(VENV)/bin/completep-sweep report $(basename $(notdir $(SWEEP)))
+	$(VENV)/bin/completep-sweep report $(basename $(notdir $(SWEEP))) --mlflow
 
 # The benchmarks in full mode (the numbers in the README): roughly 35 minutes on 2 cores, most of it
 # the calibration studies and the demo sweep of sweep_overhead.py. search_cost.py and optuna_vs_grid.py

@@ -4,7 +4,7 @@
 (transfer, depth payoff, stability), the base optimum as 2^k with its interval, the worst regret and
 where, and one plain sentence. ``target``: the effective per-group HPs at a target shape, one row per
 parameterization, with a warning wherever the answer is not a firm "keep" from an interior
-optimum, and ``paste_block`` the TOML and `completep-sweep trial` flags to run it.
+optimum (paste.py turns that into a sweep file and a `completep-sweep trial` line).
 """
 
 from __future__ import annotations
@@ -200,6 +200,8 @@ def target(analysis: Analysis, *, depth: int | None = None, width: int | None = 
                 "depth": d,
                 "base_width": int(b.base_width),
                 "base_depth": int(b.base_depth),
+                "tuned_width": int(b.tuned_width),
+                "tuned_depth": int(b.tuned_depth),
                 "base_lr": b.lr,
                 "base_init_std": b.init_std,
                 "base_weight_decay": b.weight_decay,
@@ -235,24 +237,3 @@ def _extrapolated_edge(analysis: Analysis, p: str, hp: str, depth: int) -> float
     return float(last["max_stable"]) * 2.0 ** (
         float(s["slope"].iloc[0]) * math.log2(depth / int(last["depth"]))
     )
-
-
-def paste_block(table: pd.DataFrame, model: str) -> str:
-    """TOML for a sweep file and the `completep-sweep trial` flags of each row (base HPs: the tool
-    applies the rules itself)."""
-    parts = []
-    for r in table.to_dict("records"):
-        head = f"# {name(r['parameterization'])} at width {r['width']}, depth {r['depth']}"
-        warn = f"\n# warning: {r['warning']}" if r["warning"] else ""
-        parts.append(
-            f"{head}{warn}\n"
-            f'parameterizations = ["{r["parameterization"]}"]\n[grid]\nwidth = [{r["width"]}]\n'
-            f"depth = [{r['depth']}]\n[model_overrides]\nbase_width = {r['base_width']}\n"
-            f"base_depth = {r['base_depth']}\n[train]\nlr = {r['base_lr']!r}  # {pow2(r['base_lr'])}\n"
-            f"init_std = {r['base_init_std']!r}\nweight_decay = {r['base_weight_decay']!r}\n"
-            f"eps = {r['base_eps']!r}\n"
-            f"# completep-sweep trial --model {model} --parameterization {r['parameterization']} "
-            f"--width {r['width']} --depth {r['depth']} --base-width {r['base_width']} "
-            f"--base-depth {r['base_depth']} --lr {r['base_lr']!r} --init-std {r['base_init_std']!r}\n"
-        )
-    return "\n".join(parts)

@@ -15,6 +15,7 @@ from .cli_args import (
     EXIT_BAD_INPUT,
     HelpFormatter,
     Parser,
+    add_report_and_export_args,
     device_name,
     int_list,
     name_list,
@@ -126,6 +127,14 @@ def build_parser() -> Parser:
         "--eval-interval", type=positive_int, help="steps between evaluations (default: the preset's)"
     )
     p.add_argument("--seed", type=non_negative_int, default=0, help="init and data-order seed")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other [train] or [model_overrides] key of a sweep file, e.g. --set weight_decay=0.1 "
+        "--set seq_len=128 (repeatable; VALUE as in TOML)",
+    )
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads")
     p.add_argument("--json", action="store_true", help="print the TrialResult row as JSON")
@@ -259,30 +268,7 @@ def build_parser() -> Parser:
             help="also use rows of earlier versions of the sweep that differ only in swept values",
         )
     report_p, export_p = sub.choices["report"], sub.choices["export"]
-    report_p.add_argument(
-        "--json",
-        action="store_true",
-        help="print recommendations, optima, verdicts and regret as one JSON object",
-    )
-    report_p.add_argument("--tracking-uri", help="also attach the report to this MLflow store")
-    report_p.add_argument("--no-mlflow", action="store_true", help="do not attach the report to MLflow")
-    export_p.add_argument(
-        "--format",
-        default="md",
-        choices=["csv", "md", "latex", "json", "toml"],
-        help="table format; toml: the ready-to-paste block for a target shape",
-    )
-    export_p.add_argument("-o", "--output", help="write to this file (default: stdout)")
-    export_p.add_argument(
-        "--target-depth",
-        type=positive_int,
-        help="effective per-group HPs at this depth (width: the tuned width unless given)",
-    )
-    export_p.add_argument(
-        "--target-width",
-        type=positive_int,
-        help="effective per-group HPs at this width (depth: the tuned depth unless given)",
-    )
+    add_report_and_export_args(report_p, export_p)
 
     p = command("sync", "backfill MLflow from the Parquet rows: runs, curves, the saved chart view", cmd_sync)
     p.add_argument("target", metavar="SWEEP", help=SWEEP_HELP)

@@ -147,3 +147,45 @@ EXAMPLES = {  # command -> the examples printed at the end of its --help
     "sync": ["completep-sweep sync depth-transfer-demo"],
     "ui": ["completep-sweep ui", "completep-sweep ui --sweep cpu-depth-study --port 5001"],
 }
+
+
+def add_report_and_export_args(report_p, export_p) -> None:
+    """The options of ``report`` and ``export`` beyond the analysis options they share."""
+    report_p.add_argument(
+        "--json",
+        action="store_true",
+        help="print recommendations, optima, verdicts and regret as one JSON object",
+    )
+    report_p.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="also attach this report to MLflow (the store in --results, created if none; `run` "
+        "mirrors the trials there itself): without it report writes only SWEEP/report/",
+    )
+    report_p.add_argument("--tracking-uri", help="attach the report to this MLflow store (implies --mlflow)")
+    report_p.add_argument(
+        "--no-mlflow", action="store_true", help=argparse.SUPPRESS
+    )  # the old default's opt-out
+    export_p.add_argument(
+        "--format",
+        default="md",
+        choices=["csv", "md", "latex", "json", "toml"],
+        help="table format; toml: the ready-to-paste block for a target shape",
+    )
+    export_p.add_argument("-o", "--output", help="write to this file (default: stdout)")
+    export_p.add_argument(
+        "--parameterization",
+        type=parameterization_name,
+        help="the parameterization of the target table or paste block (default: every one in the "
+        "table; the paste block: the last in the paper's order, e.g. completep)",
+    )
+    export_p.add_argument(
+        "--target-depth",
+        type=positive_int,
+        help="effective per-group HPs at this depth (width: the tuned width unless given)",
+    )
+    export_p.add_argument(
+        "--target-width",
+        type=positive_int,
+        help="effective per-group HPs at this width (depth: the tuned depth unless given)",
+    )

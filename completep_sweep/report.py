@@ -16,36 +16,58 @@ from .plots import plot_depth_payoff, plot_lr_curves, plot_optimum_drift
 from .store import write_text
 from .tables import cell, export_table, format_table
 
+WIDTH = 100
+"""Columns of the report's answer in a terminal (and report.html's box): it wraps there, never beyond."""
+
+
+def wrap(text: str, first: str = "", rest: str = "") -> str:
+    """``text`` filled to WIDTH columns, never breaking a word or a value like 2^-7.14."""
+    import textwrap
+
+    return textwrap.fill(
+        text,
+        WIDTH,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
 
 def recommendation_text(analysis: Analysis, recs: pd.DataFrame) -> str:
-    """The first screen: per parameterization and HP, what to use and how sure that is."""
-    from .parameterization import display_name as name
-
+    """The first screen: per parameterization and HP, what to use (its sentence first) and how sure
+    that is, every line within WIDTH columns."""
     lines = [
-        f"What to use (95% intervals; keep = keeping the base optimum costs at most {analysis.tolerance:g}% "
-        "of loss at every tested depth):"
+        wrap(
+            "What to use (95% intervals; keep = keeping the base optimum costs at most "
+            f"{analysis.tolerance:g}% of loss at every tested depth):"
+        )
     ]
     for r in recs.to_dict("records"):
         interval = (
             f" [{pow2(r['base_low'])}, {pow2(r['base_high'])}]" if r["base_low"] == r["base_low"] else ""
         )
         drift = (
-            f" (drift {r['drift']:+.2f} [{r['drift_low']:+.2f}, {r['drift_high']:+.2f}])"
+            f"; drift {r['drift']:+.2f} [{r['drift_low']:+.2f}, {r['drift_high']:+.2f}] octaves per doubling"
             if r["drift_low"] == r["drift_low"]
             else ""
         )
+        spread = (
+            f" [{r['max_regret_low']:.1f}, {r['max_regret_high']:.1f}]"
+            if r["max_regret_low"] == r["max_regret_low"]
+            else ""  # one seed: no interval to give
+        )
         regret = (
-            f"worst regret {r['max_regret_percent']:.1f}% "
-            f"[{r['max_regret_low']:.1f}, {r['max_regret_high']:.1f}] at depth {r['max_regret_depth']}"
+            f"worst regret {r['max_regret_percent']:.1f}%{spread} at depth {r['max_regret_depth']}"
             if r["max_regret_percent"] == r["max_regret_percent"]
             else "no regret measured"
         )
-        lines.append(
-            f"  {name(r['parameterization']):<10} {r['hp']} = {pow2(r['base_optimum'])}{interval} at depth "
-            f"{r['base_depth']}: {r['verdict']} ({regret}){drift}; depth payoff {r['depth_payoff']}; "
-            f"stability {r['stability']}"
+        lines.append(wrap(r["sentence"], "  ", "    "))
+        details = (
+            f"{r['hp']} = {pow2(r['base_optimum'])}{interval} at depth {r['base_depth']}: {r['verdict']} "
+            f"({regret}){drift}; depth payoff {r['depth_payoff']}; stability {r['stability']}"
         )
-        lines.append(f"             {r['sentence']}")
+        lines.append(wrap(details, "    ", "    "))
     return "\n".join(lines)
 
 
@@ -202,3 +224,37 @@ def report_html(analysis: Analysis, recs: pd.DataFrame, svgs: dict[str, str]) ->
         "<style>body{font-family:sans-serif;margin:1em}pre{font-size:12px;overflow-x:auto}"
         "svg{max-width:100%;height:auto}</style></head><body>\n" + body + "\n</body></html>\n"
     )
+
+
+def regret_wide(regret):
+    """One row per (parameterization, HP, width), one '1.2% [0.4, 2.0], gain 0.9%' column per depth
+    (the base optimum is the base shape's own; "diverges" where keeping it diverged there)."""
+    import pandas as pd
+
+    from .parameterization import display_name, in_paper_order
+
+    rows = []
+    table = in_paper_order(regret.sort_values(["hp", "width", "depth"]))
+    for (p, hp, width), g in table.groupby(["parameterization", "hp", "width"], sort=False):
+        row = {"parameterization": display_name(p), "hp": hp, "width": width}
+        for r in g.itertuples():
+            if r.regret_percent == float("inf"):
+                text = "diverges"
+            elif r.regret_low == r.regret_low:
+                text = f"{r.regret_percent:.1f}% [{r.regret_low:.1f}, {r.regret_high:.1f}]"
+            else:
+                text = f"{r.regret_percent:.1f}%"
+            if r.depth != r.base_depth and r.gain_percent == r.gain_percent:
+                text += f", gain {r.gain_percent:.1f}%"
+            row[f"depth {r.depth}"] = text
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def readable_optima(table, hps):
+    """HP values as 2^k, as the grids, plots and run names write them (CSV and JSON keep numbers)."""
+    out = table.copy()
+    for col in ("optimum", "optimum_refined", "interval_low", "interval_high"):
+        if col in out:
+            out[col] = [pow2(v) if v == v and v > 0 and h == "lr" else v for v, h in zip(out[col], out["hp"])]
+    return out

@@ -66,6 +66,27 @@ def flock_folder(root: Path, command: str, mode: int):
         os.close(fd)  # releases the flock
 
 
+def driver_holds(folder: Path | ObjectPath) -> bool:
+    """Whether a live driver holds ``folder`` now (read only: the lock is probed, never taken or
+    written): a local folder's ``.driver.lock`` under another process's flock, or a lock object
+    whose heartbeat is fresh. A starting ``run`` holds it before Ray starts."""
+    if isinstance(folder, ObjectPath):
+        return _alive(_record(folder / LOCK_FILE))
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no lock file (never run, or not readable): no driver we can see
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also releases the shared probe
+    return False
+
+
 def live_driver(record: dict, folder: Path | ObjectPath) -> bool:
     """Whether the driver that wrote live.json (``record``) still runs: on this host its process;
     on another, for a folder on object storage, its lock's heartbeat (a local folder's is trusted)."""

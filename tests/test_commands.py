@@ -9,6 +9,7 @@ import pytest
 
 from completep_sweep.answer import RECOMMENDATION_COLUMNS
 from completep_sweep.cli import main
+from completep_sweep.presets import load_preset
 from completep_sweep.store import ResultStore
 
 
@@ -108,7 +109,7 @@ def test_report_json_recommendations_contract(results, cli):
 
 def test_report_first_screen_says_what_to_use(results, cli):
     code, out, _ = cli("report", results.root, "--no-mlflow")
-    first = out.splitlines()[:8]
+    first = out.splitlines()[:12]
     assert any("What to use" in line for line in first)
     assert any("CompleteP: keep lr = 2^-7" in line for line in first), first
     assert any("µP: re-tune lr with depth" in line for line in first), first
@@ -128,18 +129,58 @@ def test_export_for_a_target_depth_alone(results, cli):
     assert code == 0 and set(pd.read_csv(io.StringIO(out))["width"]) == {256}
 
 
-def test_export_toml_is_a_ready_to_paste_block(results, cli):
+def test_export_toml_is_one_sweep_file_that_validates_with_the_tuned_settings(results, cli, tmp_path):
     import tomllib
 
     code, out, _ = cli("export", results.root, "--format", "toml", "--target-depth", "16")
     assert code == 0
-    blocks = [b for b in out.strip().split("\n\n") if b.strip()]
-    assert len(blocks) == 2
-    parsed = {tomllib.loads(b)["parameterizations"][0]: tomllib.loads(b) for b in blocks}
-    assert parsed["completep"]["grid"]["depth"] == [16]
-    assert abs(math.log2(parsed["completep"]["train"]["lr"]) + 7) < 0.25
-    flags = next(line for line in blocks[1].splitlines() if "completep-sweep trial" in line)
-    assert "--parameterization completep" in flags and "--depth 16" in flags and "--lr " in flags
+    pasted = tomllib.loads(out)  # the whole output is one file: one [grid], one [train]
+    rows = results.load()
+    assert pasted["parameterizations"] == ["completep"] and "also analysed: µP" in out
+    assert pasted["grid"] == {"width": [64], "depth": [16]}
+    assert abs(math.log2(pasted["train"]["lr"]) + 7) < 0.25
+    for key in ("steps", "batch_size", "warmup_steps"):  # the settings the lr was tuned with
+        assert pasted["train"][key] == rows[key].iloc[0], key
+    preset = load_preset("tiny")  # a setting the preset already has is not repeated
+    for key in ("seq_len", "eval_batches", "vocab_size"):
+        got = {**pasted["model_overrides"], **pasted["train"]}.get(key, preset.get(key))
+        assert got == rows[key].iloc[0], key
+    spec = tmp_path / "pasted.toml"
+    spec.write_text(out)
+    code, _, err = cli("validate", spec, "--results", tmp_path / "res")
+    assert code == 0, err
+    flags = out.strip().splitlines()[-1]
+    assert flags.startswith("# completep-sweep trial ") and "--depth 16" in flags
+    assert (
+        f"--steps {rows['steps'].iloc[0]}" in flags and f"--batch-size {rows['batch_size'].iloc[0]}" in flags
+    )
+    code, out, _ = cli(
+        "export", results.root, "--format", "toml", "--target-depth", "16", "--parameterization", "mup"
+    )
+    assert (
+        code == 0 and tomllib.loads(out)["parameterizations"] == ["mup"] and "also analysed: CompleteP" in out
+    )
+
+
+def test_export_refuses_a_width_the_model_cannot_build_with_the_nearest_ones(results, cli):
+    head = int(results.load()["head_dim"].iloc[0])
+    width = 2 * head + head // 2
+    code, _, err = cli("export", results.root, "--format", "toml", "--target-width", width)
+    assert code == 2 and f"multiple of head_dim {head}" in err and f"use {2 * head} or {3 * head}" in err, err
+    code, _, err = cli("export", results.root, "--format", "csv", "--parameterization", "sp")
+    assert code == 2 and "--parameterization sp: not in this sweep's answer" in err, err
+
+
+def test_trial_set_takes_any_sweep_file_setting_and_refuses_unknown_or_doubled_keys(cli):
+    base = ["trial", "--parameterization", "completep", "--width", "32", "--depth", "1", "--lr", "0.01"]
+    code, out, err = cli(*base, "--steps", "2", "--set", "seq_len=16", "--set", "weight_decay=0.05", "--json")
+    assert code == 0, err
+    row = json.loads(out)
+    assert row["seq_len"] == 16 and row["weight_decay"] == 0.05 and row["steps"] == 2
+    code, _, err = cli(*base, "--set", "seq_lenn=16")
+    assert code == 2 and "did you mean 'seq_len'" in err
+    code, _, err = cli(*base, "--steps", "2", "--set", "steps=3")
+    assert code == 2 and "steps is also given" in err
 
 
 @pytest.mark.parametrize(

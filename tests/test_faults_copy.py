@@ -30,12 +30,12 @@ def test_a_copied_folder_writes_and_serves_only_its_own_artifacts(
     original = tmp_path / "a"
     original.mkdir()
     shutil.move(release_fixture, original / "release-0.1.0")
-    code, _, err = cli("report", original / "release-0.1.0")  # writes the report and syncs MLflow
+    code, _, err = cli("report", original / "release-0.1.0", "--mlflow")  # the report, and MLflow
     assert code == 0 and (original / "mlartifacts").is_dir(), err
     copy = tmp_path / "b"
     shutil.copytree(original, copy)
     before = _files(original)
-    code, _, err = cli("report", copy / "release-0.1.0")
+    code, _, err = cli("report", copy / "release-0.1.0", "--mlflow")
     assert code == 0 and "warning" not in err, err
     code, _, err = cli("sync", copy / "release-0.1.0")
     assert code == 0, err

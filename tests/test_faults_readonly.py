@@ -62,7 +62,7 @@ def test_read_commands_work_on_a_folder_they_cannot_write(read_only_results):
     report = cli("report", folder, "--json", "--no-mlflow")
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["optima"] and "report files not written" in report.stderr
-    text = cli("report", folder)  # the MLflow attach is skipped too: nothing to attach
+    text = cli("report", folder, "--mlflow")  # the MLflow attach is skipped too: nothing to attach
     assert text.returncode == 0 and "48 trials" in text.stdout and "Traceback" not in text.stderr, text.stderr
     for args in (
         ["status", folder],

@@ -153,20 +153,21 @@ def test_verdict_text_states_tolerance_and_verdicts(trials, analysis):
     assert "at most 0.25% of loss" in strict
 
 
-def test_recommendation_text_says_what_to_use(analysis):
+def test_recommendation_text_says_what_to_use_within_100_columns(analysis):
     text = recommendation_text(analysis, recommendations(analysis))
     lines = text.splitlines()
-    assert lines[0] == (
+    assert max(map(len, lines)) <= 100, text
+    assert " ".join(lines[:2]) == (
         "What to use (95% intervals; keep = keeping the base optimum costs at most 1% of loss at every "
         "tested depth):"
     )
-    mup = next(line for line in lines if line.strip().startswith("µP ") and "lr = " in line)
-    cp = next(line for line in lines if line.strip().startswith("CompleteP ") and "lr = " in line)
-    assert ": re-tune (worst regret" in mup and "at depth 32" in mup
-    assert ": keep (worst regret" in cp
-    kept = [re.search(r"CompleteP: keep lr = 2\^(-[\d.]+) at any tested depth", line) for line in lines]
-    assert [abs(float(k.group(1)) + 7) < 0.1 for k in kept if k] == [True], text
-    assert any(line.strip().startswith("µP: re-tune lr with depth") for line in lines), text
+    blocks = re.split(r"\n  (?=\S)", text)[1:]  # one per parameterization: its sentence, then details
+    mup = " ".join(next(b for b in blocks if b.startswith("µP:")).split())
+    cp = " ".join(next(b for b in blocks if b.startswith("CompleteP:")).split())
+    assert mup.startswith("µP: re-tune lr with depth") and ": re-tune (worst regret" in mup, mup
+    assert "at depth 32" in mup and ": keep (worst regret" in cp, cp
+    kept = re.search(r"CompleteP: keep lr = 2\^(-[\d.]+) at any tested depth", cp)
+    assert kept and abs(float(kept.group(1)) + 7) < 0.1, text
 
 
 def test_plots_write_valid_png_and_svg(trials, analysis, tmp_path):

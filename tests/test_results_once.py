@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from completep_sweep.parameterization import display_name
 from completep_sweep.results import best_value_resolver, open_results
 from completep_sweep.store import ResultStore
 from completep_sweep.sweep import parse_sweep
@@ -199,12 +200,15 @@ def test_mlflow_curves_follow_report_loss(tmp_path, cli, loss, other):
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("losses")
-    curves = [r for r in client.search_runs([experiment.experiment_id], "tags.`completep.role` = 'curve'")]
+    found = client.search_runs([experiment.experiment_id], "tags.`completep.role` = 'curve'")
+    curves = [r for r in found if "depth" in r.data.params]  # beside them: each optimum vs depth
     assert len(curves) == 4  # 2 parameterizations x 2 depths, those of the latest report only
+    assert len(found) == 6 and {r.info.run_name for r in found} >= {"µP depth 2 width 64"}
     for run in curves:
-        p, depth = run.data.params["parameterization"], int(run.data.params["depth"])
-        history = client.get_metric_history(run.info.run_id, "loss_vs_lr")
-        xs = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "log2_lr")}
+        p = next(k for k in ("mup", "completep") if display_name(k) == run.data.params["parameterization"])
+        depth = int(run.data.params["depth"])
+        history = client.get_metric_history(run.info.run_id, f"{display_name(p)}: {loss} vs log2 lr")
+        xs = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "log2 lr")}
         line = rows[rows["parameterization"].eq(p) & rows["depth"].eq(depth)]
         expected = line.groupby("lr")[loss].mean()
         assert len(history) == len(expected)

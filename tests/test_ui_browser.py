@@ -129,13 +129,15 @@ def write_curve_sweep(root: Path, make_result) -> None:
         for depth in CURVE_DEPTHS:
             optimum = -7 - (math.log2(depth) - 1) * (0.5 if p == "mup" else 0.0)
             for e in CURVE_LRS:
+                diverged = p == "mup" and depth == CURVE_DEPTHS[-1] and e == CURVE_LRS[-1]
                 store.write_result(
                     make_result(
                         sweep="curves-demo",
                         parameterization=p,
                         depth=depth,
                         lr=2.0**e,
-                        final_val_loss=2.5 + 0.05 * (e - optimum) ** 2,
+                        status="diverged" if diverged else "ok",
+                        final_val_loss=math.nan if diverged else 2.5 + 0.05 * (e - optimum) ** 2,
                     )
                 )
 
@@ -159,21 +161,29 @@ def test_ui_url_alone_opens_the_transfer_curves_as_lines(tmp_path, free_port, ma
     with serving(root, "curves-demo", free_port()) as url:  # exactly what `ui` prints
         assert "viewStateShareKey=transfer-curves" in url and "compareRunsMode=CHART" in url
         dom = browse(
-            browser, url, tmp_path / "profile-dom", "--dump-dom", "--window-size=1400,1000", budget_ms=60000
+            browser, url, tmp_path / "profile-dom", "--dump-dom", "--window-size=1400,2000", budget_ms=60000
         )
-        assert "loss_vs_lr" in dom and "log2_lr" in dom  # the chart and its x axis
+        for title in (  # one chart per parameterization (titled by its metric), then the optima's
+            "µP: final_val_loss vs log2 lr",
+            "CompleteP: final_val_loss vs log2 lr",
+            "optimal log2 lr vs log2 depth",
+        ):
+            assert title in dom, f"chart {title!r} missing from the page"
+        assert "log2 lr" in dom and "log2 depth" in dom  # the x axes
+        assert "µP: diverged at log2 lr" in dom  # the diverged point, marked
         traces = re.findall(r'class="trace scatter', dom)
         assert len(traces) >= len(CURVE_DEPTHS) * 2, f"{len(traces)} plotted lines, want one per curve"
-        for p in ("mup", "completep"):
-            for depth in CURVE_DEPTHS:
-                assert f"{p} d{depth:03d}" in dom, f"curve run {p} d{depth} missing from the page"
+        for name in ("µP", "CompleteP"):
+            for depth in CURVE_DEPTHS:  # plain run names
+                assert f"{name} depth {depth} width 64" in dom, f"curve run {name} depth {depth} missing"
+            assert f"{name} optimum of lr" in dom
         screenshot = tmp_path / "mlflow-curves.png"
         browse(
             browser,
             url,
             tmp_path / "profile-shot",
             f"--screenshot={screenshot}",
-            "--window-size=1400,1000",
+            "--window-size=1400,1500",
             budget_ms=60000,
         )
         if KEEP_SCREENSHOT:

@@ -19,11 +19,26 @@ def _analysis(args):
         include_stale=args.include_stale,
     )
     if results.rows.empty:
-        raise UsageError(
-            f"SWEEP: {results.store.location} has no trial rows of the current sweep yet; run "
-            "`completep-sweep run SPEC` first" + stale_note(results)
-        )
+        raise UsageError(_no_rows_message(results))
     return results, analyze(results.rows, tolerance=args.tolerance, loss=args.loss)
+
+
+def _no_rows_message(results) -> str:
+    """Why nothing counts: no rows at all, or rows of another version of the sweep (how many)."""
+    where = results.store.location
+    if results.all_rows.empty:
+        return f"SWEEP: {where} has no trial rows yet; run `completep-sweep run SPEC` first"
+    n, compatible = len(results.all_rows), results.n_stale_compatible
+    use = (
+        f"; or add --include-stale to use the {compatible} that differ only in swept values"
+        if compatible
+        else ""
+    )
+    return (
+        f"SWEEP: {where} has {n} trial rows, none of the current sweep: they are of an earlier version "
+        "of the sweep (its spec.toml now names other trials, so none counts); run `completep-sweep run "
+        f"SPEC` to run the current sweep's trials{use}"
+    )
 
 
 SHOWN_OPTIMA_COLUMNS = [
@@ -45,7 +60,7 @@ SHOWN_OPTIMA_COLUMNS = [
 def cmd_report(args) -> int:
     from ..answer import recommendations
     from ..fmt import records
-    from ..report import recommendation_text, verdict_text, write_report
+    from ..report import readable_optima, recommendation_text, regret_wide, verdict_text, wrap, write_report
     from ..store_fs import push
     from ..tables import format_table
 
@@ -73,8 +88,12 @@ def cmd_report(args) -> int:
         print(recommendation_text(analysis, recs))
         deepest = int(analysis.optima["depth"].max()) if len(analysis.optima) else 0
         print(
-            f"  At a depth or width you did not test: completep-sweep export {store.location} --target-depth "
-            f"{4 * deepest or 64} [--format toml]"
+            wrap(
+                f"At a depth or width you did not test: completep-sweep export {store.location} "
+                f"--target-depth {4 * deepest or 64} [--format toml]",
+                "  ",
+                "    ",
+            )
         )
         print("\n" + verdict_text(analysis))
         if not analysis.regret.empty:
@@ -82,12 +101,12 @@ def cmd_report(args) -> int:
                 "\nRegret: extra loss at each depth from keeping the base depth's optimum, in percent of "
                 "that depth's best (95% interval; gain: that depth's best loss below the base depth's):"
             )
-            print(format_table(_regret_wide(analysis.regret)))
+            print(format_table(regret_wide(analysis.regret)))
         print(
             "\nOptimal base HPs per shape (refined: the shape's own best tested value, refined by the "
             "parabola through its neighbours, with its 95% interval):"
         )
-        print(format_table(_readable(analysis.optima[SHOWN_OPTIMA_COLUMNS], analysis.hps)))
+        print(format_table(readable_optima(analysis.optima[SHOWN_OPTIMA_COLUMNS], analysis.hps)))
         if not analysis.savings.empty:
             print(
                 "\nCompute savings (FLOPs to reach the reference's loss; n/a where a fit would extrapolate):"
@@ -106,45 +125,9 @@ def cmd_report(args) -> int:
         if written:
             where = f"{report} ({len(written)} files; plots: {', '.join(plots) or 'none'})"
             print(f"\nreport: {where}")
-    if not args.no_mlflow and written:
+    if (args.mlflow or args.tracking_uri) and written:  # explicit: a read command writes no store unasked
         _sync_quietly(results, args.tracking_uri, analysis, verdicts)
     return EXIT_OK
-
-
-def _regret_wide(regret):
-    """One row per (parameterization, HP, width), one '1.2% [0.4, 2.0], gain 0.9%' column per depth
-    (the base optimum is the base shape's own; "diverges" where keeping it diverged there)."""
-    import pandas as pd
-
-    from ..parameterization import display_name, in_paper_order
-
-    rows = []
-    table = in_paper_order(regret.sort_values(["hp", "width", "depth"]))
-    for (p, hp, width), g in table.groupby(["parameterization", "hp", "width"], sort=False):
-        row = {"parameterization": display_name(p), "hp": hp, "width": width}
-        for r in g.itertuples():
-            if r.regret_percent == float("inf"):
-                text = "diverges"
-            elif r.regret_low == r.regret_low:
-                text = f"{r.regret_percent:.1f}% [{r.regret_low:.1f}, {r.regret_high:.1f}]"
-            else:
-                text = f"{r.regret_percent:.1f}%"
-            if r.depth != r.base_depth and r.gain_percent == r.gain_percent:
-                text += f", gain {r.gain_percent:.1f}%"
-            row[f"depth {r.depth}"] = text
-        rows.append(row)
-    return pd.DataFrame(rows).fillna("")
-
-
-def _readable(table, hps):
-    """HP values as 2^k, as the grids, plots and run names write them (CSV and JSON keep numbers)."""
-    from ..fmt import pow2
-
-    out = table.copy()
-    for col in ("optimum", "optimum_refined", "interval_low", "interval_high"):
-        if col in out:
-            out[col] = [pow2(v) if v == v and v > 0 and h == "lr" else v for v, h in zip(out[col], out["hp"])]
-    return out
 
 
 def _sync_quietly(results, tracking_uri: str | None, analysis, verdicts: dict) -> None:
@@ -178,15 +161,21 @@ def _sync_quietly(results, tracking_uri: str | None, analysis, verdicts: dict) -
 
 
 def cmd_export(args) -> int:
-    from ..answer import paste_block, target
+    from ..answer import target
+    from ..paste import paste_block
     from ..store import write_text
     from ..tables import export_table
 
     results, analysis = _analysis(args)
     if args.target_width is not None or args.target_depth is not None:
-        table = target(analysis, depth=args.target_depth, width=args.target_width)
+        _check_target_width(args.target_width, results.rows)
+        whole = target(analysis, depth=args.target_depth, width=args.target_width)
+        table = _chosen(whole, args.parameterization, paste=False)
         model = str(results.rows["model"].mode().iloc[0]) if "model" in results.rows else "tiny"
-        block = paste_block(table, model)
+        spec = results.sweep.spec if results.sweep is not None else None
+        name = results.sweep.name if results.sweep is not None else Path(str(results.store.location)).name
+        pasted = _chosen(whole, args.parameterization, paste=True)
+        block = paste_block(pasted, results.rows, sweep=name, model=model, spec=spec)
         if args.format == "toml":
             text = block
         elif args.format == "md":
@@ -200,6 +189,10 @@ def cmd_export(args) -> int:
                 "(and/or --target-width W)"
             )
         table = analysis.optima[SHOWN_OPTIMA_COLUMNS]
+        if args.parameterization is not None:
+            table = _chosen(table.drop_duplicates("parameterization"), args.parameterization, paste=False)
+            table = analysis.optima.loc[analysis.optima["parameterization"].isin(table["parameterization"])]
+            table = table[SHOWN_OPTIMA_COLUMNS]
         text = export_table(table, args.format)
     if args.output:
         try:
@@ -213,6 +206,40 @@ def cmd_export(args) -> int:
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return EXIT_OK
+
+
+def _check_target_width(width: int | None, rows) -> None:
+    """A width the model cannot be built at (not a multiple of head_dim) is refused with the nearest
+    ones it can: `trial` and `run` would refuse the pasted block."""
+    if width is None or "head_dim" not in rows or rows["head_dim"].isna().all():
+        return
+    head = int(rows["head_dim"].mode().iloc[0])
+    if width % head:
+        below, above = width // head * head, (width // head + 1) * head
+        nearest = f"{below} or {above}" if below else f"{above}"
+        raise UsageError(
+            f"--target-width {width}: the model cannot be built at that width (width must be a multiple "
+            f"of head_dim {head}); use {nearest}"
+        )
+
+
+def _chosen(table, parameterization: str | None, *, paste: bool):
+    """The target rows: --parameterization's alone, else all in the paper's order. For the paste
+    block, the one it is for comes first: --parameterization, else the last in the paper's order
+    (CompleteP where it was swept), then the others (the block names them)."""
+    from ..parameterization import display_name, get_parameterization
+
+    names = list(table["parameterization"])
+    pick = names[-1] if parameterization is None else get_parameterization(parameterization).name
+    if pick not in names:
+        raise UsageError(
+            f"--parameterization {parameterization}: not in this sweep's answer; use one of "
+            + ", ".join(f"{n} ({display_name(n)})" for n in names)
+        )
+    if not paste:
+        return table if parameterization is None else table[table["parameterization"].eq(pick)]
+    order = [pick] + [n for n in names if n != pick]
+    return table.set_index("parameterization").loc[order].reset_index()
 
 
 def cmd_sync(args) -> int:

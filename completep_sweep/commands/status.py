@@ -19,23 +19,38 @@ def cmd_status(args) -> int:
         print(_status_text(open_results(store), recent=0))
         return EXIT_OK
     clear = "\033[H\033[J" if sys.stdout.isatty() else ""
+    started = time.monotonic()
     try:
         while True:
             results = open_results(store)  # once per tick
             text, finished = _status_text(results, recent=8), _search_finished(results)
-            print(
-                clear + text + ("" if finished else f"\n(every {args.interval:g}s; Ctrl-C to stop watching)"),
-                flush=True,
-            )
-            if finished:
+            # A `run` started just before the watch may not hold the folder yet: give it START_WAIT_S.
+            waiting = finished and time.monotonic() - started < START_WAIT_S
+            note = f"\n(every {args.interval:g}s; Ctrl-C to stop watching)"
+            if waiting:
+                note = f"\n(nothing running; waiting up to {START_WAIT_S:g}s for a driver to start)"
+            print(clear + text + ("" if finished and not waiting else note), flush=True)
+            if finished and not waiting:
                 return EXIT_OK
-            time.sleep(args.interval)
+            time.sleep(min(args.interval, START_WAIT_S) if waiting else args.interval)
     except (Interrupted, KeyboardInterrupt):
         return EXIT_OK  # stopping the watch is how it ends; nothing is running here
 
 
+START_WAIT_S = 10.0
+"""How long ``status --watch`` waits for a driver before it calls a finished-looking sweep finished:
+``run`` reads its file and takes the folder's lock within a few seconds of starting."""
+
+
 def _search_finished(results) -> bool:
-    return results.plan is not None and results.plan.finished and not results.store.read_live()
+    """Nothing left to run, nothing running, and no driver holding the folder (one that is starting
+    still shows the folder's previous sweep, finished)."""
+    from ..store_lock import driver_holds
+
+    store = results.store
+    if results.plan is None or not results.plan.finished or store.read_live():
+        return False
+    return not driver_holds(store.folder)
 
 
 def _status_text(results, *, recent: int) -> str:

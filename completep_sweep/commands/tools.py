@@ -57,15 +57,13 @@ def cmd_trial(args) -> int:
     from ..presets import config_warnings
     from ..train import Runtime, train_trial
 
-    config = _config(
-        args,
-        sweep="adhoc",
-        steps=args.steps,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        warmup_steps=args.warmup_steps,
-        eval_interval=args.eval_interval,
-    )
+    flags = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "warmup_steps": args.warmup_steps,
+        "eval_interval": args.eval_interval,
+    }
+    config = _config(args, sweep="adhoc", seed=args.seed, **_settings(args.set, flags))
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     if not args.json:
@@ -91,6 +89,36 @@ def cmd_trial(args) -> int:
             f"{result.wall_time_s:.1f}s on {result.device}, {result.flops:.3g} FLOPs"
         )
     return EXIT_OK
+
+
+def _settings(pairs: list[str], flags: dict) -> dict:
+    """``--set KEY=VALUE`` pairs merged with the command's own flags (None: not given): each key a
+    sweep file's [train] or [model_overrides] key, each value parsed as TOML (bare text: a string)."""
+    import difflib
+    import tomllib
+
+    from ..presets import MODEL_FIELDS, TRAIN_FIELDS
+
+    allowed = sorted((TRAIN_FIELDS | MODEL_FIELDS) - {"lr", "init_std", "seed", "base_width", "base_depth"})
+    out = {k: v for k, v in flags.items() if v is not None}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(
+                f"--set {pair}: {'write KEY=VALUE' if not sep else f'unknown key {key!r}{guess}'}; "
+                f"keys: {', '.join(allowed)} (lr, init_std, seed and the base shape have flags of their own)"
+            )
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a path or a name, unquoted
+        if key in out and out[key] != value:
+            raise UsageError(f"--set {pair}: {key} is also given as {out[key]!r}; give it once")
+        out[key] = value
+    return out
 
 
 def cmd_coord_check(args) -> int:

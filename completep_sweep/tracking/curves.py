@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 
 import pandas as pd
 
 from ..fmt import pow2
-from ..parameterization import paper_rank
+from ..parameterization import display_name, paper_rank
 
 VIEW_KEY = "transfer-curves"
 # A sequential palette per parameterization (light = shallow, dark = deep), readable on white.
@@ -33,73 +34,186 @@ PALETTES = {
 OTHER = ("#bdbdbd", "#969696", "#737373", "#525252", "#252525")
 
 
-def curve_name(parameterization: str, width: int, depth: int, hp: str) -> str:
-    """Sorts in the paper's order, then by depth (zero-padded): the chart legend reads in order."""
-    return f"{paper_rank(parameterization)} {parameterization} d{depth:03d} w{width} {hp}"
+def label(parameterization: str) -> str:
+    """The paper's name as an MLflow metric key allows it (no '='): α=0.5 -> α 0.5."""
+    return re.sub(r"[^\w.\- :/]", " ", display_name(parameterization)).strip()
 
 
-def curves(slices: dict[str, pd.DataFrame]) -> list[dict]:
-    """Each slice line as a curve: name, tags, params and (step, loss, log2 value) points."""
+def loss_key(parameterization: str, hp: str, loss: str) -> str:
+    """The y metric of a parameterization's chart; MLflow titles the chart with it."""
+    return f"{label(parameterization)}: {loss} vs log2 {hp}"
+
+
+def diverged_key(parameterization: str, hp: str) -> str:
+    return f"{label(parameterization)}: diverged at log2 {hp}"
+
+
+def optimum_key(hp: str) -> str:
+    return f"optimal log2 {hp} vs log2 depth"
+
+
+def curve_name(parameterization: str, width: int, depth: int) -> str:
+    """A plain name: the legend and the runs table read 'µP depth 8 width 64'."""
+    return f"{display_name(parameterization)} depth {depth} width {width}"
+
+
+def order_tag(parameterization: str, width: int, depth: int, hp: str) -> str:
+    """Sorts the runs in the paper's order, then by depth (the view orders by this tag, not the name)."""
+    return f"{paper_rank(parameterization)} {parameterization} {hp} w{width:06d} d{depth:06d}"
+
+
+def _shade(p: str, depth: int, depths: list) -> str:
+    palette = PALETTES.get(p, OTHER)
+    at = round(depths.index(depth) * (len(palette) - 1) / max(len(depths) - 1, 1))
+    return palette[min(len(palette) - 1, at)]
+
+
+def _run(key: str, name: str, order: str, colour: str, metrics: list, params: dict) -> dict:
+    digest = hashlib.sha256(json.dumps([name, metrics, params], sort_keys=True).encode()).hexdigest()[:12]
+    return {
+        "key": key,
+        "name": name,
+        "metrics": metrics,
+        "params": params,
+        "tags": {
+            "completep.role": "curve",
+            "completep.curve": key,
+            "completep.curve_hash": digest,
+            "completep.order": order,
+            "mlflow.runColor": colour,
+        },
+    }
+
+
+def curves(
+    slices: dict[str, pd.DataFrame], loss: str = "final_val_loss", verdicts: dict | None = None
+) -> list[dict]:
+    """The runs the view charts: per (parameterization, width, depth, HP) its loss-vs-HP line with
+    its diverged points marked at the chart's top; per (parameterization, width, HP) the optimum
+    against depth, named with its verdict. Metrics are (key, value, step)."""
+    verdict = {
+        (r["parameterization"], r["hp"]): r["verdict"] for r in (verdicts or {}).get("recommendations", [])
+    }
+    refined = {
+        (r["parameterization"], r["width"], r["depth"], r["hp"]): r["optimum_refined"]
+        for r in (verdicts or {}).get("optima", [])
+    }
     out = []
     for hp, table in slices.items():
+        optima: dict = {}
         for (p, width, depth), line in table.groupby(["parameterization", "width", "depth"], sort=True):
-            line = line[line[hp] > 0].sort_values(hp)
-            points = [
-                (i, float(v), math.log2(float(x)))
-                for i, (x, v) in enumerate(zip(line[hp], line["loss"]))
-                if math.isfinite(float(v))
-            ]
-            if not points:
+            line = line[line[hp] > 0].sort_values(hp).reset_index(drop=True)
+            finite = [math.isfinite(float(v)) for v in line["loss"]]
+            if not any(finite):
                 continue
-            depths = sorted(table.loc[table["parameterization"].eq(p), "depth"].unique())
-            palette = PALETTES.get(p, OTHER)
-            shade = palette[
-                min(
-                    len(palette) - 1,
-                    round(depths.index(depth) * (len(palette) - 1) / max(len(depths) - 1, 1)),
-                )
-            ]
-            key = f"{p}|{width}|{depth}|{hp}"
-            digest = hashlib.sha256(json.dumps(points).encode()).hexdigest()[:12]
+            mine = table[table["parameterization"].eq(p)]
+            top = float(mine.loc[mine["loss"].map(lambda v: math.isfinite(float(v))), "loss"].max())
+            metrics = []
+            for step, (x, v, n_div) in enumerate(zip(line[hp], line["loss"], line["n_diverged"])):
+                metrics.append((f"log2 {hp}", math.log2(float(x)), step))
+                if math.isfinite(float(v)):
+                    metrics.append((loss_key(p, hp, loss), float(v), step))
+                if n_div or not math.isfinite(float(v)):
+                    metrics.append((diverged_key(p, hp), top, step))
+            best = (
+                float(line.loc[line["loss"].idxmin(), hp])
+                if all(finite)
+                else float(line[finite].sort_values("loss")[hp].iloc[0])
+            )
+            best = refined.get((p, int(width), int(depth), hp), best)
+            optima.setdefault((p, int(width)), []).append((int(depth), best))
+            depths = sorted(mine["depth"].unique())
+            params = {"parameterization": display_name(p), "width": str(width), "depth": str(depth), "hp": hp}
+            params["optimum"] = pow2(best)
+            params["verdict"] = verdict.get((p, hp), "run completep-sweep report")
             out.append(
-                {
-                    "key": key,
-                    "name": curve_name(p, int(width), int(depth), hp),
-                    "points": points,
-                    "hp": hp,
-                    "params": {
-                        "parameterization": p,
+                _run(
+                    f"{p}|{width}|{depth}|{hp}",
+                    curve_name(p, int(width), int(depth)),
+                    order_tag(p, int(width), int(depth), hp),
+                    _shade(p, depth, depths),
+                    metrics,
+                    params,
+                )
+            )
+        for (p, width), points in optima.items():
+            points.sort()
+            metrics = []
+            for step, (depth, best) in enumerate(points):
+                metrics += [("log2 depth", math.log2(depth), step), (optimum_key(hp), math.log2(best), step)]
+            said = verdict.get((p, hp))
+            name = f"{display_name(p)} optimum of {hp}" + (f": {said}" if said else "")
+            out.append(
+                _run(
+                    f"{p}|{width}|optimum|{hp}",
+                    name + (f" (width {width})" if len({w for q, w in optima if q == p}) > 1 else ""),
+                    f"{paper_rank(p)} {p} {hp} w{width:06d} optimum",
+                    PALETTES.get(p, OTHER)[-1],
+                    metrics,
+                    {
+                        "parameterization": display_name(p),
                         "width": str(width),
-                        "depth": str(depth),
                         "hp": hp,
-                        "best": pow2(2.0 ** min(points, key=lambda q: q[1])[2]),
+                        "verdict": said or "",
                     },
-                    "tags": {
-                        "completep.role": "curve",
-                        "completep.curve": key,
-                        "completep.curve_hash": digest,
-                        "mlflow.runColor": shade,
-                    },
-                }
+                )
             )
     return out
 
 
-def view_state(hps: list[str]) -> str:
-    """The saved view: curve runs only, all shown, one loss-vs-log2(HP) line chart per swept HP."""
-    sections = [
-        {
-            "uuid": f"sec-{hp}",
-            "name": f"Final loss vs log2({hp}), one line per depth",
-            "display": True,
-            "isReordered": False,
-            "deleted": False,
-            "isGenerated": False,
-            "columns": 1,
-            "cardHeight": 520,
-        }
-        for hp in hps
-    ]
+def _chart(uuid: str, section: str, y: str, x: str, extra: tuple = ()) -> dict:
+    return {
+        "uuid": uuid,
+        "type": "LINE",
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+        "runsCountToCompare": 100,
+        "metricKey": y,
+        "selectedMetricKeys": [y, *extra],
+        "xAxisKey": "metric",
+        "selectedXAxisMetricKey": x,
+        "useGlobalXaxisKey": False,
+        "lineSmoothness": 0,
+        "useGlobalLineSmoothing": False,
+        "displayPoints": True,
+        "scaleType": "linear",
+        "xAxisScaleType": "linear",
+        "yAxisKey": "metric",
+        "yAxisExpressions": [],
+        "ignoreOutliers": False,
+        "range": {"xMin": None, "xMax": None, "yMin": None, "yMax": None},
+    }
+
+
+def _section(uuid: str, name: str, columns: int) -> dict:
+    return {
+        "uuid": uuid,
+        "name": name,
+        "display": True,
+        "isReordered": False,
+        "deleted": False,
+        "isGenerated": False,
+        "columns": columns,
+        "cardHeight": 460,
+    }
+
+
+def view_state(hps: list[str], parameterizations: list[str], loss: str = "final_val_loss") -> str:
+    """The saved view: curve runs only, all shown; per swept HP one chart per parameterization (its
+    loss against log2 HP, a line per depth, diverged points on the top edge), then one chart of
+    every parameterization's optimum against depth (flat: the HP transfers)."""
+    sections, charts = [], []
+    for hp in hps:
+        sections.append(_section(f"sec-{hp}", f"Final loss vs log2 {hp}: one chart per parameterization", 2))
+        for p in parameterizations:
+            charts.append(
+                _chart(
+                    f"card-{hp}-{p}", f"sec-{hp}", loss_key(p, hp, loss), f"log2 {hp}", (diverged_key(p, hp),)
+                )
+            )
+        sections.append(_section(f"sec-opt-{hp}", f"Optimal {hp} vs depth: flat = it transfers", 1))
+        charts.append(_chart(f"card-opt-{hp}", f"sec-opt-{hp}", optimum_key(hp), "log2 depth"))
     sections.append(
         {
             "uuid": "sec-model",
@@ -110,35 +224,11 @@ def view_state(hps: list[str]) -> str:
             "isGenerated": True,
         }
     )
-    charts = [
-        {
-            "uuid": f"card-{hp}",
-            "type": "LINE",
-            "metricSectionId": f"sec-{hp}",
-            "deleted": False,
-            "isGenerated": False,
-            "runsCountToCompare": 100,
-            "metricKey": f"loss_vs_{hp}",
-            "selectedMetricKeys": [f"loss_vs_{hp}"],
-            "xAxisKey": "metric",
-            "selectedXAxisMetricKey": f"log2_{hp}",
-            "useGlobalXaxisKey": False,
-            "lineSmoothness": 0,
-            "useGlobalLineSmoothing": False,
-            "displayPoints": True,
-            "scaleType": "linear",
-            "xAxisScaleType": "linear",
-            "yAxisKey": "metric",
-            "yAxisExpressions": [],
-            "ignoreOutliers": False,
-            "range": {"xMin": None, "xMax": None, "yMin": None, "yMax": None},
-        }
-        for hp in hps
-    ]
     state = {
         "searchFilter": "tags.`completep.role` = 'curve'",
-        # Ordering by name, not start time, keeps the runs flat (the UI nests children under parents).
-        "orderByKey": "tags.`mlflow.runName`",
+        # Ordering by a tag, not start time, keeps the runs flat (the UI nests children under parents)
+        # and in the paper's order with plain run names.
+        "orderByKey": "tags.`completep.order`",
         "orderByAsc": True,
         "startTime": "ALL",
         "lifecycleFilter": "Active",
@@ -182,8 +272,7 @@ def sync_curves(client, experiment_id: str, parent_id: str, found: list[dict], e
             experiment_id, run_name=curve["name"], tags={**curve["tags"], "mlflow.parentRunId": parent_id}
         )
         now = int(time.time() * 1000)
-        metrics = [Metric(f"loss_vs_{curve['hp']}", loss, now, step) for step, loss, _ in curve["points"]]
-        metrics += [Metric(f"log2_{curve['hp']}", x, now, step) for step, _, x in curve["points"]]
+        metrics = [Metric(key, value, now, step) for key, value, step in curve["metrics"]]
         client.log_batch(
             new.info.run_id, metrics=metrics, params=[Param(k, v) for k, v in curve["params"].items()]
         )

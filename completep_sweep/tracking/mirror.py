@@ -81,13 +81,15 @@ class _Sync:
     ) -> None:
         """One run per loss-vs-HP curve of the current sweep (the report's own slices, so of the
         report's loss), the saved view that charts them, and the verdicts as the experiment's note."""
+        from ..parameterization import ordered
         from .curves import VIEW_KEY, curves, sync_curves, view_state
 
         if view.slices:
-            sync_curves(self.client, experiment_id, parent_id, curves(view.slices), existing)
-            self.client.set_experiment_tag(
-                experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", view_state(list(view.slices))
-            )
+            found = curves(view.slices, view.loss, view.verdicts)
+            sync_curves(self.client, experiment_id, parent_id, found, existing)
+            shown = ordered({p for t in view.slices.values() for p in t["parameterization"]})
+            state = view_state(list(view.slices), shown, view.loss)
+            self.client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", state)
         note = experiment_note(self.sweep, description, view.verdicts, view.loss)
         self.client.set_experiment_tag(experiment_id, "mlflow.note.content", note)
 
