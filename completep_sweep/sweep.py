@@ -292,7 +292,12 @@ def _check_count(spec: SweepSpec, axes: dict[str, list[Any]], source: str) -> No
 def _check_search(spec: SweepSpec, axes: dict, source: str) -> None:
     """The [search] table against the grid: what the method needs is there."""
     search = spec.search
-    if search.method == "bracket":
+    if search.method == "decided" and len(axes.get("depth", ())) < 3:
+        raise SpecError(
+            f'{source}: grid.depth: method = "decided" stops when the depth verdicts are decided, and the '
+            "depth payoff needs at least 3 depths; give grid.depth 3 or more values, e.g. [2, 8, 32]"
+        )
+    if search.method in ("bracket", "decided"):
         hp = search.hp
         if hp not in axes or FIELD_TYPES.get(hp) is not float or hp not in fields_with(*HP_ROLES):
             raise SpecError(

@@ -139,13 +139,14 @@ METHOD_KEYS = {
     "bracket": {"hp", "resolution", "max_extend", "seeds", "max_trials_per_shape", "stability"},
     "optuna": {"n_trials", "sampler_seed"},
 }
+METHOD_KEYS["decided"] = METHOD_KEYS["bracket"] | {"budget", "max_seeds"}
 
 
 class Search(BaseModel):
     """``[search]``: how the trials are chosen. Absent means method = "grid" (every grid point)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    method: Literal["grid", "bracket", "optuna"] = "grid"
+    method: Literal["grid", "bracket", "decided", "optuna"] = "grid"
     hp: str = Field(default="lr", description="bracket: the HP searched in log2 space")
     resolution: float = Field(default=0.5, gt=0, description="bracket: octaves between neighbours at the end")
     max_extend: float = Field(
@@ -161,6 +162,10 @@ class Search(BaseModel):
         default=False,
         description="bracket: also locate the largest stable value above the best, to the resolution",
     )
+    budget: int | None = Field(
+        default=None, ge=1, description="decided: at most this many trials per parameterization's depths"
+    )
+    max_seeds: int = Field(default=12, ge=1, description="decided: at most this many seeds per point")
     n_trials: int | None = Field(default=None, ge=1, description="optuna: trials in the study, across runs")
     sampler_seed: int = Field(default=0, ge=0, description="optuna: seeds the TPE sampler")
 

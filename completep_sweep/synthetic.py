@@ -229,25 +229,39 @@ def simulate_study(
                     group.measured[(x, seed)] = shape.loss(x, seed)
             measured = group.measured
         for (x, seed), loss in measured.items():
-            finite = math.isfinite(loss)
-            rows.append(
-                {
-                    "trial_id": f"{rng_seed}-{depth}-{x}-{seed}",
-                    "parameterization": parameterization,
-                    "alpha": 1.0,
-                    "width": width,
-                    "depth": depth,
-                    "base_width": base_width,
-                    "base_depth": depths[0],
-                    "lr": 2.0**x,
-                    "seed": seed,
-                    "steps": 300,
-                    "status": "ok" if finite else "diverged",
-                    "final_val_loss": loss if finite else math.nan,
-                    "flops": 1e12 * depth,
-                }
-            )
+            shape = dict(parameterization=parameterization, width=width, depth=depth, base_width=base_width)
+            row = trial_row(**shape, base_depth=depths[0], x=x, seed=seed, loss=loss)
+            rows.append({"trial_id": f"{rng_seed}-{depth}-{x}-{seed}", **row})
     return pd.DataFrame(rows), optimum
+
+
+def trial_row(
+    *,
+    parameterization: str,
+    width: int,
+    depth: int,
+    base_width: int,
+    base_depth: int,
+    x: float,
+    seed: int,
+    loss: float,
+) -> dict:
+    """A simulated trial's row: the columns ``analyze`` reads (an infinite loss: diverged)."""
+    finite = math.isfinite(loss)
+    return {
+        "parameterization": parameterization,
+        "alpha": 1.0,
+        "width": width,
+        "depth": depth,
+        "base_width": base_width,
+        "base_depth": base_depth,
+        "lr": 2.0**x,
+        "seed": seed,
+        "steps": 300,
+        "status": "ok" if finite else "diverged",
+        "final_val_loss": loss if finite else math.nan,
+        "flops": 1e12 * depth,
+    }
 
 
 def shift_learning_rates(rows, drift: float):

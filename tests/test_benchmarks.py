@@ -212,3 +212,22 @@ def test_sweep_overhead_quick_reports_the_overhead_ratio_and_expansion():
     assert number(m.group(4)) > 0
     e = re.search(rf"^expansion of a 10,000-trial sweep file: ({NUMBER}) s", out, re.M)
     assert e and number(e.group(1)) > 0, out
+
+
+def test_decision_cost_quick_prints_cost_and_right_verdicts_per_method():
+    out = run_quick("decision_cost.py", timeout=600)
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| measured |"):
+            rows[cells[1]] = cells
+    assert list(rows) == ["dense", "bracket", "decided", "decided, budget 25%"], out
+    assert rows["dense"][3] == "100%" and int(rows["dense"][2]) == 4 * 11 * 3  # 4 depths, 11 lrs, 3 seeds
+    for cells in rows.values():
+        assert cells[3].endswith("%") and number(cells[3][:-1]) > 0, cells  # trial-tokens vs dense
+        assert all(c.endswith("%") and 0 <= percent(c[:-1]) <= 100 for c in cells[4:]), cells
+    assert number(rows["decided, budget 25%"][3][:-1]) <= 26, out  # the budget holds
+    for p in ("completep", "mup"):
+        assert re.search(
+            rf"^real rows, {p}: decided \d+ of 70 trials; transfer \S+ \(dense: \S+\)", out, re.M
+        ), out

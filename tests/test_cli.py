@@ -359,5 +359,8 @@ def test_submit_to_nothing_exits_2_naming_the_address(tmp_path, make_spec, cli):
     spec = str(make_spec("sub"))
     code, _, err = cli("submit", spec, "--address", f"http://127.0.0.1:{port}")
     assert code == 2 and "--address" in err and len(err.strip().splitlines()) == 1
+    assert "dashboard's address, e.g. http://HOST:8265" in err and "HOST:6379" not in err.split("(not")[0]
+    code, _, err = cli("run", spec, "--address", f"127.0.0.1:{port}")  # run wants the GCS address
+    assert code == 2 and "GCS address, e.g. HOST:6379" in err, err
     code, _, err = cli("submit", spec, "--address", "http://nohost")
     assert code == 2 and "--address" in err

@@ -92,7 +92,9 @@ def test_sweep_mirrors_into_mlflow_and_survives_a_dead_server(make_spec, tmp_pat
     trial_runs = again[again["tags.completep.role"].isin(["parent", "child"])]
     assert len(trial_runs) == len(runs)  # no twin runs
     curves = again[again["tags.completep.role"] == "curve"]
-    assert len(curves) == 2  # one curve run per (parameterization, depth): 2 parameterizations at depth 2
+    lines = curves[curves["params.depth"].notna()]
+    assert len(lines) == 2  # one curve run per (parameterization, depth): 2 parameterizations at depth 2
+    assert len(curves) - len(lines) == 2  # and one optimum-against-depth run per parameterization
     assert main(["sync", str(results / "tracked"), "--tracking-uri", uri]) == 0
     assert len(_runs(uri, "tracked")) == len(again)  # a second sync adds nothing
     assert [

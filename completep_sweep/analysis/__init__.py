@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..fmt import json_value, records
 from ..parameterization import BASE_HPS
-from .lines import BOOTSTRAP_SEED, N_BOOTSTRAP, SETTINGS, build_lines
+from .lines import BOOTSTRAP_SEED, N_BOOTSTRAP, SETTINGS, Settings, build_lines
 from .optimum import DEFAULT_BAND_TOLERANCE, OPTIMA_COLUMNS, optima
 from .prepare import KEY, Prepared, best_combo, mode, prepare, slice_table, swept_hps
 from .regret import REGRET_COLUMNS, SAVINGS_COLUMNS, regret, savings, shape_losses
@@ -98,6 +98,7 @@ def analyze(
     savings_reference: str = "mup",
     n_bootstrap: int = N_BOOTSTRAP,
     bootstrap_seed: int = BOOTSTRAP_SEED,
+    settings: Settings = SETTINGS,
 ) -> Analysis:
     """Optima per shape; transfer, depth payoff and stability verdicts; regret; compute savings."""
     if not tolerance > 0:
@@ -105,7 +106,10 @@ def analyze(
     prep = prepare(trials, loss)
     if not prep.hps:
         raise ValueError("no swept HP: no numeric config column (lr, init_std, ...) varies in the trials")
-    lines = {hp: build_lines(prep, hp, n_boot=n_bootstrap, seed=bootstrap_seed) for hp in prep.hps}
+    lines = {
+        hp: build_lines(prep, hp, n_boot=n_bootstrap, seed=bootstrap_seed, settings=settings)
+        for hp in prep.hps
+    }
     every = [line for found in lines.values() for line in found]
     found = optima(prep, lines, band_tolerance)
     edges, stable = stability_tables(every, SETTINGS.stability_band)

@@ -19,13 +19,15 @@ def cmd_status(args) -> int:
         print(_status_text(open_results(store), recent=0))
         return EXIT_OK
     clear = "\033[H\033[J" if sys.stdout.isatty() else ""
-    started = time.monotonic()
+    quiet_since = None  # when the watch first saw nothing to run and no driver
     try:
         while True:
             results = open_results(store)  # once per tick
             text, finished = _status_text(results, recent=8), _search_finished(results)
-            # A `run` started just before the watch may not hold the folder yet: give it START_WAIT_S.
-            waiting = finished and time.monotonic() - started < START_WAIT_S
+            # A `run` started just before the watch may not hold the folder yet: give it START_WAIT_S
+            # from the first quiet tick (that tick always says so), then call the sweep finished.
+            quiet_since = (quiet_since or time.monotonic()) if finished else None
+            waiting = finished and time.monotonic() - quiet_since < START_WAIT_S
             note = f"\n(every {args.interval:g}s; Ctrl-C to stop watching)"
             if waiting:
                 note = f"\n(nothing running; waiting up to {START_WAIT_S:g}s for a driver to start)"

@@ -112,9 +112,9 @@ def cmd_validate(args) -> int:
         print(
             f"  {low} trials, {low - len(pending)} done, {len(pending)} pending (results: {store.location})"
         )
-    elif method == "bracket":
+    elif method in ("bracket", "decided"):
         print(
-            f"  bracket search over {spec.search.hp}: {len(planned)} trials planned so far "
+            f"  {method} search over {spec.search.hp}: {len(planned)} trials planned so far "
             f"({len(pending)} to run), between {low} and {high} in all; "
             f"{len(planned) - len(pending)} done (results: {store.location})"
         )
@@ -261,6 +261,8 @@ def _run_locked(args, sweep, store, plan, rows) -> int:
         f"{summary.errored} error), {summary.skipped} already done, {duration(summary.wall_time_s)}; "
         f"rows in {store.trials_dir}"
     )
+    for line, why in getattr(plan, "stops", dict)().items():  # method = "decided": why each line stopped
+        print(f"  {' '.join(map(str, line))}: {why}")
     resume = f"completep-sweep run {args.spec}" + (
         f" --results {args.results}" if args.results != DEFAULT_RESULTS else ""
     )

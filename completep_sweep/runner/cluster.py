@@ -13,8 +13,12 @@ class ClusterError(ValueError):
     """A Ray address or resource request that cannot work; the message names the option and the fix."""
 
 
-def check_address(address: str | None) -> None:
-    """Refuse an unreachable HOST:PORT at once: Ray itself retries a dead address indefinitely."""
+RUN_HINT = "start the cluster (`ray start --head`) or pass its GCS address, e.g. HOST:6379"
+
+
+def check_address(address: str | None, hint: str = RUN_HINT) -> None:
+    """Refuse an unreachable HOST:PORT at once: Ray itself retries a dead address indefinitely.
+    ``hint``: what to do about it (run wants the GCS address; submit the dashboard's)."""
     if not address or address == "auto":
         return
     hostport = address.removeprefix("ray://")
@@ -24,10 +28,7 @@ def check_address(address: str | None) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as e:
-        raise ClusterError(
-            f"--address: nothing answers at {hostport} ({e.strerror or e}); start the cluster "
-            "(`ray start --head`) or pass its GCS address, e.g. HOST:6379"
-        ) from None
+        raise ClusterError(f"--address: nothing answers at {hostport} ({e.strerror or e}); {hint}") from None
 
 
 def connect(address: str | None) -> None:

@@ -23,7 +23,12 @@ def dashboard_address(address: str) -> str:
     if not dashboard.hostname or not dashboard.port:
         raise ClusterError(f"--address: {address!r} is not a dashboard address like http://HOST:8265")
     hostport = f"{dashboard.hostname}:{dashboard.port}"
-    check_address(hostport)
+    check_address(
+        hostport,
+        hint="start the cluster with its dashboard (`ray start --head --dashboard-host 0.0.0.0`) or "
+        "pass the dashboard's address, e.g. http://HOST:8265 (not the GCS port 6379: jobs go through "
+        "the dashboard)",
+    )
     return hostport
 
 

@@ -8,6 +8,8 @@ the same for every method.
 
 - ``grid``: every point of the grid (bounded and known up front).
 - ``bracket``: per group, search one HP in log2 space from the grid outward (bracket.py).
+- ``decided``: the bracket per shape, then seeds only where a depth verdict is still open, until
+  every parameterization's verdicts are decided or its budget is spent (decide.py).
 - ``optuna``: TPE over the swept HPs at one shape, the study kept in results/<sweep>/optuna.db
   (study.py).
 """
@@ -98,15 +100,20 @@ class BracketPlan:
         )
         self.groups: dict[tuple, Group] = {}
         self.bases: dict[tuple, TrialConfig] = {}
+        start = self._starting_rules(self.rules)
         for config in sweep.trials:  # one group per combination of everything but the HP and the seed
             key = self._key(config)
             if key not in self.groups:
-                self.groups[key] = Group(self.rules)
+                self.groups[key] = Group(start)
                 self.bases[key] = config
         self.queue: dict[tuple, deque] = {k: deque() for k in self.groups}
         self.out: dict[tuple, int] = {k: 0 for k in self.groups}
         for key in self.groups:
             self._advance(key)
+
+    def _starting_rules(self, rules: BracketRules) -> BracketRules:
+        """Each group's rules at the start (a subclass may cap them)."""
+        return rules
 
     def _key(self, config: TrialConfig) -> tuple:
         values = config.to_dict()
@@ -179,6 +186,10 @@ def make_plan(sweep: Sweep, rows: pd.DataFrame, root: Path, *, read_only: bool =
     method = sweep.spec.search.method
     if method == "bracket":
         return BracketPlan(sweep, done)
+    if method == "decided":
+        from .decide import DecidedPlan
+
+        return DecidedPlan(sweep, done)
     if method == "optuna":
         from .study import OptunaPlan
 

@@ -1,0 +1,177 @@
+"""``[search] method = "decided"``: a bracket search per shape, then seeds only where a verdict is open.
+
+Per line (a parameterization at one width and one value of every other non-depth axis: the shapes
+the depth verdicts compare), round by round:
+  1. every shape of the line runs the bracket rules (bracket.py) with the grid's seeds;
+  2. when the whole line is idle, the analysis reads the line's measurements (the report's own
+     analysis, its intervals widened for a look that may stop: Settings.stopping_widening) and
+     asks: is the transfer verdict (keep / re-tune) decided, and the depth payoff (helps / hurts /
+     flat)?
+  3. both decided: the line stops ("decided"). Otherwise each shape gets more seeds at its best point
+     and that point's two neighbours (where the payoff and each shape's best loss are read; the
+     bracket re-centres when the seed means move the best) and at the tested values on either side
+     of the base depth's optimum (where the regret of keeping it is read), about half again as many
+     each round, until ``max_seeds`` or the line's ``budget`` of trials ("budget spent").
+The rounds are a function of the measured losses only: a killed driver that reads the finished
+rows back replays the same rounds and continues where the last one stopped. Every trial is an
+ordinary trial, with an ordinary row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import pandas as pd
+
+from ..sweep import Sweep
+from . import BracketPlan
+
+QUESTIONS = ("transfer", "payoff")
+"""The verdicts a line must reach before it stops: keeping the base optimum (keep / re-tune) and
+whether depth pays (helps / hurts / flat). Stability is reported, not waited for: the bracket's
+stability probe places it as far as the budget allows."""
+DECIDED = {"transfer": ("keep", "re-tune"), "payoff": ("helps", "hurts", "flat")}
+
+
+def verdicts_of(rows: pd.DataFrame, hp: str) -> dict[str, str]:
+    """The line's open-or-decided verdicts, from the same analysis `report` runs, its intervals
+    widened for a look that may stop the search (``Settings.stopping_widening``)."""
+    from ..analysis import analyze
+    from ..analysis.lines import SETTINGS
+
+    analysis = analyze(rows, settings=SETTINGS.for_stopping())
+    t = analysis.transfer
+    t = t[t["hp"].eq(hp) & t["axis"].eq("depth")] if len(t) else t
+    p = analysis.payoff
+    p = p[p["hp"].eq(hp)] if len(p) else p
+    return {
+        "transfer": str(t["verdict"].iloc[0]) if len(t) else "inconclusive",
+        "payoff": str(p["verdict"].iloc[0]) if len(p) else "inconclusive",
+    }
+
+
+def more_seeds(now: int, most: int) -> int:
+    """The next round's seeds per point: about half again as many (2, 3, 4, 6, 9, 13, ...)."""
+    return min(most, now + max(1, now // 2))
+
+
+class DecidedPlan(BracketPlan):
+    """BracketPlan whose lines stop when their verdicts are decided (see the module docstring)."""
+
+    def __init__(self, sweep: Sweep, done: dict[str, float], judge: Callable | None = None):
+        search = sweep.spec.search
+        self.budget, self.max_seeds = search.budget, search.max_seeds
+        self.judge = judge or verdicts_of
+        self.state: dict[tuple, str] = {}
+        """Per line: running, decided, budget spent, or max seeds (the why of a stop)."""
+        self.verdicts: dict[tuple, dict[str, str]] = {}
+        self._lines: dict[tuple, list[tuple]] | None = None
+        self._started: set[tuple] = set()
+        super().__init__(sweep, done)
+
+    def _starting_rules(self, rules):
+        """With a budget, each shape's first search gets its share of the line's budget."""
+        if self.budget is None:
+            return rules
+        share = max(1, self.budget // len(self.sweep.axes["depth"]))
+        return dataclasses.replace(rules, max_trials=min(rules.max_trials, share))
+
+    # ------------------------------------------------------------ lines of shapes
+
+    def _line(self, key: tuple) -> tuple:
+        """The group key without its depth: the shapes the depth verdicts compare."""
+        names = ("parameterization", *sorted(k for k in self.sweep.axes if k not in (self.hp, "seed")))
+        return tuple(v for n, v in zip(names, key) if n != "depth")
+
+    def lines(self) -> dict[tuple, list[tuple]]:
+        if self._lines is None:
+            self._lines = {}
+            for key in self.groups:
+                self._lines.setdefault(self._line(key), []).append(key)
+        return self._lines
+
+    def _idle(self, line: tuple) -> bool:
+        keys = self.lines()[line]
+        return all(k in self._started and not self.queue[k] and not self.out[k] for k in keys)
+
+    # ------------------------------------------------------------ rounds
+
+    def _advance(self, key: tuple) -> None:
+        super()._advance(key)
+        self._started.add(key)
+        line = self._line(key)
+        while self.state.get(line, "running") == "running" and self._idle(line) and self._another_round(line):
+            for k in self.lines()[line]:
+                super()._advance(k)
+
+    def _rows(self, line: tuple) -> pd.DataFrame:
+        """The line's measurements as trial rows (what the analysis reads)."""
+        rows = []
+        for key in self.lines()[line]:
+            for point, loss in self.groups[key].measured.items():
+                if loss is None:
+                    continue
+                row = self._config(key, point).to_dict()
+                finite = math.isfinite(loss)
+                row.update(status="ok" if finite else "diverged", final_val_loss=loss if finite else math.nan)
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def _another_round(self, line: tuple) -> bool:
+        """Decide the line, or give its shapes more seeds; False when it stops (``state`` says why)."""
+        keys = self.lines()[line]
+        rows = self._rows(line)
+        said = self.judge(rows, self.hp) if rows["depth"].nunique() >= 2 else dict.fromkeys(QUESTIONS, "")
+        self.verdicts[line] = said
+        if all(said[q] in DECIDED[q] for q in QUESTIONS):
+            self.state[line] = "decided"
+            return False
+        seeds = self.groups[keys[0]].rules.seeds or len(self.rules.base_seeds)
+        if seeds >= self.max_seeds:
+            self.state[line] = "max seeds"
+            return False
+        spent = sum(len(self.groups[k].measured) for k in keys)
+        if self.budget is not None and spent >= self.budget:
+            self.state[line] = "budget spent"
+            return False
+        more = more_seeds(seeds, self.max_seeds)
+        self._seed_the_base_optimum(keys)
+        room = None if self.budget is None else (self.budget - spent) // len(keys)
+        for k in keys:
+            group = self.groups[k]
+            cap = len(group.measured) + (room if room is not None else 3 * more * 2)
+            group.rules = dataclasses.replace(group.rules, seeds=more, max_trials=max(cap, 1))
+        return True
+
+    def _seed_the_base_optimum(self, keys: list[tuple]) -> None:
+        """The regret at a depth is the loss at the base depth's optimum minus that depth's best: the
+        tested values on either side of the base optimum get the seeds too, not only the best."""
+        depth_at = {k: self._config(k, (0.0, 0)).depth for k in keys}
+        base = self.groups[min(keys, key=depth_at.get)].best()
+        if base is None:
+            return
+        for k in keys:
+            xs = sorted(self.groups[k].means())
+            below = [x for x in xs if x <= base + 1e-9][-1:]
+            above = [x for x in xs if x >= base - 1e-9][:1]
+            self.groups[k].also = tuple(sorted(set(below + above)))
+
+    # ------------------------------------------------------------ what status and run say
+
+    def stops(self) -> dict[tuple, str]:
+        """Per line: why it stopped (decided, budget spent, max seeds) or running, with its verdicts."""
+        out = {}
+        for line in self.lines():
+            said = self.verdicts.get(line, {})
+            text = ", ".join(f"{q} {said[q]}" for q in QUESTIONS if said.get(q))
+            out[line] = self.state.get(line, "running") + (f" ({text})" if text else "")
+        return out
+
+    def bounds(self) -> tuple[int, int]:
+        low, _ = super().bounds()
+        if self.budget is None:
+            cap = self.max_seeds * 3 + 2 * self.rules.max_trials  # per group: the seeds, then its search
+            return low, cap * len(self.groups)
+        return low, max(low, self.budget * len(self.lines()))
