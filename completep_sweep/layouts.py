@@ -13,6 +13,8 @@ Llama; ``Layout`` takes any other.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -97,11 +99,27 @@ def _matches(name: str, patterns) -> bool:
     return any(fnmatchcase(name, p) for p in patterns)
 
 
+_FIRST: ContextVar[Layout | None] = ContextVar("completep_sweep_first_layout", default=None)
+
+
+@contextmanager
+def preferring(layout: Layout | None):
+    """Inside, ``detect`` tries ``layout`` before the known ones (the `check` command's --layout):
+    a context variable, so no shared table changes and other threads see the defaults."""
+    token = _FIRST.set(layout)
+    try:
+        yield
+    finally:
+        _FIRST.reset(token)
+
+
 def detect(model: nn.Module) -> Layout:
-    """The default layout whose blocks, embedding and output all exist in ``model``."""
+    """The default layout whose blocks, embedding and output all exist in ``model`` (one set by
+    ``preferring`` first)."""
     modules = dict(model.named_modules())
     params = [n for n, _ in model.named_parameters()]
-    for layout in LAYOUTS.values():
+    first = _FIRST.get()
+    for layout in ([first] if first else []) + [v for v in LAYOUTS.values() if v is not first]:
         if (
             any(fnmatchcase(n, layout.blocks) and n.count(".") == layout.blocks.count(".") for n in modules)
             and any(_matches(n, layout.embedding) for n in params)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -90,20 +89,6 @@ class Gate:
     def rules(self, width: int, depth: int):
         p, bw, bd = self.parameterization, self.base_width, self.base_depth
         return scaling_rules(p, width=width, depth=depth, base_width=bw, base_depth=bd)
-
-
-@contextmanager
-def detecting(layout: Layout | None):
-    """``layouts.detect`` (which model_check's checks call) tries ``layout`` first while inside."""
-    saved = dict(layouts.LAYOUTS)
-    layouts.LAYOUTS.clear()
-    layouts.LAYOUTS.update({layout.name: layout} if layout else {})
-    layouts.LAYOUTS.update({k: v for k, v in saved.items() if k not in layouts.LAYOUTS})
-    try:
-        yield
-    finally:
-        layouts.LAYOUTS.clear()
-        layouts.LAYOUTS.update(saved)
 
 
 def tensor_table(model, opt, layout: Layout, roles=None) -> dict[str, dict]:
@@ -336,7 +321,7 @@ def run_checks(gate: Gate, *, static_only: bool = False, report: Callable[[Check
             checks.append(check)
             report(check)
 
-    with detecting(gate.layout):
+    with layouts.preferring(gate.layout):
         model, _ = gate.make(gate.base_width, gate.base_depth)
         layout = gate.layout or detect(model)
         add(static_checks(gate, layout))

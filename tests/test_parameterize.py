@@ -178,3 +178,17 @@ def test_the_laziness_check_on_a_huggingface_model_gives_the_papers_slopes(name)
     for parameterization in ("alpha0.5", "completep"):
         slope = lazy_slope(build, parameterization, depths=[2, 4, 8, 16], width=BASE_WIDTH)
         assert abs(slope - expected_slope(parameterization)) <= TOLERANCE, (parameterization, slope)
+
+
+def test_a_preferred_layout_is_tried_first_only_inside_and_the_known_ones_never_change():
+    import dataclasses
+
+    from completep_sweep import layouts
+
+    model = gpt2(32, 2)
+    default = layouts.detect(model)
+    mine = dataclasses.replace(default, name="mine")
+    known = dict(layouts.LAYOUTS)
+    with layouts.preferring(mine):
+        assert layouts.detect(model) is mine and dict(layouts.LAYOUTS) == known
+    assert layouts.detect(model) is default and dict(layouts.LAYOUTS) == known

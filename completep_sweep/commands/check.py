@@ -138,15 +138,14 @@ def _read(path: str) -> str:
 
 def probe(gate, spec: str) -> None:
     """One build at the base shape, placed: an error here is the input's (exit 2), not a check's."""
-    from ..layouts import classify, detect
-    from ..transfer_gate import detecting
+    from ..layouts import classify, detect, preferring
 
     call = f"{spec}({gate.parameterization!r}, {gate.base_width}, {gate.base_depth}, ...)"
     try:
         model, _ = gate.make(gate.base_width, gate.base_depth)
     except Exception as e:
         raise UsageError(f"--model: {call} raised {type(e).__name__}: {e}; fix the factory") from None
-    with detecting(gate.layout):
+    with preferring(gate.layout):
         try:
             layout = gate.layout or detect(model)
         except ValueError as e:
