@@ -6,9 +6,10 @@ analysis `report` runs:
 - dense: a whole-octave grid 2^-11 … 2^-1 with 3 seeds at every point and depth (the anchors' way);
 - bracket: today's `[search] method = "bracket"` (grid 2^-9 … 2^-3 every 2 octaves with 1 seed,
   refined to half an octave, 3 seeds at the best point and its neighbours, stability probed);
-- decided: `[search] method = "decided"` (the same start with 1 seed, then more seeds only where a
-  verdict is still open: 2, 3, 4, 6, 9, 12 per point); and the same with a budget of a quarter of
-  the dense grid's trials (the goal the issue set).
+- decided: `[search] method = "decided"` (the bracket with 1 seed at the base depth, three points
+  around its optimum at every other depth, then more seeds only where a verdict is still open: 2, 3,
+  4, 6, 9, 12 per point); the same with max_seeds = 3; and with a budget of a quarter of the dense
+  grid's trials (the goal the issue set).
 Synthetic studies: four depths (2-16) of one parameterization, in worlds where the truth is known
 (keep: the optimum stays; re-tune: it moves ±0.5 octave per doubling; payoff: the best loss moves
 ±0.02 nats per doubling), drawn from the calibration's families (completep_sweep/synthetic.py).
@@ -118,8 +119,9 @@ def bracket(shapes) -> tuple[int, dict]:
     return len(rows), _verdicts(pd.DataFrame(rows))
 
 
-def decided(shapes, budget: int | None = None) -> tuple[int, dict]:
+def decided(shapes, budget: int | None = None, max_seeds: int = 12) -> tuple[int, dict]:
     spec = SPEC.format(depths=list(DEPTHS)) + (f"budget = {budget}\n" if budget else "")
+    spec = spec.replace("max_seeds = 12", f"max_seeds = {max_seeds}")
     plan = DecidedPlan(parse_sweep(spec), {})
     n = 0
     while (config := plan.take()) is not None:
@@ -134,6 +136,7 @@ METHODS = {
     "dense": dense,
     "bracket": bracket,
     "decided": decided,
+    "decided, max_seeds 3": lambda shapes: decided(shapes, max_seeds=3),
     # the issue's goal, as a budget: a quarter of the dense grid's trials per parameterization
     "decided, budget 25%": lambda shapes: decided(shapes, budget=len(DEPTHS) * len(DENSE) * 3 // 4),
 }

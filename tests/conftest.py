@@ -283,6 +283,44 @@ def make_result():
     return _result
 
 
+def _tiny_trial(**kw) -> TrialConfig:
+    defaults = dict(
+        parameterization="completep",
+        width=32,
+        depth=2,
+        base_width=32,
+        base_depth=2,
+        seq_len=32,
+        batch_size=8,
+        steps=60,
+        warmup_steps=5,
+        eval_interval=20,
+        eval_batches=2,
+        lr=2**-6,
+    )
+    return TrialConfig(**{**defaults, **kw})
+
+
+@pytest.fixture(scope="session")
+def tiny_trial():
+    """A trial that trains in about a second: ``tiny_trial(steps=20, **any other config field)``."""
+    return _tiny_trial
+
+
+@pytest.fixture(scope="session")
+def stale_grid() -> str:
+    """A 2-parameterization, 2-depth, 3-lr sweep file of 40 steps, for results made without training."""
+    return """name = "stale"
+model = "tiny"
+parameterizations = ["mup", "completep"]
+[grid]
+depth = [2, 4]
+lr = [0.0078125, 0.015625, 0.03125]
+[train]
+steps = 40
+"""
+
+
 # Measured values of a synthetic row that no analysis varies (loss, status and FLOPs come from _trials).
 SYNTHETIC_MEASURED = dict(
     final_train_loss=math.nan,

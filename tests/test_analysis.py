@@ -186,7 +186,7 @@ def test_a_noisy_flat_optimum_is_inconclusive_and_says_how_many_seeds_would_deci
                 lambda d, w: -7.0,
                 depths=(2, 4, 8, 16),
                 lr_log2=range(-12, -2),
-                noise=0.05,
+                noise=0.04,
                 c=0.01,
                 rng_seed=5,
                 seeds=(0, 1),

@@ -221,7 +221,7 @@ def test_decision_cost_quick_prints_cost_and_right_verdicts_per_method():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if line.startswith("| measured |"):
             rows[cells[1]] = cells
-    assert list(rows) == ["dense", "bracket", "decided", "decided, budget 25%"], out
+    assert list(rows) == ["dense", "bracket", "decided", "decided, max_seeds 3", "decided, budget 25%"], out
     assert rows["dense"][3] == "100%" and int(rows["dense"][2]) == 4 * 11 * 3  # 4 depths, 11 lrs, 3 seeds
     for cells in rows.values():
         assert cells[3].endswith("%") and number(cells[3][:-1]) > 0, cells  # trial-tokens vs dense

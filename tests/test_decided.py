@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from completep_sweep.search import make_plan
-from completep_sweep.search.decide import DecidedPlan, more_seeds
+from completep_sweep.search.decide import FIRST_LOOK, DecidedPlan, more_seeds
 from completep_sweep.sweep import SpecError, parse_sweep
 from completep_sweep.synthetic import WALL, basin, spread
 
@@ -78,6 +78,33 @@ def test_a_line_stops_once_decided_and_seeds_go_only_where_a_verdict_is_open():
         assert stops[("completep", 32)].startswith("max seeds") and seeds[("completep", 32)] == 12
         assert per_line[("completep", 32)] > per_line[("mup", 32)]
     assert max(seeds.values()) <= 12 and all(len(g.measured) <= 80 for g in plan.groups.values())
+
+
+def test_deeper_depths_start_at_the_base_optimum_and_follow_a_moving_one():
+    plan = DecidedPlan(parse_sweep(DECIDED), {}, judge=lambda rows, hp: dict(transfer="keep", payoff="flat"))
+    order = []
+    while (config := plan.take()) is not None:  # one trial at a time: the order the plan asks for
+        order.append(config)
+        value = World().loss(config)
+        plan.record(config, "ok" if math.isfinite(value) else "diverged", value)
+    for p in ("mup", "completep"):
+        mine = [c for c in order if c.parameterization == p]
+        first_deep = next(i for i, c in enumerate(mine) if c.depth > 2)
+        assert all(c.depth == 2 for c in mine[:first_deep])  # the base depth's search comes first
+        by_x = {}
+        for c in mine[:first_deep]:
+            by_x.setdefault(math.log2(c.lr), []).append(World().loss(c))
+        b = min(by_x, key=lambda x: sum(by_x[x]) / len(by_x[x]))  # its best seed mean then
+        for depth in (4, 8, 16):
+            start = [math.log2(c.lr) for c in mine if c.depth == depth][:6]  # 3 points x 2 grid seeds
+            assert sorted(set(start)) == [b - 0.5, b, b + 0.5]
+            # three points, not the file's whole grid: a depth whose optimum stays costs 3 x seeds
+            assert not {-9.0, -3.0} & {x for x, _ in plan.groups[(p, depth, 32)].measured}
+    # the judge says "decided" at every look, but no look stops a line before 3 seeds (FIRST_LOOK)
+    assert all(why.startswith("decided") for why in plan.stops().values())
+    assert {g.rules.seeds for g in plan.groups.values()} == {FIRST_LOOK}
+    # µP's optimum falls 1.5 octaves by depth 16: its search walks there from the base optimum
+    assert abs(plan.groups[("mup", 16, 32)].best() - (-7.5)) <= 0.5
 
 
 def test_a_killed_decided_search_resumes_with_no_trial_run_twice():

@@ -20,28 +20,10 @@ import torch
 from completep_sweep.data import load_source
 from completep_sweep.interrupt import descendants
 from completep_sweep.train import train_trial
-from completep_sweep.trial import ConfigError, TrialConfig
+from completep_sweep.trial import ConfigError
 
 TOLERANCE = 1e-5
 MEASURED = {}  # the numbers behind the assertions, printed at the end of the module
-
-
-def small(**kw) -> TrialConfig:
-    defaults = dict(
-        parameterization="completep",
-        width=32,
-        depth=2,
-        base_width=32,
-        base_depth=2,
-        seq_len=32,
-        batch_size=8,
-        steps=20,
-        warmup_steps=5,
-        eval_interval=5,
-        eval_batches=2,
-        lr=2**-6,
-    )
-    return TrialConfig(**{**defaults, **kw})
 
 
 def largest_gap(a: list[dict], b: list[dict]) -> float:
@@ -72,20 +54,21 @@ def test_rank_slices_make_up_the_global_batch():
         )
 
 
-def test_micro_batches_make_the_updates_of_the_whole_batch():
-    whole = train_trial(small())
-    micro = train_trial(small(micro_batch_size=2))  # 4 micro-batches per step
+def test_micro_batches_make_the_updates_of_the_whole_batch(tiny_trial):
+    whole = train_trial(tiny_trial(steps=20, eval_interval=5))
+    micro = train_trial(tiny_trial(steps=20, eval_interval=5, micro_batch_size=2))  # 4 per step
     gap = largest_gap([vars(p) for p in whole.curve], [vars(p) for p in micro.curve])
     MEASURED["micro-batch gap"] = gap
     assert gap < TOLERANCE and abs(whole.final_val_loss - micro.final_val_loss) < TOLERANCE
     assert micro.flops == whole.flops and micro.steps_done == whole.steps_done == 20
 
 
-def test_micro_batch_size_is_an_added_field_that_must_divide_the_batch():
-    assert small(micro_batch_size=0).trial_id == small().trial_id  # the default keeps every old id
-    assert small(micro_batch_size=2).trial_id != small().trial_id
+def test_micro_batch_size_is_an_added_field_that_must_divide_the_batch(tiny_trial):
+    plain = tiny_trial(steps=20, eval_interval=5).trial_id
+    assert tiny_trial(steps=20, eval_interval=5, micro_batch_size=0).trial_id == plain  # old ids stay
+    assert tiny_trial(steps=20, eval_interval=5, micro_batch_size=2).trial_id != plain
     with pytest.raises(ConfigError, match="micro_batch_size 3 does not divide batch_size 8") as e:
-        small(micro_batch_size=3)
+        tiny_trial(steps=20, eval_interval=5, micro_batch_size=3)
     assert e.value.field == "micro_batch_size"
 
 
@@ -136,7 +119,7 @@ def local_ray():
 
 
 @pytest.mark.slow
-def test_two_workers_make_the_updates_of_one(local_ray, tmp_path):
+def test_two_workers_make_the_updates_of_one(local_ray, tmp_path, tiny_trial):
     from ray.train import UserCallback
 
     from completep_sweep.runner.data_parallel import build_trainer
@@ -146,7 +129,7 @@ def test_two_workers_make_the_updates_of_one(local_ray, tmp_path):
             if "row" in metrics[0]:
                 (tmp_path / "row.json").write_text(json.dumps(metrics[0]))
 
-    config = small()
+    config = tiny_trial(steps=20, eval_interval=5)
     one = train_trial(config)
     t0 = time.monotonic()
     build_trainer(

@@ -30,15 +30,6 @@ from completep_sweep.sweep import load_sweep, parse_sweep  # noqa: E402
 
 KEY_ID = "AKIAOBJECTSTORETEST0"
 SECRET = "s3cr3t-Never-Printed-7f3a9c"
-GRID = """name = "stale"
-model = "tiny"
-parameterizations = ["mup", "completep"]
-[grid]
-depth = [2, 4]
-lr = [0.0078125, 0.015625, 0.03125]
-[train]
-steps = 40
-"""
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +124,9 @@ def test_rows_curves_and_run_records_round_trip_each_object_written_once(s3, mak
     assert ResultStore(f"{s3.uri}/s", read_only=True).root == store.root  # one cache folder per URI
 
 
-def test_a_damaged_object_is_skipped_by_readers_and_quarantined_by_run(s3, make_result, cli):
+def test_a_damaged_object_is_skipped_by_readers_and_quarantined_by_run(s3, make_result, cli, stale_grid):
     store = ResultStore(f"{s3.uri}/stale")
-    fake_results(store, GRID, make_result)
+    fake_results(store, stale_grid, make_result)
     bad = sorted(store.completed_ids())[0]
     s3.client.put_object(Bucket=s3.bucket, Key=f"prefix/stale/trials/{bad}.parquet", Body=b"PAR1 not parquet")
     reader = ResultStore(f"{s3.uri}/stale", read_only=True)
@@ -151,14 +142,14 @@ def test_a_damaged_object_is_skipped_by_readers_and_quarantined_by_run(s3, make_
     no_secret(out, err)
 
 
-def test_stale_rows_status_and_report_answer_as_on_a_local_disk(s3, make_result, cli, tmp_path):
+def test_stale_rows_status_and_report_answer_as_on_a_local_disk(s3, make_result, cli, tmp_path, stale_grid):
     """The same rows (an earlier version of the sweep among them) locally and on S3: the same answer."""
-    earlier = GRID.replace("steps = 40", "steps = 40\neval_batches = 4")
+    earlier = stale_grid.replace("steps = 40", "steps = 40\neval_batches = 4")
     local = ResultStore(tmp_path / "stale")
     remote = ResultStore(f"{s3.uri}/stale")
     for store in (local, remote):
         fake_results(store, earlier, make_result, loss=lambda c: 9.0)
-        fake_results(store, GRID, make_result)
+        fake_results(store, stale_grid, make_result)
     answers = []
     for target, results in ((local.root, tmp_path), ("stale", s3.uri)):
         code, status, err = cli("status", target, "--results", results)

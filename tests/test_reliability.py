@@ -22,16 +22,6 @@ from completep_sweep.store import ResultStore
 from completep_sweep.sweep import SpecError, parse_sweep
 from completep_sweep.trial import TrialConfig
 
-GRID = """name = "stale"
-model = "tiny"
-parameterizations = ["mup", "completep"]
-[grid]
-depth = [2, 4]
-lr = [0.0078125, 0.015625, 0.03125]
-[train]
-steps = 40
-"""
-
 
 def fake_results(store: ResultStore, text: str, make_result, loss=lambda c: 3.0 + c.lr) -> list[TrialConfig]:
     """Rows for every trial of a sweep file, as `run` would leave them (no training)."""
@@ -49,12 +39,15 @@ def fake_results(store: ResultStore, text: str, make_result, loss=lambda c: 3.0 
 # ---------------------------------------------------------------- 1. stale rows never mix in
 
 
-def test_rows_of_an_earlier_version_are_stale_not_averaged(tmp_path, make_result, cli):
+def test_rows_of_an_earlier_version_are_stale_not_averaged(tmp_path, make_result, cli, stale_grid):
     store = ResultStore(tmp_path / "stale")
     old = fake_results(
-        store, GRID.replace("steps = 40", "steps = 40\neval_batches = 4"), make_result, loss=lambda c: 9.0
+        store,
+        stale_grid.replace("steps = 40", "steps = 40\neval_batches = 4"),
+        make_result,
+        loss=lambda c: 9.0,
     )  # an earlier version of the sweep, far worse losses
-    new = fake_results(store, GRID, make_result)
+    new = fake_results(store, stale_grid, make_result)
     assert len(store.load()) == len(old) + len(new) == 24
     results = open_results(store)
     assert set(results.rows.trial_id) == {c.trial_id for c in new}
@@ -67,12 +60,14 @@ def test_rows_of_an_earlier_version_are_stale_not_averaged(tmp_path, make_result
     assert {o["n_seeds"] for o in optima} == {1} and max(o["loss"] for o in optima) < 4  # no 9.0 mixed in
 
 
-def test_include_stale_adds_only_rows_that_differ_in_swept_values(tmp_path, make_result, cli):
+def test_include_stale_adds_only_rows_that_differ_in_swept_values(tmp_path, make_result, cli, stale_grid):
     store = ResultStore(tmp_path / "stale")
-    wider = GRID.replace("0.03125]", "0.03125, 0.0625]")
+    wider = stale_grid.replace("0.03125]", "0.03125, 0.0625]")
     fake_results(store, wider, make_result)  # the grid used to have one more lr ...
-    fake_results(store, GRID.replace("steps = 40", "steps = 80"), make_result)  # ... and a run of 80 steps
-    current = fake_results(store, GRID, make_result)
+    fake_results(
+        store, stale_grid.replace("steps = 40", "steps = 80"), make_result
+    )  # ... and a run of 80 steps
+    current = fake_results(store, stale_grid, make_result)
     results = open_results(store)
     assert len(results.rows) == len(current) and results.n_stale_compatible == 4
     widened = open_results(store, include_stale=True)
@@ -168,9 +163,9 @@ def test_bad_token_files_exit_2_before_anything_starts(tmp_path, cli, damage, fi
 
 
 @pytest.mark.parametrize("value", ['"x"', "nan", "-1.0", "0.0"])
-def test_bad_attn_scale_exits_2(tmp_path, cli, value):
+def test_bad_attn_scale_exits_2(tmp_path, cli, value, stale_grid):
     spec = tmp_path / "s.toml"
-    spec.write_text(GRID + f"[model_overrides]\nattn_scale = {value}\n")
+    spec.write_text(stale_grid + f"[model_overrides]\nattn_scale = {value}\n")
     code, _, err = cli("validate", spec, "--results", tmp_path / "r")
     assert code == 2 and "attn_scale" in err and len(err.strip().splitlines()) == 1
 
@@ -178,7 +173,7 @@ def test_bad_attn_scale_exits_2(tmp_path, cli, value):
 # ---------------------------------------------------------------- 8. changed data, new trials
 
 
-def test_token_file_contents_are_part_of_the_trial_id(tmp_path):
+def test_token_file_contents_are_part_of_the_trial_id(tmp_path, stale_grid):
     data = tokens(tmp_path / "tok")
     text = TOKEN_SWEEP.format(data=data, extra="")
     first = parse_sweep(text).ids
@@ -187,25 +182,25 @@ def test_token_file_contents_are_part_of_the_trial_id(tmp_path):
     tokens(data, train=(np.arange(3000) * 7) % 500)  # re-tokenized: new trials
     second = parse_sweep(text).ids
     assert second.isdisjoint(first)
-    builtin = parse_sweep(GRID)  # the built-in corpus keeps the ids every earlier release computed
+    builtin = parse_sweep(stale_grid)  # the built-in corpus keeps the ids every earlier release computed
     assert all(t.data_fingerprint == "" for t in builtin.trials)
 
 
 # ---------------------------------------------------------------- 4, 6, 9: resources, lock, paths
 
 
-def test_more_cpus_than_the_machine_has_exit_2_before_ray(tmp_path, cli):
+def test_more_cpus_than_the_machine_has_exit_2_before_ray(tmp_path, cli, stale_grid):
     spec = tmp_path / "s.toml"
-    spec.write_text(GRID + "[resources]\ncpus_per_trial = 4096\n")
+    spec.write_text(stale_grid + "[resources]\ncpus_per_trial = 4096\n")
     code, _, err = cli("run", spec, "--results", tmp_path / "r", "--no-mlflow")
     assert code == 2 and "resources.cpus_per_trial = 4096" in err and not (tmp_path / "r").exists()
     code, out, _ = cli("validate", spec, "--results", tmp_path / "r")
     assert code == 0 and "would refuse" in out
 
 
-def test_a_live_driver_holds_the_folder_and_a_dead_one_does_not(tmp_path, cli):
+def test_a_live_driver_holds_the_folder_and_a_dead_one_does_not(tmp_path, cli, stale_grid):
     spec = tmp_path / "s.toml"
-    spec.write_text(GRID)
+    spec.write_text(stale_grid)
     store = ResultStore(tmp_path / "r" / "stale")
     with store.lock(command="completep-sweep run s.toml"):
         code, _, err = cli("run", spec, "--results", tmp_path / "r", "--no-mlflow")
@@ -233,18 +228,18 @@ def test_a_live_driver_holds_the_folder_and_a_dead_one_does_not(tmp_path, cli):
         pass  # taken over
 
 
-def test_results_that_is_a_file_exits_2(tmp_path, cli):
+def test_results_that_is_a_file_exits_2(tmp_path, cli, stale_grid):
     spec = tmp_path / "s.toml"
-    spec.write_text(GRID)
+    spec.write_text(stale_grid)
     (tmp_path / "afile").write_text("x")
     code, _, err = cli("run", spec, "--results", tmp_path / "afile", "--no-mlflow")
     assert code == 2 and "--results" in err and "is a file" in err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere; test_faults.py runs this as nobody")
-def test_read_only_results_exit_2(tmp_path, cli):
+def test_read_only_results_exit_2(tmp_path, cli, stale_grid):
     spec = tmp_path / "s.toml"
-    spec.write_text(GRID)
+    spec.write_text(stale_grid)
     results = tmp_path / "ro"
     results.mkdir()
     results.chmod(stat.S_IRUSR | stat.S_IXUSR)
@@ -258,11 +253,11 @@ def test_read_only_results_exit_2(tmp_path, cli):
 # ---------------------------------------------------------------- 10. small things
 
 
-def test_validate_counts_log2_axes_and_estimates_with_overhead(tmp_path, cli):
+def test_validate_counts_log2_axes_and_estimates_with_overhead(tmp_path, cli, stale_grid):
     # 4 x 2 x 6 = 48 one-step trials: FLOPs alone would say a second; each trial costs over 1.5 s.
     spec = tmp_path / "s.toml"
     spec.write_text(
-        GRID.replace("lr = [0.0078125, 0.015625, 0.03125]", "lr = { log2_range = [-9, -4] }").replace(
+        stale_grid.replace("lr = [0.0078125, 0.015625, 0.03125]", "lr = { log2_range = [-9, -4] }").replace(
             "steps = 40", "steps = 1\nwarmup_steps = 0\neval_interval = 1"
         )
     )
@@ -287,13 +282,13 @@ def test_result_files_are_readable_by_others(tmp_path, make_result):
 
 
 @pytest.mark.parametrize("name", ["mlflow.db", "mlartifacts"])
-def test_names_of_the_mlflow_store_are_refused(name):
+def test_names_of_the_mlflow_store_are_refused(name, stale_grid):
     with pytest.raises(SpecError, match="MLflow"):
-        parse_sweep(GRID.replace('name = "stale"', f'name = "{name}"'))
+        parse_sweep(stale_grid.replace('name = "stale"', f'name = "{name}"'))
 
 
-def test_an_empty_preset_is_refused(tmp_path):
+def test_an_empty_preset_is_refused(tmp_path, stale_grid):
     preset = tmp_path / "empty.toml"
     preset.write_text("")
     with pytest.raises(SpecError, match="missing base_depth, base_width"):
-        parse_sweep(GRID.replace('model = "tiny"', f'model = "{preset}"'))
+        parse_sweep(stale_grid.replace('model = "tiny"', f'model = "{preset}"'))

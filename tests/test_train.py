@@ -3,30 +3,11 @@ import math
 import pytest
 
 from completep_sweep.train import train_trial
-from completep_sweep.trial import TrialConfig
 
 
-def quick(**kw) -> TrialConfig:
-    defaults = dict(
-        parameterization="completep",
-        width=32,
-        depth=2,
-        base_width=32,
-        base_depth=2,
-        seq_len=32,
-        batch_size=8,
-        steps=60,
-        warmup_steps=5,
-        eval_interval=20,
-        eval_batches=2,
-        lr=2**-6,
-    )
-    return TrialConfig(**{**defaults, **kw})
-
-
-def test_short_trial_lowers_loss_on_builtin_corpus():
+def test_short_trial_lowers_loss_on_builtin_corpus(tiny_trial):
     points = []
-    result = train_trial(quick(), on_eval=points.append)
+    result = train_trial(tiny_trial(), on_eval=points.append)
     assert result.status == "ok"
     assert [p.step for p in points] == [20, 40, 60]
     assert result.final_val_loss == points[-1].val_loss
@@ -38,34 +19,34 @@ def test_short_trial_lowers_loss_on_builtin_corpus():
     assert row["tokens"] == 60 * 8 * 32 and row["trial_id"] == result.config.trial_id
 
 
-def test_absurd_lr_ends_diverged_without_exception():
-    result = train_trial(quick(parameterization="sp", width=64, lr=50.0, steps=100, warmup_steps=0))
+def test_absurd_lr_ends_diverged_without_exception(tiny_trial):
+    result = train_trial(tiny_trial(parameterization="sp", width=64, lr=50.0, steps=100, warmup_steps=0))
     assert result.status == "diverged"
     assert result.diverged_at_step is not None and result.diverged_at_step < 100
     assert result.steps_done == result.diverged_at_step
     assert math.isnan(result.final_val_loss)
 
 
-def test_clip_fraction_recorded():
-    off = train_trial(quick(steps=10, eval_interval=10))
-    tiny_clip = train_trial(quick(steps=10, eval_interval=10, grad_clip=1e-6))
+def test_clip_fraction_recorded(tiny_trial):
+    off = train_trial(tiny_trial(steps=10, eval_interval=10))
+    tiny_clip = train_trial(tiny_trial(steps=10, eval_interval=10, grad_clip=1e-6))
     assert off.clip_fraction == 0.0
     assert tiny_clip.clip_fraction == 1.0
 
 
-def test_same_config_same_result():
-    a, b = train_trial(quick(steps=20)), train_trial(quick(steps=20))
+def test_same_config_same_result(tiny_trial):
+    a, b = train_trial(tiny_trial(steps=20)), train_trial(tiny_trial(steps=20))
     assert a.final_val_loss == b.final_val_loss and a.final_train_loss == b.final_train_loss
 
 
-def test_trial_id_covers_result_fields_only():
-    base = quick()
-    assert base.trial_id == quick().trial_id
+def test_trial_id_covers_result_fields_only(tiny_trial):
+    base = tiny_trial()
+    assert base.trial_id == tiny_trial().trial_id
     assert base.trial_id == base.replace(sweep="other").trial_id
     assert base.trial_id != base.replace(lr=base.lr * 2).trial_id
     assert base.trial_id != base.replace(parameterization="alpha0.5").trial_id
     assert base.trial_id != base.replace(seed=1).trial_id
-    assert quick(parameterization="alpha1").trial_id == quick(parameterization="completep").trial_id
+    assert tiny_trial(parameterization="alpha1").trial_id == tiny_trial(parameterization="completep").trial_id
 
 
 @pytest.mark.parametrize(
@@ -81,20 +62,20 @@ def test_trial_id_covers_result_fields_only():
         ("lr", float("nan")),
     ],
 )
-def test_bad_config_names_the_field(field, value):
+def test_bad_config_names_the_field(field, value, tiny_trial):
     with pytest.raises(ValueError, match=field if field != "width" else "head_dim"):
-        quick(**{field: value})
+        tiny_trial(**{field: value})
 
 
-def test_rules_of_a_trial_are_scaling_rules_at_its_shape():
+def test_rules_of_a_trial_are_scaling_rules_at_its_shape(tiny_trial):
     from completep_sweep.parameterization import scaling_rules
 
-    config = quick(parameterization="alpha0.5", width=64, depth=8, base_width=32, base_depth=2)
+    config = tiny_trial(parameterization="alpha0.5", width=64, depth=8, base_width=32, base_depth=2)
     assert config.rules() == scaling_rules("alpha0.5", width=64, depth=8, base_width=32, base_depth=2)
-    assert quick().rules().residual_multiplier == 1.0  # the base shape: every factor 1
+    assert tiny_trial().rules().residual_multiplier == 1.0  # the base shape: every factor 1
 
 
-def test_setting_errors_share_one_base_with_the_field():
+def test_setting_errors_share_one_base_with_the_field(tiny_trial):
     import pickle
 
     from completep_sweep.data import DataError, check_source
@@ -104,7 +85,7 @@ def test_setting_errors_share_one_base_with_the_field():
 
     caught = []
     for make in (
-        lambda: quick(lr=-1.0),
+        lambda: tiny_trial(lr=-1.0),
         lambda: check_heads(40, 16),
         lambda: check_source("shakespeare", 100),
     ):

@@ -12,7 +12,8 @@ diverged trial, NaN where a seed was not run). Everything a shape reports comes 
   or between the two tested values around it; NaN outside the tested range (no extrapolation);
 - ``mean_sd``: the standard error of each seed mean, from the seed-to-seed spread pooled over the
   curve's tested values in three bands (below, near and above its best: real noise grows above the
-  optimum), so that two seeds still give an estimate with many degrees of freedom;
+  optimum), so that two seeds still give an estimate with many degrees of freedom, and scaled
+  by t/z for the degrees of freedom it has (few seeds on few points: a wider interval);
 - ``perturbed``: the curve with noise of that size added to each seed mean, for the bootstrap.
 No shape's data can move another shape's optimum, and identical rows give identical optima.
 """
@@ -69,12 +70,11 @@ class Curve:
     def optimum(self) -> float:
         return refine(self.x, self.means)
 
-    def mean_sd(self) -> np.ndarray:
-        """Standard error of each tested value's seed mean (NaN where nothing finite was measured).
-
-        Variance pooled within bands of distance to the best tested value (more than BAND octaves
-        below it, within BAND, more than BAND above), each band falling back to the whole curve's
-        pooled variance when it has fewer than 3 degrees of freedom."""
+    def _pooled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(seed-to-seed variance, its degrees of freedom, seeds) at each tested value: the variance
+        pooled within bands of distance to the best tested value (more than BAND octaves below it,
+        within BAND, more than BAND above), each band falling back to the whole curve's pooled
+        variance when it has fewer than 3 degrees of freedom."""
         finite = np.where(np.isfinite(self.y), self.y, np.nan)
         n = np.sum(~np.isnan(finite), axis=1)
         centre = np.nansum(finite, axis=1, keepdims=True) / np.maximum(n, 1)[:, None]
@@ -84,19 +84,52 @@ class Curve:
         d = self.x - (self.x[i] if i is not None else np.nanmedian(self.x))
         band = np.where(d < -BAND, 0, np.where(d > BAND, 2, 1))
         total_dof = dof.sum()
-        overall = ss.sum() / total_dof if total_dof else math.nan
-        var = np.full(len(self.x), overall)
+        var = np.full(len(self.x), ss.sum() / total_dof if total_dof else math.nan)
+        used = np.full(len(self.x), total_dof)
         for b in range(3):
             at = band == b
             if dof[at].sum() >= 3:
                 var[at] = ss[at].sum() / dof[at].sum()
-        return np.sqrt(var / np.maximum(n, 1))
+                used[at] = dof[at].sum()
+        return var, used, n
+
+    def mean_sd(self) -> np.ndarray:
+        """Standard error of each tested value's seed mean (NaN where nothing finite was measured),
+        from the pooled variance (``_pooled``). A variance pooled over few degrees of freedom is
+        often an underestimate, and the bootstrap draws normal noise of this size: so each error is
+        scaled by t(97.5%, dof) / z(97.5%)."""
+        var, used, n = self._pooled()
+        return np.array([t_factor(int(k)) for k in used]) * np.sqrt(var / np.maximum(n, 1))
+
+    def noise_dof(self) -> int:
+        """Degrees of freedom of the noise estimate at the best tested value (0: none)."""
+        i = self.best()
+        return int(self._pooled()[1][i]) if i is not None else 0
 
     def perturbed(self, z: np.ndarray, sd: np.ndarray) -> Curve:
         """The curve whose seed means are moved by ``z`` standard errors (diverged points stay)."""
         means = self.means
         moved = np.where(np.isfinite(means), means + z * np.nan_to_num(sd), means)
         return Curve(self.x, moved[:, None])
+
+
+T975 = (
+    *(12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145),
+    *(2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048),
+    *(2.045, 2.042),
+)
+"""Student's t 97.5% quantile for 1 … 30 degrees of freedom (beyond: its expansion in 1/ν)."""
+
+
+def t_factor(dof: int) -> float:
+    """t(97.5%, dof) / z(97.5%): how much wider a 95% interval is when its noise was estimated
+    from ``dof`` degrees of freedom (1 with none: nothing to estimate from, nothing to widen)."""
+    z = 1.959964
+    if dof <= 0:
+        return 1.0
+    expansion = z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+    t = T975[dof - 1] if dof <= len(T975) else expansion
+    return t / z
 
 
 def seed_means(y: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ of seeds would see almost none of it), and each number is recomputed from the mo
 redrawn optimum is also moved by a uniform draw within ±``SETTINGS.grid_error`` grid steps (what
 the grid itself hides from a noise bootstrap). The percentile interval is widened about the
 estimate by the factor ``SETTINGS.kappa_*`` that benchmarks/calibration.py derives (the noise is
-correlated along a seed's curve and not Gaussian).
+correlated along a seed's curve and not Gaussian); the payoff's, a slope of minima, is centred on
+the estimate with the bootstrap's width (``widen_centred``).
 - per shape: the optimum (``curve.refine``) and the regret of keeping the base shape's optimum:
   how much more loss the shape's curve has there than at its own best, in percent of that best;
 - along the line: the drift of the optima (octaves per doubling), and the depth payoff (the slope
@@ -43,14 +44,14 @@ class Settings:
     tested values the local parabola misreads an asymmetric basin, by more on whole-octave grids).
     Each bootstrap draw moves each shape's optimum by a uniform draw of ± this many local grid
     steps, so the drift's interval carries it; without it the drift covered 87% on whole octaves."""
-    kappa_optimum: float = 1.05
+    kappa_optimum: float = 0.95
     """Widening of a shape's optimum interval (bootstrap percentiles about the estimate); the
     interval is never narrower than the grid resolves (``_resolution``)."""
     kappa_regret: float = 1.0
     """Widening of the regret interval."""
-    kappa_drift: float = 0.85
+    kappa_drift: float = 0.8
     """Widening of the drift interval."""
-    kappa_payoff: float = 1.25
+    kappa_payoff: float = 1.05
     """Widening of the depth-payoff interval."""
     regret_tolerance: float = 1.0
     """Percent of loss that keeping the base optimum may cost at any tested depth ("keep")."""
@@ -88,6 +89,20 @@ def widen(estimate: float, boots: np.ndarray, kappa: float) -> tuple[float, floa
         return math.nan, math.nan
     q_lo, q_hi = np.percentile(boots, [2.5, 97.5])
     return estimate - kappa * max(estimate - q_lo, 0.0), estimate + kappa * max(q_hi - estimate, 0.0)
+
+
+def widen_centred(estimate: float, boots: np.ndarray, kappa: float) -> tuple[float, float]:
+    """``estimate`` ± ``kappa`` times half the width between the 2.5 and 97.5 percentiles of
+    ``boots``. For a statistic of minima (each depth's best loss), the bootstrap's own minima are
+    biased by how many tested values tie near each best, differently at each depth: its draws can
+    all lie on one side of the estimate, which would put the estimate on an end of its own
+    interval. Its spread is what it measures well."""
+    boots = boots[np.isfinite(boots)]
+    if len(boots) < 10 or not math.isfinite(estimate):
+        return math.nan, math.nan
+    q_lo, q_hi = np.percentile(boots, [2.5, 97.5])
+    half = kappa * (q_hi - q_lo) / 2
+    return estimate - half, estimate + half
 
 
 def sign_verdict(low: float, high: float, band: float, names: tuple[str, str, str]) -> str:
@@ -266,7 +281,7 @@ class Line:
             return math.nan, math.nan, math.nan
         est = _slope(self.t, self.levels())
         boots = np.array([_slope(self.t, self._levels(b)) for b in self.boots])
-        return (est, *widen(est, boots, self.settings.kappa_payoff))
+        return (est, *widen_centred(est, boots, self.settings.kappa_payoff))
 
 
 def build_lines(

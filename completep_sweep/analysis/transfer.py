@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .curve import t_factor
 from .lines import Line, sign_verdict
 
 DEFAULT_TOLERANCE = 1.0  # percent of loss: the regret keeping the base optimum may cost
@@ -88,7 +89,15 @@ def _seeds_to_decide(line: Line, est: float, low: float, high: float, tol: float
     side = (est - low) if est > tol else (high - est)
     gap = max(abs(est - tol), tol / 4)
     seeds = max(_seeds(line), 1)
-    needed = max(seeds + 1, math.ceil(seeds * (side / gap) ** 2)) if side > 0 else seeds + 1
+    # The side also carries the t / z widening of a noise pooled over few degrees of freedom
+    # (curve.t_factor), which shrinks as seeds add degrees of freedom: take it out, then put back
+    # the widening those seeds would have.
+    dof = line.curves[line.base].noise_dof() if line.curves else 0
+    bare = side / t_factor(dof)
+    needed = math.ceil(seeds * (bare / gap) ** 2)
+    then = dof * (needed - 1) // max(seeds - 1, 1) if dof else 0
+    needed = math.ceil(seeds * (bare * t_factor(then) / gap) ** 2)
+    needed = max(seeds + 1, needed) if side > 0 else seeds + 1
     if needed > 50:
         return (
             f"more than 50 seeds per point would be needed: test values closer to the optimum at {line.axis} "

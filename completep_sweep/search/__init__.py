@@ -8,7 +8,8 @@ the same for every method.
 
 - ``grid``: every point of the grid (bounded and known up front).
 - ``bracket``: per group, search one HP in log2 space from the grid outward (bracket.py).
-- ``decided``: the bracket per shape, then seeds only where a depth verdict is still open, until
+- ``decided``: the bracket at the base depth, three points around its optimum at every other depth
+  (extended while the best is on an edge), then seeds only where a depth verdict is still open, until
   every parameterization's verdicts are decided or its budget is spent (decide.py).
 - ``optuna``: TPE over the swept HPs at one shape, the study kept in results/<sweep>/optuna.db
   (study.py).

@@ -56,6 +56,9 @@ class BracketRules:
     seed a point can look worse than it is by about the seed-to-seed spread (1% ≈ 0.025 nats)."""
     blowup: float = STABLE_WITHIN
     """Stable means within this fraction of the best mean: the analysis' stability rule (outcome.py)."""
+    limits: tuple[float, float] | None = None
+    """The lowest and highest x the search may reach; None: the grid's ends ± ``max_extend`` (a
+    search that starts from a few points inside the sweep file's grid keeps the file's reach)."""
 
     @classmethod
     def of(cls, search: Search, *, grid: tuple[float, ...], base_seeds: tuple[int, ...]) -> BracketRules:
@@ -75,6 +78,13 @@ class BracketRules:
         """The grid's spacing in octaves: how far one extension reaches."""
         gaps = [b - a for a, b in zip(self.grid, self.grid[1:])]
         return min(gaps) if gaps else 1.0
+
+    @property
+    def reach(self) -> tuple[float, float]:
+        """(lowest, highest) x the search may measure."""
+        if self.limits is not None:
+            return self.limits[0] - EPS, self.limits[1] + EPS
+        return self.grid[0] - self.max_extend - EPS, self.grid[-1] + self.max_extend + EPS
 
     @property
     def all_seeds(self) -> tuple[int, ...]:
@@ -142,7 +152,7 @@ class Group:
             return grid, "grid"
         means = self.means()
         xs = list(means)
-        lo, hi = r.grid[0] - r.max_extend - EPS, r.grid[-1] + r.max_extend + EPS
+        lo, hi = r.reach
         best = self.best()
         if best is None:  # everything diverged (or errored): the optimum lies lower
             below = min(xs, default=r.grid[0]) - r.step

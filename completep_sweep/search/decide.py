@@ -1,17 +1,23 @@
-"""``[search] method = "decided"``: a bracket search per shape, then seeds only where a verdict is open.
+"""``[search] method = "decided"``: a bracket search at the base depth, a short one around its optimum
+at every other depth, then seeds only where a verdict is open.
 
 Per line (a parameterization at one width and one value of every other non-depth axis: the shapes
 the depth verdicts compare), round by round:
-  1. every shape of the line runs the bracket rules (bracket.py) with the grid's seeds;
-  2. when the whole line is idle, the analysis reads the line's measurements (the report's own
+  1. the base depth (the declared ``base_depth`` if swept, else the shallowest) runs the bracket
+     rules (bracket.py) from the sweep file's grid with the grid's seeds;
+  2. then every other depth starts from three points: the base optimum and one ``resolution`` on
+     either side (where the regret of keeping it is read, and where the optimum is if it transfers),
+     extending while its best is on an edge, as far as the sweep file's grid reaches (``max_extend``
+     past it); a whole coarse grid at every depth would spend most trials far from any optimum;
+  3. when the whole line is idle, the analysis reads the line's measurements (the report's own
      analysis, its intervals widened for a look that may stop: Settings.stopping_widening) and
      asks: is the transfer verdict (keep / re-tune) decided, and the depth payoff (helps / hurts /
      flat)?
-  3. both decided: the line stops ("decided"). Otherwise each shape gets more seeds at its best point
+  4. both decided: the line stops ("decided"). Otherwise each shape gets more seeds at its best point
      and that point's two neighbours (where the payoff and each shape's best loss are read; the
-     bracket re-centres when the seed means move the best) and at the tested values on either side
-     of the base depth's optimum (where the regret of keeping it is read), about half again as many
-     each round, until ``max_seeds`` or the line's ``budget`` of trials ("budget spent").
+     bracket re-centres when the seed means move the best) and at the base optimum and its tested
+     neighbours (where the regret is read), about half again as many each round, until
+     ``max_seeds`` or the line's ``budget`` of trials ("budget spent").
 The rounds are a function of the measured losses only: a killed driver that reads the finished
 rows back replays the same rounds and continues where the last one stopped. Every trial is an
 ordinary trial, with an ordinary row.
@@ -32,6 +38,10 @@ QUESTIONS = ("transfer", "payoff")
 """The verdicts a line must reach before it stops: keeping the base optimum (keep / re-tune) and
 whether depth pays (helps / hurts / flat). Stability is reported, not waited for: the bracket's
 stability probe places it as far as the budget allows."""
+FIRST_LOOK = 3
+"""Seeds per read point before a look may stop a line. At 2 seeds the noise, pooled over few degrees
+of freedom, is often underestimated: in benchmarks/decision_cost.py a look at 2 seeds stopped 1 of 24
+simulated studies on a wrong firm transfer verdict, looks from 3 seeds on none."""
 DECIDED = {"transfer": ("keep", "re-tune"), "payoff": ("helps", "hurts", "flat")}
 
 
@@ -67,6 +77,8 @@ class DecidedPlan(BracketPlan):
         self.state: dict[tuple, str] = {}
         """Per line: running, decided, budget spent, or max seeds (the why of a stop)."""
         self.verdicts: dict[tuple, dict[str, str]] = {}
+        self.rounds: dict[tuple, int] = {}
+        """Per line: the rounds of seeds given so far (0: each shape's first search)."""
         self._lines: dict[tuple, list[tuple]] | None = None
         self._started: set[tuple] = set()
         super().__init__(sweep, done)
@@ -98,10 +110,42 @@ class DecidedPlan(BracketPlan):
 
     # ------------------------------------------------------------ rounds
 
+    def _base(self, line: tuple) -> tuple:
+        """The key of the line's base shape: the declared base depth where it is swept, else the
+        shallowest (the analysis' own choice, lines.py)."""
+        keys = self.lines()[line]
+        declared = [k for k in keys if self.bases[k].depth == self.bases[k].base_depth]
+        return declared[0] if declared else min(keys, key=lambda k: self.bases[k].depth)
+
+    def _searched(self, key: tuple) -> bool:
+        """The shape's search started and has nothing queued or running."""
+        return key in self._started and not self.queue[key] and not self.out[key]
+
+    def _start_near(self, key: tuple, optimum: float | None) -> None:
+        """A deeper shape's search starts at the base optimum and one resolution either side, within
+        the sweep file's reach (with no base optimum: from the file's grid, as the base did)."""
+        rules = self.groups[key].rules
+        if optimum is None:
+            return
+        lo, hi = rules.reach
+        step = rules.resolution
+        local = tuple(x for x in (optimum - step, optimum, optimum + step) if lo <= x <= hi)
+        limits = (rules.grid[0] - rules.max_extend, rules.grid[-1] + rules.max_extend)
+        self.groups[key].rules = dataclasses.replace(rules, grid=local, limits=limits)
+
     def _advance(self, key: tuple) -> None:
+        line = self._line(key)
+        base = self._base(line)
+        if key != base and key not in self._started:
+            if not self._searched(base):
+                return  # waits for the base optimum it starts from
+            self._start_near(key, self.groups[base].best())
         super()._advance(key)
         self._started.add(key)
-        line = self._line(key)
+        if key == base and self._searched(base):
+            for k in self.lines()[line]:
+                if k not in self._started:
+                    self._advance(k)
         while self.state.get(line, "running") == "running" and self._idle(line) and self._another_round(line):
             for k in self.lines()[line]:
                 super()._advance(k)
@@ -125,18 +169,20 @@ class DecidedPlan(BracketPlan):
         rows = self._rows(line)
         said = self.judge(rows, self.hp) if rows["depth"].nunique() >= 2 else dict.fromkeys(QUESTIONS, "")
         self.verdicts[line] = said
-        if all(said[q] in DECIDED[q] for q in QUESTIONS):
+        seeds = self.groups[keys[0]].rules.seeds or len(self.rules.base_seeds)
+        if seeds >= min(FIRST_LOOK, self.max_seeds) and all(said[q] in DECIDED[q] for q in QUESTIONS):
             self.state[line] = "decided"
             return False
-        seeds = self.groups[keys[0]].rules.seeds or len(self.rules.base_seeds)
+        spent = sum(len(self.groups[k].measured) for k in keys)
+        cut = self.rounds.get(line, 0) > 0 and any(self.groups[k].phase == "capped" for k in keys)
+        if self.budget is not None and (spent >= self.budget or cut):  # it cut the last round short
+            self.state[line] = "budget spent"
+            return False
         if seeds >= self.max_seeds:
             self.state[line] = "max seeds"
             return False
-        spent = sum(len(self.groups[k].measured) for k in keys)
-        if self.budget is not None and spent >= self.budget:
-            self.state[line] = "budget spent"
-            return False
         more = more_seeds(seeds, self.max_seeds)
+        self.rounds[line] = self.rounds.get(line, 0) + 1
         self._seed_the_base_optimum(keys)
         room = None if self.budget is None else (self.budget - spent) // len(keys)
         for k in keys:
@@ -147,16 +193,16 @@ class DecidedPlan(BracketPlan):
 
     def _seed_the_base_optimum(self, keys: list[tuple]) -> None:
         """The regret at a depth is the loss at the base depth's optimum minus that depth's best: the
-        tested values on either side of the base optimum get the seeds too, not only the best."""
-        depth_at = {k: self._config(k, (0.0, 0)).depth for k in keys}
-        base = self.groups[min(keys, key=depth_at.get)].best()
+        base optimum and the tested values either side of it get the seeds too, not only the best."""
+        base = self.groups[self._base(self._line(keys[0]))].best()
         if base is None:
             return
         for k in keys:
             xs = sorted(self.groups[k].means())
-            below = [x for x in xs if x <= base + 1e-9][-1:]
-            above = [x for x in xs if x >= base - 1e-9][:1]
-            self.groups[k].also = tuple(sorted(set(below + above)))
+            at = [x for x in xs if abs(x - base) < 1e-9]
+            below = [x for x in xs if x < base - 1e-9][-1:]
+            above = [x for x in xs if x > base + 1e-9][:1]
+            self.groups[k].also = tuple(below + at + above)
 
     # ------------------------------------------------------------ what status and run say
 
@@ -170,7 +216,10 @@ class DecidedPlan(BracketPlan):
         return out
 
     def bounds(self) -> tuple[int, int]:
-        low, _ = super().bounds()
+        # fewest: the base depth's grid, three points at every other depth, with the grid's seeds
+        base_low, _ = self._starting_rules(self.rules).bounds()
+        other = min(3 * len(self.rules.base_seeds), self._starting_rules(self.rules).max_trials)
+        low = sum(base_low + (len(keys) - 1) * other for keys in self.lines().values())
         if self.budget is None:
             cap = self.max_seeds * 3 + 2 * self.rules.max_trials  # per group: the seeds, then its search
             return low, cap * len(self.groups)
