@@ -14,6 +14,11 @@ Synthetic studies: four depths (2-16) of one parameterization, in worlds where t
 (keep: the optimum stays; re-tune: it moves ±0.5 octave per doubling; payoff: the best loss moves
 ±0.02 nats per doubling), drawn from the calibration's families (completep_sweep/synthetic.py).
 A verdict counts as right when it is the truth, wrong when it is the opposite firm verdict.
+Deepening (``[search] max_depth``): slowly drifting optima (0, 0.15 or 0.3 octave per doubling,
+either way), where depth 16 may not yet show what keeping the base lr costs at depth 64, the depth
+the user asks about. The decided search over depths 2-16, with and without max_depth = 64, is
+scored against the truth at depth 64 (re-tune when keeping the base optimum costs more than the 1%
+tolerance there); its compute is counted in layer-trials (a trial at depth d costs about d).
 Real rows: benchmarks/data/dense-whole-octave.csv (µP and CompleteP, depths 2-32, 2 seeds): the
 decided search is replayed on them (every point it asks for was measured), and its verdicts and
 trials are set beside the dense grid's own.
@@ -119,8 +124,8 @@ def bracket(shapes) -> tuple[int, dict]:
     return len(rows), _verdicts(pd.DataFrame(rows))
 
 
-def decided(shapes, budget: int | None = None, max_seeds: int = 12) -> tuple[int, dict]:
-    spec = SPEC.format(depths=list(DEPTHS)) + (f"budget = {budget}\n" if budget else "")
+def decided(shapes, budget=None, max_seeds: int = 12, extra: str = "", layers: list | None = None):
+    spec = SPEC.format(depths=list(DEPTHS)) + (f"budget = {budget}\n" if budget else "") + extra
     spec = spec.replace("max_seeds = 12", f"max_seeds = {max_seeds}")
     plan = DecidedPlan(parse_sweep(spec), {})
     n = 0
@@ -128,6 +133,8 @@ def decided(shapes, budget: int | None = None, max_seeds: int = 12) -> tuple[int
         loss = shapes[config.depth].loss(math.log2(config.lr), config.seed)
         plan.record(config, "ok" if math.isfinite(loss) else "diverged", loss)
         n += 1
+        if layers is not None:
+            layers.append(config.depth)
     (said,) = plan.verdicts.values()
     return n, said
 
@@ -175,45 +182,111 @@ def synthetic(families, repeats: int) -> list[dict]:
     return out
 
 
+class Drifting(dict):
+    """depth -> SyntheticShape, made on first use (a search with max_depth asks for depths past 16)."""
+
+    def __init__(self, family, optimum: float, drift: float, r: int):
+        super().__init__()
+        self.family, self.optimum, self.drift, self.r = family, optimum, drift, r
+
+    def optimum_at(self, depth: int) -> float:
+        return self.optimum + self.drift * math.log2(depth / DEPTHS[0])
+
+    def __missing__(self, depth: int) -> SyntheticShape:
+        rng = np.random.default_rng([self.r, depth])
+        self[depth] = SyntheticShape(optimum=self.optimum_at(depth), rng=rng, family=self.family)
+        return self[depth]
+
+
+DEEPEN = {"decided, max_seeds 6": "", "decided, max_seeds 6, max_depth 64": "max_depth = 64\n"}
+
+
+def deepening(family, repeats: int) -> list[dict]:
+    """Slow drifts, scored at depth 64 (see the module docstring)."""
+    out = []
+    for drift in (0.0, 0.15, 0.3):
+        tally = {m: {"trials": [], "layers": [], "right": 0, "wrong": 0, "deeper": 0} for m in DEEPEN}
+        truths = Counter()
+        for r in range(repeats):
+            sign = 1 if r % 2 == 0 else -1
+            optimum = float(np.random.default_rng(7000 + r).uniform(-6.0, -4.5))
+            probe = Drifting(family, optimum, sign * drift, 7000 + r)
+            deep = probe[64]
+            regret = 100 * (deep.expected(optimum) / deep.expected(deep.optimum) - 1)
+            truth = "re-tune" if regret > 1.0 else "keep"
+            truths[truth] += 1
+            for name, extra in DEEPEN.items():
+                layers: list[int] = []
+                trials, said = decided(
+                    Drifting(family, optimum, sign * drift, 7000 + r), max_seeds=6, extra=extra, layers=layers
+                )
+                t = tally[name]
+                t["trials"].append(trials)
+                t["layers"].append(sum(layers))
+                t["right"] += said["transfer"] == truth
+                t["wrong"] += said["transfer"] == OPPOSITE[truth]
+                t["deeper"] += max(layers) > DEPTHS[-1]
+        base = np.mean(tally[next(iter(DEEPEN))]["layers"])
+        for name, t in tally.items():
+            out.append(
+                {
+                    "drift": drift,
+                    "truth at 64": dict(truths),
+                    "method": name,
+                    "studies": repeats,
+                    "trials": float(np.mean(t["trials"])),
+                    "layers_vs_plain": float(np.mean(t["layers"]) / base),
+                    "added_depth": t["deeper"] / repeats,
+                    "transfer_right": t["right"] / repeats,
+                    "transfer_wrong": t["wrong"] / repeats,
+                }
+            )
+    return out
+
+
 def real() -> list[dict]:
     """The decided search replayed on the dense-grid rows (2 seeds, whole octaves) against the dense
     grid's own verdicts on all of them."""
     rows = pd.read_csv(REAL)
     out = []
     for p, mine in rows.groupby("parameterization", sort=False):
-        depths = sorted(int(d) for d in mine["depth"].unique())
-        lookup = {(int(r.depth), math.log2(r.lr), int(r.seed)): r for r in mine.itertuples()}
-        spec = SPEC.format(depths=depths).replace('"completep"', f'"{p}"')
-        spec = spec.replace("[-9, -3], step = 2", "[-10, -4], step = 2").replace(
-            "resolution = 0.5", "resolution = 1"
-        )
-        spec = spec.replace("max_extend = 2", "max_extend = 0").replace("max_seeds = 12", "max_seeds = 2")
-        spec = spec.replace("seed = [0]", "seed = [0, 1]")
-        spec = spec.replace("width = [32]", f"width = [{int(mine['width'].iloc[0])}]")
-        spec += (
-            f"[model_overrides]\nbase_width = {int(mine['base_width'].iloc[0])}\nbase_depth = {depths[0]}\n"
-        )
-        plan = DecidedPlan(parse_sweep(spec), {})
-        used = []
-        while (config := plan.take()) is not None:
-            r = lookup.get((config.depth, math.log2(config.lr), config.seed))
-            if r is None or r.status == "error":
-                plan.record(config, "error", None)
-                continue
-            used.append(r.Index)
-            plan.record(config, r.status, r.final_val_loss if r.status == "ok" else math.inf)
-        said = next(iter(plan.verdicts.values()))
-        whole = _verdicts(mine)
-        out.append(
-            {
-                "parameterization": p,
-                "dense_trials": len(mine),
-                "decided_trials": len(used),
-                "dense": whole,
-                "decided": said,
-            }
-        )
+        every = sorted(int(d) for d in mine["depth"].unique())
+        for depths, extra in ((every, ""), (every[:3], f"max_depth = {every[-1]}\n")):
+            out.append(_replay(p, mine, depths, extra))
     return out
+
+
+def _replay(p: str, mine: pd.DataFrame, depths: list[int], extra: str) -> dict:
+    """The decided search over ``depths`` (``extra``: more [search] keys), answered from the rows."""
+    lookup = {(int(r.depth), math.log2(r.lr), int(r.seed)): r for r in mine.itertuples()}
+    spec = SPEC.format(depths=depths).replace('"completep"', f'"{p}"')
+    spec = spec.replace("[-9, -3], step = 2", "[-10, -4], step = 2").replace(
+        "resolution = 0.5", "resolution = 1"
+    )
+    spec = spec.replace("max_extend = 2", "max_extend = 0").replace("max_seeds = 12", "max_seeds = 2")
+    spec = spec.replace("seed = [0]", "seed = [0, 1]")
+    spec = spec.replace("width = [32]", f"width = [{int(mine['width'].iloc[0])}]")
+    spec += extra
+    spec += f"[model_overrides]\nbase_width = {int(mine['base_width'].iloc[0])}\nbase_depth = {depths[0]}\n"
+    plan = DecidedPlan(parse_sweep(spec), {})
+    used = []
+    while (config := plan.take()) is not None:
+        r = lookup.get((config.depth, math.log2(config.lr), config.seed))
+        if r is None or r.status == "error":
+            plan.record(config, "error", None)
+            continue
+        used.append(r.Index)
+        plan.record(config, r.status, r.final_val_loss if r.status == "ok" else math.inf)
+    return {
+        "parameterization": p,
+        "depths": depths,
+        "max_depth": plan.max_depth,
+        "added": sorted({d for added in plan.added.values() for d in added}),
+        "dense_trials": len(mine),
+        "decided_trials": len(used),
+        "dense": _verdicts(mine),
+        "decided": next(iter(plan.verdicts.values())),
+    }
 
 
 def main() -> None:
@@ -226,7 +299,12 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     families = FAMILIES[:1] if args.quick else (FAMILIES[0], FAMILIES[1], FAMILIES[3], FAMILIES[4])
-    report = {"synthetic": synthetic(families, args.repeats or (1 if args.quick else 6)), "real": real()}
+    repeats = args.repeats or (1 if args.quick else 6)
+    report = {
+        "synthetic": synthetic(families, repeats),
+        "deepening": deepening(families[0], 2 if args.quick else 4 * repeats),
+        "real": real(),
+    }
     report["seconds"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(report, indent=1))
@@ -241,10 +319,27 @@ def main() -> None:
             f"{100 * s['transfer_right']:.0f}% | {100 * s['transfer_wrong']:.0f}% | "
             f"{100 * s['payoff_right']:.0f}% | {100 * s['payoff_wrong']:.0f}% |"
         )
-    for r in report["real"]:
+    print(
+        "\n| drift (octaves per doubling) | truth at depth 64 | method | trials | layer-trials vs plain | "
+        "added a depth | transfer right | wrong |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for s in report["deepening"]:
+        truth = ", ".join(f"{k} {v}" for k, v in sorted(s["truth at 64"].items()))
+        pct = {
+            k: f"{100 * s[k]:.0f}%"
+            for k in ("layers_vs_plain", "added_depth", "transfer_right", "transfer_wrong")
+        }
         print(
-            f"real rows, {r['parameterization']}: decided {r['decided_trials']} of {r['dense_trials']} "
-            "trials; "
+            f"| {s['drift']} | {truth} | {s['method']} | {s['trials']:.0f} | {pct['layers_vs_plain']} | "
+            f"{pct['added_depth']} | {pct['transfer_right']} | {pct['transfer_wrong']} |"
+        )
+    for r in report["real"]:
+        added = f", max_depth {r['max_depth']}: added {r['added'] or 'none'}" if r["max_depth"] else ""
+        print(
+            f"real rows, {r['parameterization']}, depths {r['depths']}{added}: "
+            f"decided {r['decided_trials']} of "
+            f"{r['dense_trials']} trials; "
             f"transfer {r['decided']['transfer']} (dense: {r['dense']['transfer']}), payoff "
             f"{r['decided']['payoff']} (dense: {r['dense']['payoff']})"
         )

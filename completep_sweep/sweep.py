@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from .data import DataError, check_source, fingerprint, resolve_data
 from .errors import SpecError
 from .presets import MODEL_FIELDS, TRAIN_FIELDS, load_preset
+from .search_table import check_deepening, check_search
 from .sweepfile import Around, Log2Range, SweepSpec
-from .trial import FIELD_TYPES, HP_ROLES, SHAPE_AND_SEED, ConfigError, Role, TrialConfig, fields_with
+from .trial import FIELD_TYPES, ConfigError, Role, TrialConfig, fields_with
 from .unknown_keys import first_error
 from .user_trainer import trainer_fields
 
@@ -243,12 +244,13 @@ def parse_sweep(
     template = _config(
         {**fixed, **first, "data_fingerprint": prints[first.get("data", fixed["data"])]}, spec, source
     )
-    _check_search(spec, axes, source)
+    check_search(spec, axes, source)
     trials = (
         ()
         if spec.search.method == "optuna"
         else tuple(_expand(template, spec.parameterizations, axes, prints))
     )
+    check_deepening(spec.search, trials, source)
     return Sweep(
         spec,
         text,
@@ -287,44 +289,6 @@ def _check_count(spec: SweepSpec, axes: dict[str, list[Any]], source: str) -> No
             f"{source}: grid: {' x '.join(f'{k} {n}' for k, n in sizes.items())} = {count:,} trials, above "
             f"the cap of {MAX_GRID_TRIALS:,}; shorten an axis or split the sweep into several files"
         )
-
-
-def _check_search(spec: SweepSpec, axes: dict, source: str) -> None:
-    """The [search] table against the grid: what the method needs is there."""
-    search = spec.search
-    if search.method == "decided" and len(axes.get("depth", ())) < 3:
-        raise SpecError(
-            f'{source}: grid.depth: method = "decided" stops when the depth verdicts are decided, and the '
-            "depth payoff needs at least 3 depths; give grid.depth 3 or more values, e.g. [2, 8, 32]"
-        )
-    if search.method in ("bracket", "decided"):
-        hp = search.hp
-        if hp not in axes or FIELD_TYPES.get(hp) is not float or hp not in fields_with(*HP_ROLES):
-            raise SpecError(
-                f"{source}: search.hp: {hp!r} must be a numeric HP swept in [grid] (e.g. lr = "
-                "{ log2_range = [-9, -5] }); the bracket search starts from its values"
-            )
-        if min(axes[hp]) <= 0:
-            raise SpecError(
-                f"{source}: grid.{hp}: the bracket search works in log2({hp}); use positive values"
-            )
-    elif search.method == "optuna":
-        single = [
-            k
-            for k in (*SHAPE_AND_SEED, *(k for k in axes if k not in fields_with(*HP_ROLES)))
-            if len(axes.get(k, ())) > 1
-        ]
-        if len(spec.parameterizations) > 1 or single:
-            what = "parameterizations" if len(spec.parameterizations) > 1 else f"grid.{single[0]}"
-            raise SpecError(
-                f'{source}: {what}: method = "optuna" tunes base HPs at one shape, one '
-                "parameterization and one seed; give one value (a transfer study is a bracket search)"
-            )
-        if not any(k in fields_with(*HP_ROLES) for k in axes):
-            raise SpecError(
-                f'{source}: grid: method = "optuna" needs an HP to tune, e.g. lr = '
-                "{ log2_range = [-12, -3] }"
-            )
 
 
 def _expand(template: TrialConfig, parameterizations: list[str], axes: dict[str, list[Any]], prints: dict):

@@ -139,7 +139,7 @@ METHOD_KEYS = {
     "bracket": {"hp", "resolution", "max_extend", "seeds", "max_trials_per_shape", "stability"},
     "optuna": {"n_trials", "sampler_seed"},
 }
-METHOD_KEYS["decided"] = METHOD_KEYS["bracket"] | {"budget", "max_seeds"}
+METHOD_KEYS["decided"] = METHOD_KEYS["bracket"] | {"budget", "max_seeds", "max_depth"}
 
 
 class Search(BaseModel):
@@ -166,6 +166,12 @@ class Search(BaseModel):
         default=None, ge=1, description="decided: at most this many trials per parameterization's depths"
     )
     max_seeds: int = Field(default=12, ge=1, description="decided: at most this many seeds per point")
+    max_depth: int | None = Field(
+        default=None,
+        ge=1,
+        description="decided: the deepest depth it may add, doubling the deepest while the regret there "
+        "nears the tolerance (None: the grid's depths only)",
+    )
     n_trials: int | None = Field(default=None, ge=1, description="optuna: trials in the study, across runs")
     sampler_seed: int = Field(default=0, ge=0, description="optuna: seeds the TPE sampler")
 

@@ -227,7 +227,21 @@ def test_decision_cost_quick_prints_cost_and_right_verdicts_per_method():
         assert cells[3].endswith("%") and number(cells[3][:-1]) > 0, cells  # trial-tokens vs dense
         assert all(c.endswith("%") and 0 <= percent(c[:-1]) <= 100 for c in cells[4:]), cells
     assert number(rows["decided, budget 25%"][3][:-1]) <= 26, out  # the budget holds
+    deep = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if re.match(r"^\| 0\.\d+ \| ", line)
+    ]
+    assert [c[0] for c in deep] == ["0.0", "0.0", "0.15", "0.15", "0.3", "0.3"], out  # with and without
+    for plain, deeper in zip(deep[::2], deep[1::2]):
+        assert plain[2].endswith("max_seeds 6") and deeper[2].endswith("max_depth 64"), out
+        assert plain[4] == "100%" and plain[5] == "0%"  # the plain search never adds a depth
+        assert number(deeper[4][:-1]) >= 100  # an added depth costs compute, never saves it
     for p in ("completep", "mup"):
         assert re.search(
-            rf"^real rows, {p}: decided \d+ of 70 trials; transfer \S+ \(dense: \S+\)", out, re.M
+            rf"^real rows, {p}, depths \[2, 4, 8, 16, 32\]: decided \d+ of 70 trials; transfer \S+ "
+            r"\(dense: \S+\)",
+            out,
+            re.M,
         ), out
+        assert re.search(rf"^real rows, {p}, depths \[2, 4, 8\], max_depth 32: added ", out, re.M), out

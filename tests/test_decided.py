@@ -143,8 +143,134 @@ def test_make_plan_builds_it_and_bounds_hold():
         (("depth = [2, 4, 8, 16]", "depth = [2, 8]"), "at least 3 depths"),
         (("max_seeds = 6", "max_seeds = 6\nn_trials = 5"), 'setting of method = "optuna"'),
         (('method = "decided"', 'method = "bracket"'), 'setting of method = "decided"'),
+        (("max_seeds = 6", "max_seeds = 6\nmax_depth = 24"), "search.max_depth: 24 adds no depth"),
+        (('method = "decided"', 'method = "bracket"\nmax_depth = 64'), 'setting of method = "decided"'),
     ],
 )
 def test_a_decided_sweep_file_is_checked_before_any_compute(change, message):
     with pytest.raises(SpecError, match=message):
         parse_sweep(DECIDED.replace(*change))
+
+
+def deepening_judge(wanted_below: int, transfer: str = "inconclusive"):
+    """A judge whose regret at the deepest depth is near the tolerance until ``wanted_below``, where the
+    transfer verdict becomes decided (keep)."""
+
+    def judge(rows, hp):
+        deepest = int(rows["depth"].max())
+        near = deepest < wanted_below
+        return dict(transfer=transfer if near else "keep", payoff="flat", deeper="wanted" if near else "")
+
+    return judge
+
+
+def test_a_regret_near_the_tolerance_adds_the_next_doubling_up_to_max_depth():
+    sweep = parse_sweep(DECIDED + "max_depth = 64\n")
+    plan = DecidedPlan(sweep, {}, judge=deepening_judge(wanted_below=1000))
+    done = drive(plan, World(3))
+    assert set(done) == {c.trial_id for c in plan.planned()}  # the added depths are planned trials
+    for p in ("mup", "completep"):
+        depths = sorted({c.depth for c in plan.planned() if c.parameterization == p})
+        assert depths == [2, 4, 8, 16, 32, 64]  # doublings of the deepest, not past max_depth
+        assert plan.added[(p, 32)] == [32, 64] and "added depth 32, 64" in plan.stops()[(p, 32)]
+        base = plan.groups[(p, 2, 32)]
+        for depth in (32, 64):  # each starts like the grid's deeper depths: around the base optimum
+            group = plan.groups[(p, depth, 32)]
+            low, b, high = group.rules.grid
+            assert (low, high) == (b - 0.5, b + 0.5) and abs(b - base.best()) <= 0.5 and b in base.means()
+            assert {low, b, high} <= {x for x, s in group.measured if s in (0, 1)}
+            assert group.rules.limits == plan.groups[(p, 4, 32)].rules.limits  # the file's reach
+            # added at a look, it gets the seeds the line had then: at least FIRST_LOOK per read point
+            assert min(sum(1 for x2, _ in group.measured if x2 == x) for x in (low, b, high)) >= FIRST_LOOK
+
+
+def test_no_depth_is_added_without_max_depth_or_once_keeping_the_optimum_is_firmly_wrong():
+    plain = DecidedPlan(parse_sweep(DECIDED), {}, judge=deepening_judge(wanted_below=1000))
+    drive(plain, World(3))
+    assert max(c.depth for c in plain.planned()) == 16 and not plain.added
+    retune = DecidedPlan(
+        parse_sweep(DECIDED + "max_depth = 64\n"), {}, judge=deepening_judge(1000, transfer="re-tune")
+    )
+    drive(retune, World(3))
+    assert max(c.depth for c in retune.planned()) == 16 and not retune.added
+    once = DecidedPlan(parse_sweep(DECIDED + "max_depth = 64\n"), {}, judge=deepening_judge(wanted_below=32))
+    drive(once, World(3))  # decided at depth 32: 64 is never run
+    assert max(c.depth for c in once.planned()) == 32
+    assert all(why.startswith("decided") for why in once.stops().values()), once.stops()
+
+
+def test_a_killed_search_that_added_depths_resumes_with_no_trial_run_twice():
+    sweep = parse_sweep(DECIDED.replace("max_seeds = 6", "max_seeds = 4") + "max_depth = 64\n")
+    judge = deepening_judge(wanted_below=64)
+    everything = drive(DecidedPlan(sweep, {}, judge=judge), World(4))
+    assert max(c.depth for c in DecidedPlan(sweep, everything, judge=judge).planned()) == 64
+    partial = drive(DecidedPlan(sweep, {}, judge=judge), World(4), until=len(everything) * 3 // 4)
+    resumed = DecidedPlan(sweep, partial, judge=judge)
+    more = drive(resumed, World(4))
+    assert set(more).isdisjoint(partial) and set(more) | set(partial) == set(everything)
+    assert max(c.depth for c in resumed.planned()) == 64
+
+
+def test_a_budget_leaves_no_room_for_a_deeper_depth_it_cannot_pay_for():
+    sweep = parse_sweep(DECIDED + "budget = 60\nmax_depth = 64\n")
+    plan = DecidedPlan(sweep, {}, judge=deepening_judge(wanted_below=1000))
+    drive(plan, World(2))
+    for keys in plan.lines().values():
+        assert sum(len(plan.groups[k].measured) for k in keys) <= 60
+
+
+@pytest.mark.full_bootstrap  # the flag reads the calibrated intervals
+def test_the_analysis_wants_a_deeper_depth_only_where_the_optimum_drifts():
+    from completep_sweep.search.decide import verdicts_of
+    from completep_sweep.synthetic import Family, simulate_study
+
+    family = Family(design="half-octave", seeds=6)
+    stays = [verdicts_of(simulate_study(rng_seed=s, family=family, optimum=-5.0)[0], "lr") for s in range(4)]
+    assert all(said["deeper"] == "" for said in stays)  # a regret that size is seed noise here
+    drifts = [
+        verdicts_of(simulate_study(drift=-0.6, rng_seed=s, family=family, optimum=-5.0)[0], "lr")
+        for s in range(4)
+    ]
+    assert any(said["deeper"] == "wanted" for said in drifts)
+    assert all(said["deeper"] == "" for said in drifts if said["transfer"] == "re-tune")
+    # the dense grid finds every edge, so none is only a lower bound: each reads as a verdict
+    assert {said["stability"] for said in stays + drifts} <= {"falls", "rises", "stays", "inconclusive"}
+
+
+def test_a_max_depth_the_model_refuses_is_found_before_any_compute(monkeypatch):
+    from completep_sweep.trial import ConfigError, TrialConfig
+
+    real = TrialConfig.replace
+
+    def replace(self, **changes):  # a model that fits at most 32 layers
+        if changes.get("depth", 0) > 32:
+            raise ConfigError("depth", "at most 32 layers fit this model")
+        return real(self, **changes)
+
+    monkeypatch.setattr(TrialConfig, "replace", replace)
+    with pytest.raises(
+        SpecError, match=r"search.max_depth: depth 64 is invalid .*at most 32.*lower it to 32"
+    ):
+        parse_sweep(DECIDED + "max_depth = 64\n")
+    assert parse_sweep(DECIDED + "max_depth = 32\n").spec.search.max_depth == 32
+
+
+@pytest.mark.parametrize(
+    "probe, says, added",
+    [
+        ("stability = true\n", "inconclusive", [32]),  # another depth narrows the edge's slope
+        ("stability = true\n", "probe higher", []),  # an edge bounded from below: a depth won't help
+        ("", "inconclusive", []),  # not probed, not asked
+    ],
+)
+def test_an_open_stability_verdict_adds_a_depth_only_where_a_depth_settles_it(probe, says, added):
+    def judge(rows, hp):
+        deep = rows["depth"].max() >= 32
+        return dict(transfer="keep", payoff="flat", deeper="", stability="stays" if deep else says)
+
+    plan = DecidedPlan(parse_sweep(DECIDED + probe + "max_depth = 64\n"), {}, judge=judge)
+    drive(plan, World(5))
+    assert [plan.added.get(line, []) for line in plan.lines()] == [added, added]
+    for why in plan.stops().values():
+        assert why.startswith("decided (transfer keep, payoff flat")
+        assert ("stability" in why) == bool(probe), why

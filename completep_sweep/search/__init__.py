@@ -109,7 +109,7 @@ class BracketPlan:
                 self.bases[key] = config
         self.queue: dict[tuple, deque] = {k: deque() for k in self.groups}
         self.out: dict[tuple, int] = {k: 0 for k in self.groups}
-        for key in self.groups:
+        for key in list(self.groups):  # a decided search may add groups (deeper depths) as it replays
             self._advance(key)
 
     def _starting_rules(self, rules: BracketRules) -> BracketRules:

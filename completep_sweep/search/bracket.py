@@ -80,11 +80,17 @@ class BracketRules:
         return min(gaps) if gaps else 1.0
 
     @property
-    def reach(self) -> tuple[float, float]:
-        """(lowest, highest) x the search may measure."""
+    def ends(self) -> tuple[float, float]:
+        """(lowest, highest) x the search may measure: ``limits``, else the grid's ends ± max_extend."""
         if self.limits is not None:
-            return self.limits[0] - EPS, self.limits[1] + EPS
-        return self.grid[0] - self.max_extend - EPS, self.grid[-1] + self.max_extend + EPS
+            return self.limits
+        return self.grid[0] - self.max_extend, self.grid[-1] + self.max_extend
+
+    @property
+    def reach(self) -> tuple[float, float]:
+        """``ends`` with a rounding allowance: the test a proposed x must pass."""
+        lo, hi = self.ends
+        return lo - EPS, hi + EPS
 
     @property
     def all_seeds(self) -> tuple[int, ...]:

@@ -17,7 +17,12 @@ the depth verdicts compare), round by round:
      and that point's two neighbours (where the payoff and each shape's best loss are read; the
      bracket re-centres when the seed means move the best) and at the base optimum and its tested
      neighbours (where the regret is read), about half again as many each round, until
-     ``max_seeds`` or the line's ``budget`` of trials ("budget spent").
+     ``max_seeds`` or the line's ``budget`` of trials ("budget spent");
+  5. with ``max_depth``, a look that finds the regret at the deepest depth near the tolerance (at least
+     ``NEAR`` of it, not firmly above: the answer may change just past the tested depths) adds the next
+     doubling instead, a shape of its own that starts like step 2, with the line's seeds; then looks
+     again. So does an open stability verdict when the bracket probes the edge (``stability =
+     true``): seeds cannot settle it, another depth can.
 The rounds are a function of the measured losses only: a killed driver that reads the finished
 rows back replays the same rounds and continues where the last one stopped. Every trial is an
 ordinary trial, with an ordinary row.
@@ -27,27 +32,40 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 from collections.abc import Callable
 
 import pandas as pd
 
+from ..search_table import deeper_depths
 from ..sweep import Sweep
 from . import BracketPlan
+from .bracket import Group
 
 QUESTIONS = ("transfer", "payoff")
 """The verdicts a line must reach before it stops: keeping the base optimum (keep / re-tune) and
-whether depth pays (helps / hurts / flat). Stability is reported, not waited for: the bracket's
-stability probe places it as far as the budget allows."""
+whether depth pays (helps / hurts / flat). Stability (``stability = true``) is not waited for with
+seeds, which cannot settle it (``_wants_depth``): the bracket probes each depth's edge, and with
+``max_depth`` an open stability verdict adds the next doubling."""
 FIRST_LOOK = 3
 """Seeds per read point before a look may stop a line. At 2 seeds the noise, pooled over few degrees
 of freedom, is often underestimated: in benchmarks/decision_cost.py a look at 2 seeds stopped 1 of 24
 simulated studies on a wrong firm transfer verdict, looks from 3 seeds on none."""
 DECIDED = {"transfer": ("keep", "re-tune"), "payoff": ("helps", "hurts", "flat")}
+NEAR = 0.5
+"""A regret at the deepest depth of at least this fraction of the tolerance, not firmly above it, while
+the optimum firmly drifts, is near it: with ``max_depth`` the next doubling is measured, where the
+regret grows (about as the square of the optimum's shift) and keeping the base optimum may cost more
+than the tolerance. Without a firm drift a regret that size is as likely seed noise, and more seeds are
+the cheaper way to decide."""
 
 
 def verdicts_of(rows: pd.DataFrame, hp: str) -> dict[str, str]:
     """The line's open-or-decided verdicts, from the same analysis `report` runs, its intervals
-    widened for a look that may stop the search (``Settings.stopping_widening``)."""
+    widened for a look that may stop the search (``Settings.stopping_widening``); ``deeper`` is
+    "wanted" when the regret at the deepest depth is near the tolerance (``NEAR``); ``stability`` is
+    the stability verdict (falls / rises / stays / inconclusive), or "probe higher" while some depth's
+    edge is only bounded from below."""
     from ..analysis import analyze
     from ..analysis.lines import SETTINGS
 
@@ -56,9 +74,22 @@ def verdicts_of(rows: pd.DataFrame, hp: str) -> dict[str, str]:
     t = t[t["hp"].eq(hp) & t["axis"].eq("depth")] if len(t) else t
     p = analysis.payoff
     p = p[p["hp"].eq(hp)] if len(p) else p
+    e = analysis.stability
+    e = e[e["hp"].eq(hp)] if len(e) else e
+    edges = analysis.stability_edges
+    bounded = len(edges) and edges[edges["hp"].eq(hp)]["lower_bound"].astype(bool).any()
+    near = False
+    if len(t):
+        row = t.iloc[0]
+        tol = float(row["regret_tolerance"])
+        moving = row["slope_low"] > 0 or row["slope_high"] < 0  # the optimum drifts, firmly
+        near = moving and row["deepest_regret"] >= NEAR * tol and not row["deepest_regret_low"] > tol
     return {
         "transfer": str(t["verdict"].iloc[0]) if len(t) else "inconclusive",
         "payoff": str(p["verdict"].iloc[0]) if len(p) else "inconclusive",
+        "deeper": "wanted" if near else "",
+        # an edge only bounded from below is settled by probing higher, not by another depth
+        "stability": "probe higher" if bounded else (str(e["verdict"].iloc[0]) if len(e) else ""),
     }
 
 
@@ -72,7 +103,7 @@ class DecidedPlan(BracketPlan):
 
     def __init__(self, sweep: Sweep, done: dict[str, float], judge: Callable | None = None):
         search = sweep.spec.search
-        self.budget, self.max_seeds = search.budget, search.max_seeds
+        self.budget, self.max_seeds, self.max_depth = search.budget, search.max_seeds, search.max_depth
         self.judge = judge or verdicts_of
         self.state: dict[tuple, str] = {}
         """Per line: running, decided, budget spent, or max seeds (the why of a stop)."""
@@ -81,6 +112,8 @@ class DecidedPlan(BracketPlan):
         """Per line: the rounds of seeds given so far (0: each shape's first search)."""
         self._lines: dict[tuple, list[tuple]] | None = None
         self._started: set[tuple] = set()
+        self.added: dict[tuple, list[int]] = {}
+        """Per line: the depths ``max_depth`` let it add past the grid's, in the order added."""
         super().__init__(sweep, done)
 
     def _starting_rules(self, rules):
@@ -130,8 +163,7 @@ class DecidedPlan(BracketPlan):
         lo, hi = rules.reach
         step = rules.resolution
         local = tuple(x for x in (optimum - step, optimum, optimum + step) if lo <= x <= hi)
-        limits = (rules.grid[0] - rules.max_extend, rules.grid[-1] + rules.max_extend)
-        self.groups[key].rules = dataclasses.replace(rules, grid=local, limits=limits)
+        self.groups[key].rules = dataclasses.replace(rules, grid=local, limits=rules.ends)
 
     def _advance(self, key: tuple) -> None:
         line = self._line(key)
@@ -170,10 +202,13 @@ class DecidedPlan(BracketPlan):
         said = self.judge(rows, self.hp) if rows["depth"].nunique() >= 2 else dict.fromkeys(QUESTIONS, "")
         self.verdicts[line] = said
         seeds = self.groups[keys[0]].rules.seeds or len(self.rules.base_seeds)
-        if seeds >= min(FIRST_LOOK, self.max_seeds) and all(said[q] in DECIDED[q] for q in QUESTIONS):
+        looked = seeds >= min(FIRST_LOOK, self.max_seeds)
+        spent = sum(len(self.groups[k].measured) for k in keys)
+        if looked and self._wants_depth(said) and self._deepen(line, spent):
+            return True
+        if looked and all(said[q] in DECIDED[q] for q in QUESTIONS):
             self.state[line] = "decided"
             return False
-        spent = sum(len(self.groups[k].measured) for k in keys)
         cut = self.rounds.get(line, 0) > 0 and any(self.groups[k].phase == "capped" for k in keys)
         if self.budget is not None and (spent >= self.budget or cut):  # it cut the last round short
             self.state[line] = "budget spent"
@@ -189,6 +224,35 @@ class DecidedPlan(BracketPlan):
             group = self.groups[k]
             cap = len(group.measured) + (room if room is not None else 3 * more * 2)
             group.rules = dataclasses.replace(group.rules, seeds=more, max_trials=max(cap, 1))
+        return True
+
+    def _wants_depth(self, said: dict[str, str]) -> bool:
+        """Another depth is what settles it: the regret at the deepest depth is near the tolerance, or
+        (``stability = true``) the edge's slope is open; seeds cannot narrow that, since one depth's
+        edge is known to a fixed fraction of an octave (analysis.stability.EDGE_NOISE)."""
+        regret = said.get("deeper") == "wanted" and said["transfer"] != "re-tune"
+        return regret or (self.rules.stability and said.get("stability") == "inconclusive")
+
+    def _deepen(self, line: tuple, spent: int) -> bool:
+        """Add the next doubling of the line's deepest depth (up to ``max_depth``, within the budget):
+        three points around the base optimum with the line's seeds, like step 2. False: none to add."""
+        keys = self.lines()[line]
+        deepest = max(keys, key=lambda k: self.bases[k].depth)
+        adds = deeper_depths(self.bases[deepest].depth, self.max_depth)
+        rules = self.groups[deepest].rules
+        room = self._starting_rules(self.rules).max_trials
+        if self.budget is not None:
+            room = min(room, self.budget - spent)
+        if not adds or room < 3 * (rules.seeds or len(rules.base_seeds)):
+            return False
+        config = self.bases[deepest].replace(depth=adds[0])
+        key = self._key(config)
+        self.groups[key] = Group(dataclasses.replace(rules, max_trials=room))
+        self.bases[key], self.queue[key], self.out[key] = config, deque(), 0
+        keys.append(key)
+        self._start_near(key, self.groups[self._base(line)].best())
+        self._started.add(key)
+        self.added.setdefault(line, []).append(adds[0])
         return True
 
     def _seed_the_base_optimum(self, keys: list[tuple]) -> None:
@@ -211,16 +275,21 @@ class DecidedPlan(BracketPlan):
         out = {}
         for line in self.lines():
             said = self.verdicts.get(line, {})
-            text = ", ".join(f"{q} {said[q]}" for q in QUESTIONS if said.get(q))
+            asked = (*QUESTIONS, "stability") if self.rules.stability else QUESTIONS
+            text = ", ".join(f"{q} {said[q]}" for q in asked if said.get(q))
+            if self.added.get(line):
+                text += f"; added depth {', '.join(map(str, self.added[line]))}"
             out[line] = self.state.get(line, "running") + (f" ({text})" if text else "")
         return out
 
     def bounds(self) -> tuple[int, int]:
-        # fewest: the base depth's grid, three points at every other depth, with the grid's seeds
+        # fewest: the base depth's grid, three points at every other grid depth, with the grid's seeds
         base_low, _ = self._starting_rules(self.rules).bounds()
         other = min(3 * len(self.rules.base_seeds), self._starting_rules(self.rules).max_trials)
-        low = sum(base_low + (len(keys) - 1) * other for keys in self.lines().values())
+        depths = self.sweep.axes["depth"]
+        low = len(self.lines()) * (base_low + (len(depths) - 1) * other)
         if self.budget is None:
             cap = self.max_seeds * 3 + 2 * self.rules.max_trials  # per group: the seeds, then its search
-            return low, cap * len(self.groups)
+            shapes = len(depths) + len(deeper_depths(max(depths), self.max_depth))
+            return low, cap * shapes * len(self.lines())
         return low, max(low, self.budget * len(self.lines()))
