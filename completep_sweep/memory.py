@@ -69,8 +69,12 @@ def gib(n: float) -> str:
 
 
 def largest_trial(sweep) -> Any:
-    """The sweep's template at the largest value of every size axis (an upper bound on any trial)."""
+    """The sweep's template at the largest value of every size axis (an upper bound on any trial),
+    the deepest a decided search's ``max_depth`` may add included."""
     largest = {k: max(sweep.axes[k]) for k in SIZE_FIELDS if k in sweep.axes}
+    deepest = getattr(sweep.spec.search, "max_depth", None)
+    if deepest is not None and "depth" in largest:
+        largest["depth"] = max(largest["depth"], deepest)
     return sweep.template.replace(**largest) if largest else sweep.template
 
 

@@ -255,6 +255,13 @@ def test_a_max_depth_the_model_refuses_is_found_before_any_compute(monkeypatch):
     assert parse_sweep(DECIDED + "max_depth = 32\n").spec.search.max_depth == 32
 
 
+def test_the_memory_estimate_counts_the_deepest_depth_max_depth_may_add():
+    from completep_sweep.memory import largest_trial
+
+    assert largest_trial(parse_sweep(DECIDED)).depth == 16
+    assert largest_trial(parse_sweep(DECIDED + "max_depth = 64\n")).depth == 64
+
+
 @pytest.mark.parametrize(
     "probe, says, added",
     [
