@@ -28,7 +28,7 @@ lint: setup
 test: lint
 	$(PY) -m pytest --durations=15
 
-# Everything not marked `slow`: about 3 minutes on 2 cores.
+# Everything not marked `slow`: about 6 minutes on 2 cores (the whole suite: about 25).
 test-fast: setup
 	$(PY) -m pytest -m "not slow" --durations=15
 
