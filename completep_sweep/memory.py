@@ -72,9 +72,11 @@ def largest_trial(sweep) -> Any:
     """The sweep's template at the largest value of every size axis (an upper bound on any trial),
     the deepest a decided search's ``max_depth`` may add included."""
     largest = {k: max(sweep.axes[k]) for k in SIZE_FIELDS if k in sweep.axes}
-    deepest = getattr(sweep.spec.search, "max_depth", None)
-    if deepest is not None and "depth" in largest:
-        largest["depth"] = max(largest["depth"], deepest)
+    if "depth" in largest:
+        from .search_table import deeper_depths
+
+        added = deeper_depths(largest["depth"], getattr(sweep.spec.search, "max_depth", None))
+        largest["depth"] = max([largest["depth"], *added])
     return sweep.template.replace(**largest) if largest else sweep.template
 
 

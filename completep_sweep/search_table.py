@@ -50,6 +50,11 @@ def check_search(spec: SweepSpec, axes: dict, source: str) -> None:
             )
 
 
+MAX_DOUBLINGS = 4
+"""Most depths ``max_depth`` may add (16x the deepest grid depth): each doubles a trial's cost, and
+a value past it is more likely a typo than a plan; deeper depths can go in the grid."""
+
+
 def deeper_depths(deepest: int, max_depth: int | None) -> list[int]:
     """The depths ``[search] max_depth`` lets the decided search add: doublings of the deepest tested
     depth, up to max_depth."""
@@ -71,6 +76,17 @@ def check_deepening(search: Search, trials: Sequence[TrialConfig], source: str) 
         raise SpecError(
             f"{source}: search.max_depth: {search.max_depth} adds no depth (the search doubles the deepest "
             f"grid depth, {deepest}); set it to {2 * deepest} or more, or remove it"
+        )
+    if adds[-1] != search.max_depth:  # say what it would do rather than round it silently
+        raise SpecError(
+            f"{source}: search.max_depth: {search.max_depth} is not a doubling of the deepest grid depth "
+            f"({deepest}), so the search would stop at {adds[-1]}; set it to {adds[-1]} or {2 * adds[-1]}"
+        )
+    if len(adds) > MAX_DOUBLINGS:
+        raise SpecError(
+            f"{source}: search.max_depth: {search.max_depth} is {len(adds)} doublings past the deepest grid "
+            f"depth ({deepest}), and each doubles a trial's cost; at most {MAX_DOUBLINGS}: set it to "
+            f"{adds[MAX_DOUBLINGS - 1]} or less, or add deeper depths to grid.depth"
         )
     shapes = {(t.parameterization, t.width): t for t in trials if t.depth == deepest}
     for depth in adds:

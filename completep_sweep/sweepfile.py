@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from .parameterization import get_parameterization
 
@@ -166,7 +166,7 @@ class Search(BaseModel):
         default=None, ge=1, description="decided: at most this many trials per parameterization's depths"
     )
     max_seeds: int = Field(default=12, ge=1, description="decided: at most this many seeds per point")
-    max_depth: int | None = Field(
+    max_depth: StrictInt | None = Field(
         default=None,
         ge=1,
         description="decided: the deepest depth it may add, doubling the deepest while the regret there "

@@ -4,6 +4,7 @@ decided, seeds go only where one is open, and a killed driver resumes with no tr
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -144,6 +145,9 @@ def test_make_plan_builds_it_and_bounds_hold():
         (("max_seeds = 6", "max_seeds = 6\nn_trials = 5"), 'setting of method = "optuna"'),
         (('method = "decided"', 'method = "bracket"'), 'setting of method = "decided"'),
         (("max_seeds = 6", "max_seeds = 6\nmax_depth = 24"), "search.max_depth: 24 adds no depth"),
+        (("max_seeds = 6", "max_seeds = 6\nmax_depth = 48"), "48 is not a doubling .* stop at 32"),
+        (("max_seeds = 6", "max_seeds = 6\nmax_depth = 1024"), "6 doublings .* set it to 256 or less"),
+        (("max_seeds = 6", "max_seeds = 6\nmax_depth = true"), "search.max_depth: .*valid integer"),
         (('method = "decided"', 'method = "bracket"\nmax_depth = 64'), 'setting of method = "decided"'),
     ],
 )
@@ -202,21 +206,29 @@ def test_no_depth_is_added_without_max_depth_or_once_keeping_the_optimum_is_firm
 def test_a_killed_search_that_added_depths_resumes_with_no_trial_run_twice():
     sweep = parse_sweep(DECIDED.replace("max_seeds = 6", "max_seeds = 4") + "max_depth = 64\n")
     judge = deepening_judge(wanted_below=64)
-    everything = drive(DecidedPlan(sweep, {}, judge=judge), World(4))
-    assert max(c.depth for c in DecidedPlan(sweep, everything, judge=judge).planned()) == 64
-    partial = drive(DecidedPlan(sweep, {}, judge=judge), World(4), until=len(everything) * 3 // 4)
+    plan = DecidedPlan(sweep, {}, judge=judge)
+    everything = drive(plan, World(4))
+    assert max(c.depth for c in plan.planned()) == 64
+    depth_of = {c.trial_id: c.depth for c in plan.planned()}
+    first_added = next(i for i, t in enumerate(everything) if depth_of[t] == 32)
+    # the driver dies after depth 32 was added and partly run
+    partial = drive(DecidedPlan(sweep, {}, judge=judge), World(4), until=first_added + 3)
+    assert any(depth_of[t] == 32 for t in partial) and not any(depth_of[t] == 64 for t in partial)
     resumed = DecidedPlan(sweep, partial, judge=judge)
     more = drive(resumed, World(4))
     assert set(more).isdisjoint(partial) and set(more) | set(partial) == set(everything)
     assert max(c.depth for c in resumed.planned()) == 64
 
 
-def test_a_budget_leaves_no_room_for_a_deeper_depth_it_cannot_pay_for():
-    sweep = parse_sweep(DECIDED + "budget = 60\nmax_depth = 64\n")
+@pytest.mark.parametrize("budget, added", [(45, []), (400, [32, 64])])
+def test_a_budget_adds_only_the_depths_it_can_pay_for(budget, added):
+    sweep = parse_sweep(DECIDED + f"budget = {budget}\nmax_depth = 64\n")
     plan = DecidedPlan(sweep, {}, judge=deepening_judge(wanted_below=1000))
     drive(plan, World(2))
-    for keys in plan.lines().values():
-        assert sum(len(plan.groups[k].measured) for k in keys) <= 60
+    for line, keys in plan.lines().items():
+        assert plan.added.get(line, []) == added, plan.stops()
+        assert sum(len(plan.groups[k].measured) for k in keys) <= budget
+        assert plan.stops()[line].startswith("budget spent" if not added else ("budget spent", "max seeds"))
 
 
 @pytest.mark.full_bootstrap  # the flag reads the calibrated intervals
@@ -232,7 +244,6 @@ def test_the_analysis_wants_a_deeper_depth_only_where_the_optimum_drifts():
         for s in range(4)
     ]
     assert any(said["deeper"] == "wanted" for said in drifts)
-    assert all(said["deeper"] == "" for said in drifts if said["transfer"] == "re-tune")
     # the dense grid finds every edge, so none is only a lower bound: each reads as a verdict
     assert {said["stability"] for said in stays + drifts} <= {"falls", "rises", "stays", "inconclusive"}
 
@@ -260,6 +271,10 @@ def test_the_memory_estimate_counts_the_deepest_depth_max_depth_may_add():
 
     assert largest_trial(parse_sweep(DECIDED)).depth == 16
     assert largest_trial(parse_sweep(DECIDED + "max_depth = 64\n")).depth == 64
+    assert (
+        largest_trial(parse_sweep(DECIDED.replace("[2, 4, 8, 16]", "[3, 6, 12]") + "max_depth = 48\n")).depth
+        == 48
+    )
 
 
 @pytest.mark.parametrize(
@@ -267,6 +282,7 @@ def test_the_memory_estimate_counts_the_deepest_depth_max_depth_may_add():
     [
         ("stability = true\n", "inconclusive", [32]),  # another depth narrows the edge's slope
         ("stability = true\n", "probe higher", []),  # an edge bounded from below: a depth won't help
+        ("stability = true\n", "no edge", []),  # a depth where everything diverged: nor here
         ("", "inconclusive", []),  # not probed, not asked
     ],
 )
@@ -281,3 +297,34 @@ def test_an_open_stability_verdict_adds_a_depth_only_where_a_depth_settles_it(pr
     for why in plan.stops().values():
         assert why.startswith("decided (transfer keep, payoff flat")
         assert ("stability" in why) == bool(probe), why
+
+
+@pytest.mark.slow
+def test_a_decided_run_and_status_say_why_each_line_stopped(tmp_path):
+    """End to end through Ray: a user trainer whose optimum drifts (tests/user_trainers.py:drifting)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).with_name("user_trainers.py"), tmp_path / "cps_dec_trainers.py")
+    spec = tmp_path / "dec.toml"
+    spec.write_text(
+        'name = "dec"\nmodel = "tiny"\nparameterizations = ["mup"]\ntrainer = "cps_dec_trainers:drifting"\n'
+        "[grid]\nwidth = [32]\ndepth = [2, 4, 8]\nlr = { log2_range = [-9, -5], step = 2 }\nseed = [0]\n"
+        '[train]\nsteps = 10\n[search]\nmethod = "decided"\nresolution = 0.5\nmax_seeds = 4\n'
+    )
+    cli = [sys.executable, "-m", "completep_sweep.cli"]
+    results = tmp_path / "results"
+
+    def call(*args):
+        done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    ran = call("run", str(spec), "--results", str(results), "--no-mlflow")
+    assert re.search(r"^  mup 32: decided \(transfer re-tune, payoff helps\)$", ran, re.M), ran
+    status = call("status", "dec", "--results", str(results))
+    assert "  mup 32: decided (transfer re-tune, payoff helps)" in status, status
+    again = call("run", str(spec), "--results", str(results), "--no-mlflow")
+    assert re.search(r" 0 ran .* already done", again), again  # nothing run twice

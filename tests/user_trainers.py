@@ -1,5 +1,6 @@
 """Tiny user trainers for tests/test_user_trainer.py: what a user's ``trainer = "module:func"``
-names. No training: a loss from a formula in lr and depth, so a sweep of them takes no time."""
+names. No training: a loss from a formula in lr and depth, so a sweep of them takes no time
+(test_decided.py runs a decided search of ``drifting`` end to end)."""
 
 import math
 
@@ -58,3 +59,16 @@ def wrong_keys(config, report):
 def bad_report(config, report):
     report({"step": 1, "val_los": 2.5})
     return {"final_val_loss": 2.5}
+
+
+def drifting(config, report):
+    """µP's picture, as a formula: the optimum falls half an octave per doubling of depth and deeper
+    models are better; a small noise drawn from the trial's own (seed, lr, depth)."""
+    import random
+
+    x, depth = math.log2(config["lr"]), config["depth"]
+    optimum = -7.0 - 0.5 * math.log2(depth / 2)
+    z = random.Random(f"{config['seed']} {x} {depth}").gauss(0.0, 1.0)
+    loss = 3.0 + 0.08 * (x - optimum) ** 2 - 0.03 * math.log2(depth) + 0.004 * z
+    report({"step": config["steps"], "train_loss": loss + 0.1, "val_loss": loss})
+    return {"final_val_loss": loss}

@@ -70,6 +70,8 @@ def _status_text(results, *, recent: int) -> str:
         + results.progress()
         + stale_note(results)
     ]
+    for line, why in getattr(results.plan, "stops", dict)().items():  # method = "decided": each line
+        lines.append(f"  {' '.join(map(str, line))}: {why}")
     for row in df[df.status == "error"].head(5).to_dict("records"):
         last = row["error"].strip().splitlines()[-1] if row["error"] else ""
         lines.append(f"  error {row['trial_id']}: {describe(row)}: {last}")

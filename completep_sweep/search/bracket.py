@@ -125,7 +125,7 @@ class Group:
     def means(self) -> dict[float, float]:
         """Seed mean per measured x (inf if any seed diverged); points with only errors are left out."""
         by_x: dict[float, list[float]] = {}
-        for (x, _), loss in self.measured.items():
+        for (x, _), loss in sorted(self.measured.items()):  # sums in a fixed order: a replay agrees
             if loss is not None:
                 by_x.setdefault(x, []).append(loss)
         return {

@@ -64,8 +64,8 @@ def verdicts_of(rows: pd.DataFrame, hp: str) -> dict[str, str]:
     """The line's open-or-decided verdicts, from the same analysis `report` runs, its intervals
     widened for a look that may stop the search (``Settings.stopping_widening``); ``deeper`` is
     "wanted" when the regret at the deepest depth is near the tolerance (``NEAR``); ``stability`` is
-    the stability verdict (falls / rises / stays / inconclusive), or "probe higher" while some depth's
-    edge is only bounded from below."""
+    the stability verdict (falls / rises / stays / inconclusive), "probe higher" while some depth's
+    edge is only bounded from below, or "no edge" while some depth has no stable value."""
     from ..analysis import analyze
     from ..analysis.lines import SETTINGS
 
@@ -76,6 +76,11 @@ def verdicts_of(rows: pd.DataFrame, hp: str) -> dict[str, str]:
     p = p[p["hp"].eq(hp)] if len(p) else p
     e = analysis.stability
     e = e[e["hp"].eq(hp)] if len(e) else e
+    # open (inconclusive) only with an interval: a depth with no stable value at all (everything
+    # diverged there) is no slope another depth could narrow
+    stability = str(e["verdict"].iloc[0]) if len(e) else ""
+    if stability == "inconclusive" and not math.isfinite(float(e["slope_low"].iloc[0])):
+        stability = "no edge"
     edges = analysis.stability_edges
     bounded = len(edges) and edges[edges["hp"].eq(hp)]["lower_bound"].astype(bool).any()
     near = False
@@ -89,7 +94,7 @@ def verdicts_of(rows: pd.DataFrame, hp: str) -> dict[str, str]:
         "payoff": str(p["verdict"].iloc[0]) if len(p) else "inconclusive",
         "deeper": "wanted" if near else "",
         # an edge only bounded from below is settled by probing higher, not by another depth
-        "stability": "probe higher" if bounded else (str(e["verdict"].iloc[0]) if len(e) else ""),
+        "stability": "probe higher" if bounded else stability,
     }
 
 
@@ -185,8 +190,8 @@ class DecidedPlan(BracketPlan):
     def _rows(self, line: tuple) -> pd.DataFrame:
         """The line's measurements as trial rows (what the analysis reads)."""
         rows = []
-        for key in self.lines()[line]:
-            for point, loss in self.groups[key].measured.items():
+        for key in self.lines()[line]:  # in a fixed order, whatever order the trials finished in
+            for point, loss in sorted(self.groups[key].measured.items()):
                 if loss is None:
                     continue
                 row = self._config(key, point).to_dict()
@@ -240,9 +245,10 @@ class DecidedPlan(BracketPlan):
         deepest = max(keys, key=lambda k: self.bases[k].depth)
         adds = deeper_depths(self.bases[deepest].depth, self.max_depth)
         rules = self.groups[deepest].rules
-        room = self._starting_rules(self.rules).max_trials
-        if self.budget is not None:
-            room = min(room, self.budget - spent)
+        # within a budget only the budget caps it, so a capped added depth means "budget spent"
+        room = (
+            self.rules.max_trials if self.budget is None else min(self.rules.max_trials, self.budget - spent)
+        )
         if not adds or room < 3 * (rules.seeds or len(rules.base_seeds)):
             return False
         config = self.bases[deepest].replace(depth=adds[0])
