@@ -35,13 +35,28 @@ def gpu_hours(flops: float) -> float:
     return flops / (tflops * 1e12) / 3600.0
 
 
-def gpu_line(pending, *, low: int, high: int, done: int, template) -> str:
-    """One line for ``validate``: the GPU-hours still to spend (a range for an adaptive search)."""
+def most_work(reach, count: int, price) -> float:
+    """The most ``count`` more trials can cost: placed on the dearest shapes first, each up to the
+    trials the search may take there (``reach``: (a trial of the shape, its most), Plan.reach). An
+    average over the pending trials would price a search that goes deeper (``max_depth``) at its
+    shallower first rounds."""
+    total = 0.0
+    for config, most in sorted(reach, key=lambda r: -price(r[0])):
+        n = min(most, max(count, 0))
+        total, count = total + n * price(config), count - n
+    return total
+
+
+def gpu_line(pending, *, low: int, high: int, done: int, template, reach=None) -> str:
+    """One line for ``validate``: the GPU-hours still to spend (a range for an adaptive search,
+    whose most is priced at the shapes it can reach, ``most_work``)."""
     tflops, source = gpu_throughput()
     per_trial = sum(t.flops for t in pending) / len(pending) if pending else template.flops
     if low == high and len(pending) + done == low:  # a grid: the pending trials are all of them
         span = f"about {gpu_hours(sum(t.flops for t in pending)):,.0f} GPU-hours"
     else:
-        lo, hi = (gpu_hours(max(0, n - done) * per_trial) for n in (low, high))
+        lo = gpu_hours(max(0, low - done) * per_trial)
+        most = high - done
+        hi = gpu_hours(most_work(reach, most, lambda t: t.flops) if reach else max(0, most) * per_trial)
         span = f"about {lo:,.0f} (fewest trials) to {hi:,.0f} (most) GPU-hours"
     return f"  GPU work: {span} at {tflops:g} TFLOP/s per GPU ({source})"

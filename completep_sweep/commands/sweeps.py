@@ -45,8 +45,8 @@ def _sweep_and_store(args, *, read_only: bool = False, reach: bool = True):
     return sweep, sweep_store(args.results, sweep.name, read_only=read_only) if reach else None
 
 
-def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, str]:
-    """(FLOPs of pending trials, wall seconds, where the cost model came from).
+def _cost_model(store):
+    """(the wall seconds one trial costs, where the cost model came from).
 
     Cost of a trial = a fixed overhead (model build, data, evaluation) + FLOPs at a rate + a cost
     per layer-step (small matmuls run below the machine's FLOP rate: a deep, narrow model costs
@@ -55,23 +55,24 @@ def _estimate(sweep, store, pending, concurrency: int) -> tuple[float, float, st
     """
     import numpy as np
 
-    def features(rows):  # rows: objects or a DataFrame with flops, depth, steps
-        return np.column_stack([np.ones(len(rows["flops"])), rows["flops"], rows["depth"] * rows["steps"]])
-
     coef, how = np.array(COST_MODEL), "measured here for the tiny preset on one core"
     done = store.load(include_errors=False)
     done = done[(done.status == "ok") & (done.wall_time_s > 0)]
     if len(done) >= 4 and len({(f, d) for f, d in zip(done.flops, done.depth * done.steps)}) >= 3:
-        fit, *_ = np.linalg.lstsq(features(done), done.wall_time_s.to_numpy(float), rcond=None)
+        features = np.column_stack([np.ones(len(done)), done.flops, done.depth * done.steps])
+        fit, *_ = np.linalg.lstsq(features, done.wall_time_s.to_numpy(float), rcond=None)
         if (fit >= 0).all():
             coef, how = fit, f"fitted to {len(done)} finished trials"
-    todo = {
-        "flops": np.array([t.flops for t in pending]),
-        "depth": np.array([t.depth for t in pending]),
-        "steps": np.array([t.steps for t in pending]),
-    }
-    seconds = float((features(todo) @ coef).sum()) / max(1, concurrency) + (RAY_START_S if pending else 0)
-    return float(todo["flops"].sum()), seconds, how
+    one, per_flop, per_layer_step = (float(c) for c in coef)
+    return lambda t: one + per_flop * t.flops + per_layer_step * t.depth * t.steps, how
+
+
+def _estimate(store, pending, concurrency: int) -> tuple[float, float, str]:
+    """(FLOPs of the pending trials, their wall seconds at ``concurrency``, where the cost model came
+    from: ``_cost_model``)."""
+    price, how = _cost_model(store)
+    seconds = sum(price(t) for t in pending) / max(1, concurrency) + (RAY_START_S if pending else 0)
+    return float(sum(t.flops for t in pending)), seconds, how
 
 
 def cmd_validate(args) -> int:
@@ -124,20 +125,27 @@ def cmd_validate(args) -> int:
             f"  optuna (TPE) over {', '.join(dims)}: {low} trials in {store.folder / 'optuna.db'}, "
             f"{len(planned)} asked so far"
         )
-    flops, seconds, how = _estimate(sweep, store, pending, concurrency)
+    flops, seconds, how = _estimate(store, pending, concurrency)
     if res.gpus_per_trial > 0:  # GPU trials: the CPU measurements here say nothing of their cost
         from ..estimate import gpu_line
 
         done = len(planned) - len(pending)
-        print(gpu_line(pending, low=low, high=high, done=done, template=sweep.template))
+        reach = plan.reach() if hasattr(plan, "reach") else None
+        print(gpu_line(pending, low=low, high=high, done=done, template=sweep.template, reach=reach))
     elif method == "grid":
         print(
             f"  pending work: {flops:.3g} FLOPs, about {duration(seconds)} at {concurrency} concurrent "
             f"trial(s) here ({how})"
         )
     else:
-        each = seconds / max(1, len(pending)) if pending else _estimate(sweep, store, [sweep.template], 1)[1]
-        left = [duration(max(0, n - len(planned) + len(pending)) * each / concurrency) for n in (low, high)]
+        price, _ = _cost_model(store)
+        each = sum(map(price, pending)) / len(pending) if pending else price(sweep.template)
+        left = [max(0, n - len(planned) + len(pending)) * each / concurrency for n in (low, high)]
+        if hasattr(plan, "reach"):  # the most, priced at the shapes the search can reach (deeper costs more)
+            from ..estimate import most_work
+
+            left[1] = most_work(plan.reach(), high - len(planned) + len(pending), price) / concurrency
+        left = [duration(s) for s in left]
         span = left[0] if low == high else f"{left[0]} (fewest trials) to {left[1]} (most)"
         print(f"  pending work: about {span} at {concurrency} concurrent trial(s) here ({how})")
     if len(pending) > LARGE_SWEEP:

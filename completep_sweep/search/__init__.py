@@ -172,6 +172,11 @@ class BracketPlan:
         low, high = self.rules.bounds()
         return low * len(self.groups), high * len(self.groups)
 
+    def reach(self) -> list[tuple[TrialConfig, int]]:
+        """Each shape the search can measure (a trial there) and the most trials it may take there:
+        what ``validate`` prices the most work at (estimate.most_work)."""
+        return [(self.bases[k], self.rules.max_trials) for k in self.groups]
+
     def phases(self) -> dict[tuple, str]:
         """Why each group's search stopped (or what it does now): see bracket.Group.phase."""
         return {key: group.phase for key, group in self.groups.items()}

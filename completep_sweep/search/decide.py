@@ -39,6 +39,7 @@ import pandas as pd
 
 from ..search_table import deeper_depths
 from ..sweep import Sweep
+from ..trial import TrialConfig
 from . import BracketPlan
 from .bracket import Group
 
@@ -286,6 +287,18 @@ class DecidedPlan(BracketPlan):
             if self.added.get(line):
                 text += f"; added depth {', '.join(map(str, self.added[line]))}"
             out[line] = self.state.get(line, "running") + (f" ({text})" if text else "")
+        return out
+
+    def reach(self) -> list[tuple[TrialConfig, int]]:
+        # every grid depth of each line and every depth max_depth may add, each up to a shape's most
+        # (bounds: max_seeds at three points and two searches, or the line's whole budget)
+        cap = self.max_seeds * 3 + 2 * self.rules.max_trials if self.budget is None else self.budget
+        out = []
+        for keys in self.lines().values():
+            grid = [self.bases[k] for k in keys if self.bases[k].depth in self.sweep.axes["depth"]]
+            deepest = max(grid, key=lambda c: c.depth)
+            grid += [deepest.replace(depth=d) for d in deeper_depths(deepest.depth, self.max_depth)]
+            out += [(config, cap) for config in grid]
         return out
 
     def bounds(self) -> tuple[int, int]:
