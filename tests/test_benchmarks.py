@@ -245,3 +245,17 @@ def test_decision_cost_quick_prints_cost_and_right_verdicts_per_method():
             re.M,
         ), out
         assert re.search(rf"^real rows, {p}, depths \[2, 4, 8\], max_depth 32: added ", out, re.M), out
+
+
+def test_payoff_floor_quick_reads_each_design_by_a_look_and_by_report():
+    out = run_quick("payoff_floor.py")
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if line.startswith("| measured |")
+    ]
+    assert [r[1].split(",")[0] for r in rows] == ["dense grid", "oracle", "oracle"], out
+    for cells in rows:
+        look_right, look_wrong, report_right, report_wrong = (percent(c.rstrip("%")) for c in cells[2:6])
+        assert look_right + look_wrong <= 100 and report_right + report_wrong <= 100, cells
+    assert re.search(rf"benchmark time: {NUMBER} s", out), out
