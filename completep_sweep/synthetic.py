@@ -75,7 +75,9 @@ class Family:
     seed_diverge: float = 0.0
     """Probability that a trial more than 1.5 octaves above the optimum diverges for one seed."""
     design: str = "bracket"
-    """bracket (the demo's search), octave (2^-11 … 2^-1) or half-octave (2^-10 … 2^-2) dense grids."""
+    """bracket (the demo's search), octave (2^-11 … 2^-1) or half-octave (2^-10 … 2^-2) dense grids,
+    or close: the half-octave value nearest each depth's optimum and its two neighbours only (where
+    a converged search spends its seeds; their noise moves together, ``CORRELATION_LENGTH``)."""
     seeds: int = 3
 
 
@@ -101,6 +103,7 @@ FAMILIES = (
         design="half-octave",
         seeds=2,
     ),
+    Family(name="close values, 12 seeds", design="close", seeds=12),
 )
 
 
@@ -197,7 +200,8 @@ def simulate_study(
     Per depth d the optimum is ``optimum + drift * log2(d / depths[0])`` (octaves) and the best loss
     ``2.4 + payoff * log2(d / depths[0])`` (nats). Each depth is measured by the family's design: the
     bracket rules of the demo (the grid ``start`` with every seed, refined to half an octave,
-    stability probed) or a dense grid with every seed everywhere. Returns (rows, base optimum).
+    stability probed), a dense grid with every seed everywhere, or three close values
+    with every seed (``Family.design``). Returns (rows, base optimum).
     """
     import pandas as pd
 
@@ -217,11 +221,16 @@ def simulate_study(
             family=family,
         )
         measured = {}
-        if family.design in DESIGNS:
+        if family.design == "close":  # the half-octave value nearest the optimum, and either side
+            centre = round(shape.optimum * 2) / 2
+            xs = [centre - 0.5, centre, centre + 0.5]
+        elif family.design in DESIGNS:
             low, high, step = DESIGNS[family.design]
-            for x in np.arange(low, high + step / 2, step):
+            xs = [float(x) for x in np.arange(low, high + step / 2, step)]
+        if family.design == "close" or family.design in DESIGNS:
+            for x in xs:
                 for seed in seeds:
-                    measured[(float(x), seed)] = shape.loss(float(x), seed)
+                    measured[(x, seed)] = shape.loss(x, seed)
         else:
             group = Group(rules)
             while points := group.next_round():

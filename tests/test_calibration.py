@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections import Counter
 from functools import cache
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from completep_sweep.analysis import analyze
-from completep_sweep.synthetic import FAMILIES, simulate_study
+from completep_sweep.synthetic import FAMILIES, simulate_study, trial_row
 
 pytestmark = pytest.mark.slow  # 120 simulated studies with a full bootstrap (about a minute)
 
@@ -67,5 +69,30 @@ def test_a_clear_drift_is_called_re_tune(family):
 @pytest.mark.parametrize("family", [MEASURED, DIVERGING_SEEDS])
 @pytest.mark.parametrize("payoff, right, wrong", [(-0.03, "helps", "hurts"), (0.03, "hurts", "helps")])
 def test_depth_payoff_points_the_right_way(family, payoff, right, wrong):
+    # 0.03 nats per doubling (1.25% of the loss): mostly firm and right at 5 seeds, often firm at 3
+    # (5 of 12 since the payoff's interval also reads each depth's best value alone, which a seed's
+    # noise shared along the lr axis needs: test_close_values_... below), never the wrong way.
     _, called = verdicts(family, payoff=payoff)
-    assert called[right] >= 6 and called[wrong] == 0 and called["flat"] <= 1, called
+    assert called[right] >= (6 if FAMILIES[family].seeds >= 5 else 5), called
+    assert called[wrong] == 0 and called["flat"] <= 1, called
+
+
+def test_close_values_whose_noise_moves_together_give_no_firm_payoff_more_often_than_an_interval_allows():
+    # Three values half an octave apart at each depth, 12 seeds each, where one seed's noise shifts
+    # all three values of its depth alike (a seed's data order does) and depth neither helps nor
+    # hurts. A bootstrap that moves each value on its own finds their minimum, the depth's best
+    # loss, less noisy than it is: it said "helps" or "hurts" in 7 of these 40 studies.
+    firm = 0
+    for r in range(40):
+        rng = np.random.default_rng(r)
+        rows = []
+        for depth in (2, 4, 8, 16):
+            shift = rng.normal(0, 0.033, 12)  # the seed-to-seed spread measured at the optimum
+            for x, bowl in ((-5.5, 0.005), (-5.0, 0.0), (-4.5, 0.005)):
+                for seed in range(12):
+                    loss = 2.4 + bowl + shift[seed] + rng.normal(0, 0.005)
+                    shape = dict(parameterization="completep", width=32, depth=depth, base_width=16)
+                    rows.append(trial_row(**shape, base_depth=2, x=x, seed=seed, loss=loss))
+        (p,) = analyze(pd.DataFrame(rows), n_bootstrap=200).payoff.itertuples()
+        firm += p.verdict in ("helps", "hurts")
+    assert firm <= 4, firm  # 95% intervals: about 2 of 40 (5 or more: 14% of the time at exactly 5%)

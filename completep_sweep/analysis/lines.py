@@ -144,6 +144,12 @@ def _local_step(curve: Curve) -> float:
     return float(gaps.mean())
 
 
+def _at_index(curves: list[Curve], index: list[int | None]) -> np.ndarray:
+    """Each curve's seed mean at its given tested value (NaN where none, or not finite)."""
+    out = [c.means[i] if i is not None else math.nan for c, i in zip(curves, index)]
+    return np.where(np.isfinite(out), out, np.nan)
+
+
 def _slope(t: np.ndarray, v: np.ndarray) -> float:
     ok = np.isfinite(v)
     if ok.sum() < 2 or np.ptp(t[ok]) == 0:
@@ -276,12 +282,20 @@ class Line:
         return self._levels(self.curves)
 
     def payoff(self) -> tuple[float, float, float]:
-        """Slope of each shape's best loss against log2(axis), nats per doubling, 95% interval."""
+        """Slope of each shape's best loss against log2(axis), nats per doubling, 95% interval: the
+        wider of two centred bootstraps, the best loss redrawn as the minimum over tested values and
+        as the mean at the best one alone. The draws move each value on its own, but one seed's noise
+        is correlated along the axis (as its data order is), so near-tied values move together and
+        their minimum varies more than the first assumes (benchmarks/payoff_floor.py)."""
         if len(self.values) < 2 or not self.curves:
             return math.nan, math.nan, math.nan
         est = _slope(self.t, self.levels())
-        boots = np.array([_slope(self.t, self._levels(b)) for b in self.boots])
-        return (est, *widen_centred(est, boots, self.settings.kappa_payoff))
+        at = [c.best() for c in self.curves]
+        kappa = self.settings.kappa_payoff
+        low, high = widen_centred(est, np.array([_slope(self.t, self._levels(b)) for b in self.boots]), kappa)
+        alone = np.array([_slope(self.t, _at_index(b, at)) for b in self.boots])
+        low_alone, high_alone = widen_centred(est, alone, kappa)
+        return est, float(np.fmin(low, low_alone)), float(np.fmax(high, high_alone))
 
 
 def build_lines(
@@ -299,24 +313,14 @@ def build_lines(
         groups.setdefault(("depth", p, width), []).append(depth)
         groups.setdefault(("width", p, depth), []).append(width)
     return [
-        _line(
-            prep,
-            p,
-            hp,
-            axis,
-            "width" if axis == "depth" else "depth",
-            fixed,
-            sorted(values),
-            n_boot,
-            seed,
-            settings,
-        )
+        _line(prep, p, hp, axis, fixed, sorted(values), n_boot, seed, settings)
         for (axis, p, fixed), values in sorted(groups.items())
         if axis == "depth" or len(values) >= 2
     ]
 
 
-def _line(prep, p, hp, axis, other, fixed, values, n_boot, seed, settings) -> Line:
+def _line(prep, p, hp, axis, fixed, values, n_boot, seed, settings) -> Line:
+    other = "width" if axis == "depth" else "depth"
     frames = []
     for v in values:
         key = (p, fixed, v) if axis == "depth" else (p, v, fixed)
