@@ -286,7 +286,7 @@ class Line:
         wider of two centred bootstraps, the best loss redrawn as the minimum over tested values and
         as the mean at the best one alone. The draws move each value on its own, but one seed's noise
         is correlated along the axis (as its data order is), so near-tied values move together and
-        their minimum varies more than the first assumes (benchmarks/payoff_floor.py)."""
+        their minimum varies more than the first assumes (docs/verdicts.md, step 6)."""
         if len(self.values) < 2 or not self.curves:
             return math.nan, math.nan, math.nan
         est = _slope(self.t, self.levels())
