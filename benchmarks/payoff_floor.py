@@ -33,7 +33,7 @@ from decision_cost import DENSE, DEPTHS, OPPOSITE, WORLDS, _row, worlds_for  # n
 
 from completep_sweep.analysis import analyze  # noqa: E402
 from completep_sweep.analysis.lines import SETTINGS  # noqa: E402
-from completep_sweep.synthetic import FAMILIES  # noqa: E402
+from completep_sweep.synthetic import FAMILIES, close_values  # noqa: E402
 
 DESIGNS = {  # name: (seeds per point, points at each depth: "near" the optimum or the dense grid)
     "dense grid, 11 lrs x 3 seeds": (3, "dense"),
@@ -45,8 +45,7 @@ READS = {"look": SETTINGS.for_stopping(), "report": SETTINGS}
 def rows_of(shapes, seeds: int, points: str) -> pd.DataFrame:
     rows = []
     for d in DEPTHS:
-        centre = round(shapes[d].optimum * 2) / 2  # the half-octave point nearest the optimum
-        xs = (centre - 0.5, centre, centre + 0.5) if points == "near" else DENSE
+        xs = close_values(shapes[d].optimum) if points == "near" else DENSE
         rows += [_row(d, x, s, shapes[d].loss(x, s)) for x in xs for s in range(seeds)]
     return pd.DataFrame(rows)
 

@@ -181,6 +181,12 @@ class SyntheticShape:
 DESIGNS = {"octave": (-11.0, -1.0, 1.0), "half-octave": (-10.0, -2.0, 0.5)}  # dense grids: (low, high, step)
 
 
+def close_values(optimum: float) -> tuple[float, float, float]:
+    """The design "close": the half-octave value nearest ``optimum`` (log2 lr) and one either side."""
+    centre = round(optimum * 2) / 2
+    return centre - 0.5, centre, centre + 0.5
+
+
 def simulate_study(
     *,
     drift: float = 0.0,
@@ -221,9 +227,8 @@ def simulate_study(
             family=family,
         )
         measured = {}
-        if family.design == "close":  # the half-octave value nearest the optimum, and either side
-            centre = round(shape.optimum * 2) / 2
-            xs = [centre - 0.5, centre, centre + 0.5]
+        if family.design == "close":
+            xs = close_values(shape.optimum)
         elif family.design in DESIGNS:
             low, high, step = DESIGNS[family.design]
             xs = [float(x) for x in np.arange(low, high + step / 2, step)]

@@ -67,12 +67,12 @@ def _cost_model(store):
     return lambda t: one + per_flop * t.flops + per_layer_step * t.depth * t.steps, how
 
 
-def _estimate(store, pending, concurrency: int) -> tuple[float, float, str]:
-    """(FLOPs of the pending trials, their wall seconds at ``concurrency``, where the cost model came
-    from: ``_cost_model``)."""
+def _estimate(store, pending, concurrency: int):
+    """(FLOPs of the pending trials, their wall seconds at ``concurrency``, the cost model: the seconds
+    one trial costs and where that came from, ``_cost_model``)."""
     price, how = _cost_model(store)
     seconds = sum(price(t) for t in pending) / max(1, concurrency) + (RAY_START_S if pending else 0)
-    return float(sum(t.flops for t in pending)), seconds, how
+    return float(sum(t.flops for t in pending)), seconds, price, how
 
 
 def cmd_validate(args) -> int:
@@ -125,7 +125,7 @@ def cmd_validate(args) -> int:
             f"  optuna (TPE) over {', '.join(dims)}: {low} trials in {store.folder / 'optuna.db'}, "
             f"{len(planned)} asked so far"
         )
-    flops, seconds, how = _estimate(store, pending, concurrency)
+    flops, seconds, price, how = _estimate(store, pending, concurrency)
     if res.gpus_per_trial > 0:  # GPU trials: the CPU measurements here say nothing of their cost
         from ..estimate import gpu_line
 
@@ -138,7 +138,6 @@ def cmd_validate(args) -> int:
             f"trial(s) here ({how})"
         )
     else:
-        price, _ = _cost_model(store)
         each = sum(map(price, pending)) / len(pending) if pending else price(sweep.template)
         left = [max(0, n - len(planned) + len(pending)) * each / concurrency for n in (low, high)]
         if hasattr(plan, "reach"):  # the most, priced at the shapes the search can reach (deeper costs more)

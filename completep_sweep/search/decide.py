@@ -291,7 +291,7 @@ class DecidedPlan(BracketPlan):
 
     def reach(self) -> list[tuple[TrialConfig, int]]:
         # every grid depth of each line and every depth max_depth may add, each up to a shape's most
-        # (bounds: max_seeds at three points and two searches, or the line's whole budget)
+        # (max_seeds at three points and two searches, or the line's whole budget; bounds sums these)
         cap = self.max_seeds * 3 + 2 * self.rules.max_trials if self.budget is None else self.budget
         out = []
         for keys in self.lines().values():
@@ -307,8 +307,6 @@ class DecidedPlan(BracketPlan):
         other = min(3 * len(self.rules.base_seeds), self._starting_rules(self.rules).max_trials)
         depths = self.sweep.axes["depth"]
         low = len(self.lines()) * (base_low + (len(depths) - 1) * other)
-        if self.budget is None:
-            cap = self.max_seeds * 3 + 2 * self.rules.max_trials  # per group: the seeds, then its search
-            shapes = len(depths) + len(deeper_depths(max(depths), self.max_depth))
-            return low, cap * shapes * len(self.lines())
+        if self.budget is None:  # every shape the search can reach, each up to its most
+            return low, sum(cap for _, cap in self.reach())
         return low, max(low, self.budget * len(self.lines()))
