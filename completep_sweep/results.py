@@ -89,7 +89,7 @@ def open_results(store: ResultStore, *, include_stale: bool = False, _depth: int
         from .store_fs import pull
 
         pull(store, STUDY_FILE)
-    plan = make_plan(sweep, rows, store.root, read_only=True)
+    plan = make_plan(sweep, rows, store.root, read_only=True, folder=store.folder)
     planned = {c.trial_id: c for c in plan.planned()}
     current = rows["trial_id"].isin(set(planned))
     stale = rows[~current]

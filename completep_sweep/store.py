@@ -7,6 +7,8 @@ Layout under ``results/<sweep>/``:
   curves/<trial_id>.parquet   its loss curve; written before the trial row, so a row implies a curve
   spec.toml                   the sweep file of the latest run
   runs/<started_at>.json      one record per `run`: wall time, trials run, concurrency
+  looks/<digest>.json         a decided search's looks: what each said of the rows it read
+                              (search/looks.py), so a later release replays its rounds
   quarantine/                 files that could not be read as what their name says (moved aside)
   .driver.lock                held (flock; on object storage a heartbeat) by the one driver that writes
   live.json                   the trials in flight (step, latest val loss), for `status --watch`;

@@ -11,6 +11,7 @@ import pytest
 
 from completep_sweep.search import make_plan
 from completep_sweep.search.decide import FIRST_LOOK, DecidedPlan, more_seeds
+from completep_sweep.search.looks import looks_of
 from completep_sweep.sweep import SpecError, parse_sweep
 from completep_sweep.synthetic import WALL, basin, spread
 
@@ -118,6 +119,67 @@ def test_a_killed_decided_search_resumes_with_no_trial_run_twice():
     assert set(more).isdisjoint(partial) and set(more) | set(partial) == set(everything)
     again = DecidedPlan(sweep, everything)
     assert again.finished and again.stops() == resumed.stops()  # a third run finds nothing to do
+
+
+def release(enough: int, calls: list | None = None):
+    """A stand-in for one release's analysis: a line is decided once its points have ``enough`` seeds
+    (another release reads the same rows with another ``enough``); ``calls`` counts its looks."""
+
+    def judge(rows, hp):
+        if calls is not None:
+            calls.append(len(rows))
+        said = rows["seed"].nunique() >= enough
+        return {"transfer": "keep" if said else "inconclusive", "payoff": "flat" if said else "inconclusive"}
+
+    return judge
+
+
+def test_a_later_release_replays_a_decided_search_as_it_ran(tmp_path):
+    sweep = parse_sweep(DECIDED)
+    first = DecidedPlan(sweep, {}, judge=release(3), looks=looks_of(tmp_path, read_only=False))
+    everything = drive(first, World(3))
+    assert all(why.startswith("decided") for why in first.stops().values())
+    kept = sorted(p.name for p in (tmp_path / "looks").glob("*.json"))
+    assert len(kept) == 2 * len(first.lines())  # per line: at the grid's 2 seeds, then decided at 3
+    # a later release reads the same rows differently: without the kept looks it reopens every line
+    assert not DecidedPlan(sweep, everything, judge=release(6)).finished
+    later = DecidedPlan(sweep, everything, judge=release(6), looks=looks_of(tmp_path, read_only=False))
+    assert later.finished and later.stops() == first.stops()
+    assert {c.trial_id for c in later.planned()} == set(everything)  # no row left stale, none to run
+    # killed halfway, resumed by the later release: the rounds run so far replay, the new looks are its own
+    half = tmp_path / "half"
+    partial = drive(
+        DecidedPlan(sweep, {}, judge=release(3), looks=looks_of(half, read_only=False)), World(3), 60
+    )
+    resumed = DecidedPlan(sweep, partial, judge=release(6), looks=looks_of(half, read_only=False))
+    assert {c.trial_id for c in resumed.planned()} >= set(partial)
+    more = drive(resumed, World(3))
+    assert set(more).isdisjoint(partial) and len(more) + len(partial) > len(everything)
+
+
+def test_reading_a_plan_writes_no_look_and_a_damaged_look_is_asked_again(tmp_path, capsys):
+    sweep = parse_sweep(DECIDED)
+    everything = drive(DecidedPlan(sweep, {}, judge=release(3)), World(3))
+    calls = []
+    read = DecidedPlan(sweep, everything, judge=release(3, calls), looks=looks_of(tmp_path, read_only=True))
+    assert read.finished and len(calls) == 4 and not (tmp_path / "looks").exists()  # status, report
+    DecidedPlan(sweep, everything, judge=release(3), looks=looks_of(tmp_path, read_only=False))
+    looks = sorted((tmp_path / "looks").glob("*.json"))
+    damaged = next(p for p in looks if '"keep"' in p.read_text())  # the look that decided one line
+    damaged.write_text('{"digest": "')  # a torn write, or a file edited by hand
+    calls.clear()
+    again = DecidedPlan(sweep, everything, judge=release(6, calls), looks=looks_of(tmp_path, read_only=True))
+    assert len(calls) == 1 and f"look {damaged} does not read" in capsys.readouterr().err
+    assert damaged.read_text() == '{"digest": "'  # a read command repairs nothing
+    assert sum(why.startswith("decided") for why in again.stops().values()) == 1  # the whole one replays
+
+
+def test_a_look_that_cannot_be_kept_costs_only_its_pin(tmp_path, capsys):
+    (tmp_path / "looks").write_text("a file where the folder goes")  # every write fails (as on a full disk)
+    plan = DecidedPlan(parse_sweep(DECIDED), {}, judge=release(3), looks=looks_of(tmp_path, read_only=False))
+    drive(plan, World(3))
+    err = capsys.readouterr().err
+    assert plan.finished and err.count("was not kept") == 1, err
 
 
 def test_a_budget_stops_a_line_that_stays_open():
@@ -324,7 +386,10 @@ def test_a_decided_run_and_status_say_why_each_line_stopped(tmp_path):
 
     ran = call("run", str(spec), "--results", str(results), "--no-mlflow")
     assert re.search(r"^  mup 32: decided \(transfer re-tune, payoff helps\)$", ran, re.M), ran
+    looks = {p.name: p.stat().st_mtime_ns for p in (results / "dec" / "looks").glob("*.json")}
+    assert looks  # what each look said, kept for a later release's replay
     status = call("status", "dec", "--results", str(results))
     assert "  mup 32: decided (transfer re-tune, payoff helps)" in status, status
     again = call("run", str(spec), "--results", str(results), "--no-mlflow")
     assert re.search(r" 0 ran .* already done", again), again  # nothing run twice
+    assert {p.name: p.stat().st_mtime_ns for p in (results / "dec" / "looks").glob("*.json")} == looks

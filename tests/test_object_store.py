@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import socket
 import time
@@ -177,6 +178,20 @@ def test_the_study_copy_goes_up_and_down_and_a_stale_one_is_dropped(s3, tmp_path
     (store.folder / "optuna.db").unlink()
     pull(elsewhere, "optuna.db")  # the folder has none now: no cached copy may stand in for it
     assert not (elsewhere.root / "optuna.db").exists()
+
+
+def test_a_decided_searchs_looks_go_to_s3_once_and_read_back_on_another_machine(s3, tmp_path, monkeypatch):
+    from completep_sweep.search.looks import looks_of
+
+    reads, said = [("a1", 2.5), ("b2", math.inf)], {"transfer": "keep", "payoff": "flat"}
+    looks = looks_of(ResultStore(f"{s3.uri}/dec").folder, read_only=False)
+    assert looks.say("lr", reads, lambda: said, ("mup", 32)) == said
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another-machine"))
+    elsewhere = looks_of(ResultStore(f"{s3.uri}/dec").folder, read_only=True)
+    assert (
+        elsewhere.say("lr", reads[::-1], lambda: pytest.fail("asked the analysis again"), ("mup", 32)) == said
+    )
+    assert list(objects(s3, "dec/looks/").values()) == [1]  # one object, written once
 
 
 # ---------------------------------------------------------------- one driver per URI

@@ -84,7 +84,7 @@ def cmd_validate(args) -> int:
     sweep, store = _sweep_and_store(args, read_only=True)
     rows = store.load()
     _pull_study(sweep, store)
-    plan = make_plan(sweep, rows, store.root, read_only=True)
+    plan = make_plan(sweep, rows, store.root, read_only=True, folder=store.folder)
     done = store.completed_ids() & set(rows["trial_id"])  # a row skipped as unreadable is pending
     planned = plan.planned()
     pending = [c for c in planned if c.trial_id not in done]
@@ -217,7 +217,9 @@ def cmd_run(args) -> int:
             store.completed_ids()  # quarantines what does not read, before the rows are loaded
             rows = store.load()
             _pull_study(sweep, store)
-            plan = make_plan(sweep, rows, store.root)  # once: the runner takes it as it is
+            plan = make_plan(
+                sweep, rows, store.root, folder=store.folder
+            )  # once: the runner takes it as it is
             try:
                 check_workers(res, [sweep.template, *plan.planned()])
                 if not plan.finished:  # else it says so, without starting Ray

@@ -100,7 +100,7 @@ def run_sweep(
     t0 = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     done = store.completed_ids()  # first: quarantines a row without its curve, so the plan runs it again
-    plan = plan or make_plan(sweep, store.load(), store.root)
+    plan = plan or make_plan(sweep, store.load(), store.root, folder=store.folder)
     record = {
         "started_at": started_at,
         "spec_hash": sweep.spec_hash,

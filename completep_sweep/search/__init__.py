@@ -182,11 +182,13 @@ class BracketPlan:
         return {key: group.phase for key, group in self.groups.items()}
 
 
-def make_plan(sweep: Sweep, rows: pd.DataFrame, root: Path, *, read_only: bool = False) -> Plan:
-    """The plan of ``sweep`` given the rows already in its results folder ``root``.
+def make_plan(sweep: Sweep, rows: pd.DataFrame, root: Path, *, read_only: bool = False, folder=None) -> Plan:
+    """The plan of ``sweep`` given the rows already in its results folder ``root`` (local: the
+    Optuna study's SQLite file is there). ``folder``: the results folder itself, local or on object
+    storage, where a decided search keeps its looks (default ``root``).
 
     ``read_only``: to read the plan (status, report), not to run it: the Optuna study is neither
-    created nor settled.
+    created nor settled, and no look is written.
     """
     done = finished_rows(rows)
     method = sweep.spec.search.method
@@ -194,8 +196,9 @@ def make_plan(sweep: Sweep, rows: pd.DataFrame, root: Path, *, read_only: bool =
         return BracketPlan(sweep, done)
     if method == "decided":
         from .decide import DecidedPlan
+        from .looks import looks_of
 
-        return DecidedPlan(sweep, done)
+        return DecidedPlan(sweep, done, looks=looks_of(folder or root, read_only=read_only))
     if method == "optuna":
         from .study import OptunaPlan
 

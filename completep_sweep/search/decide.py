@@ -24,8 +24,9 @@ the depth verdicts compare), round by round:
      again. So does an open stability verdict when the bracket probes the edge (``stability =
      true``): seeds cannot settle it, another depth can.
 The rounds are a function of the measured losses only: a killed driver that reads the finished
-rows back replays the same rounds and continues where the last one stopped. Every trial is an
-ordinary trial, with an ordinary row.
+rows back replays the same rounds and continues where the last one stopped, and each look's verdicts
+are kept beside the rows (looks.py), so a driver of a later release, whose analysis may read the same
+rows differently, replays them too. Every trial is an ordinary trial, with an ordinary row.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ..sweep import Sweep
 from ..trial import TrialConfig
 from . import BracketPlan
 from .bracket import Group
+from .looks import Looks
 
 QUESTIONS = ("transfer", "payoff")
 """The verdicts a line must reach before it stops: keeping the base optimum (keep / re-tune) and
@@ -107,10 +109,14 @@ def more_seeds(now: int, most: int) -> int:
 class DecidedPlan(BracketPlan):
     """BracketPlan whose lines stop when their verdicts are decided (see the module docstring)."""
 
-    def __init__(self, sweep: Sweep, done: dict[str, float], judge: Callable | None = None):
+    def __init__(
+        self, sweep: Sweep, done: dict[str, float], judge: Callable | None = None, looks: Looks | None = None
+    ):
         search = sweep.spec.search
         self.budget, self.max_seeds, self.max_depth = search.budget, search.max_seeds, search.max_depth
         self.judge = judge or verdicts_of
+        self.looks = looks or Looks(None)
+        """What earlier looks said, kept beside the rows (looks.py): a replay says the same."""
         self.state: dict[tuple, str] = {}
         """Per line: running, decided, budget spent, or max seeds (the why of a stop)."""
         self.verdicts: dict[tuple, dict[str, str]] = {}
@@ -205,7 +211,15 @@ class DecidedPlan(BracketPlan):
         """Decide the line, or give its shapes more seeds; False when it stops (``state`` says why)."""
         keys = self.lines()[line]
         rows = self._rows(line)
-        said = self.judge(rows, self.hp) if rows["depth"].nunique() >= 2 else dict.fromkeys(QUESTIONS, "")
+        said = dict.fromkeys(QUESTIONS, "")
+        if rows["depth"].nunique() >= 2:  # the verdicts a look at these rows said before, else the judge's
+            reads = [
+                (self._config(k, point).trial_id, loss)
+                for k in keys
+                for point, loss in self.groups[k].measured.items()
+                if loss is not None
+            ]
+            said = self.looks.say(self.hp, reads, lambda: self.judge(rows, self.hp), line)
         self.verdicts[line] = said
         seeds = self.groups[keys[0]].rules.seeds or len(self.rules.base_seeds)
         looked = seeds >= min(FIRST_LOOK, self.max_seeds)
