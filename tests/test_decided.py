@@ -3,6 +3,7 @@ decided, seeds go only where one is open, and a killed driver resumes with no tr
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -167,11 +168,21 @@ def test_reading_a_plan_writes_no_look_and_a_damaged_look_is_asked_again(tmp_pat
     looks = sorted((tmp_path / "looks").glob("*.json"))
     damaged = next(p for p in looks if '"keep"' in p.read_text())  # the look that decided one line
     damaged.write_text('{"digest": "')  # a torn write, or a file edited by hand
+    edited = next(p for p in looks if p != damaged and '"keep"' in p.read_text())
+    record = json.loads(edited.read_text())
+    del record["verdicts"]["payoff"]  # an edit that leaves a verdict out is no verdict either
+    edited.write_text(json.dumps(record))
     calls.clear()
     again = DecidedPlan(sweep, everything, judge=release(6, calls), looks=looks_of(tmp_path, read_only=True))
-    assert len(calls) == 1 and f"look {damaged} does not read" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        len(calls) == 2 and f"look {damaged} does not read" in err and f"look {edited} has no payoff" in err
+    )
     assert damaged.read_text() == '{"digest": "'  # a read command repairs nothing
-    assert sum(why.startswith("decided") for why in again.stops().values()) == 1  # the whole one replays
+    assert not any(why.startswith("decided") for why in again.stops().values())  # both asked again
+    DecidedPlan(sweep, everything, judge=release(3), looks=looks_of(tmp_path, read_only=False))
+    assert json.loads(damaged.read_text())["verdicts"]["payoff"] == "flat"  # run writes them anew
+    assert json.loads(edited.read_text())["verdicts"]["payoff"] == "flat"
 
 
 def test_a_look_that_cannot_be_kept_costs_only_its_pin(tmp_path, capsys):

@@ -219,7 +219,7 @@ class DecidedPlan(BracketPlan):
                 for point, loss in self.groups[k].measured.items()
                 if loss is not None
             ]
-            said = self.looks.say(self.hp, reads, lambda: self.judge(rows, self.hp), line)
+            said = self.looks.say(self.hp, reads, lambda: self.judge(rows, self.hp), line, QUESTIONS)
         self.verdicts[line] = said
         seeds = self.groups[keys[0]].rules.seeds or len(self.rules.base_seeds)
         looked = seeds >= min(FIRST_LOOK, self.max_seeds)

@@ -71,11 +71,20 @@ class Looks:
             out[path.stem] = said
         return out
 
-    def say(self, hp: str, reads: list[tuple[str, float]], judge: Callable[[], dict[str, str]], line) -> dict:
-        """The verdicts of the look that reads ``reads``: as kept, else ``judge()``'s (then kept)."""
+    def say(self, hp: str, reads, judge: Callable[[], dict[str, str]], line, required=()) -> dict[str, str]:
+        """The verdicts of the look that reads ``reads`` (trial id, loss): as kept, else ``judge()``'s
+        (then kept). A kept look without every ``required`` verdict is asked again, with a warning."""
         name = digest(hp, reads)
-        if name in self.kept():
-            return dict(self.kept()[name])
+        kept = self.kept().get(name)
+        if kept is not None and all(k in kept for k in required):
+            return dict(kept)
+        if kept is not None:
+            missing = ", ".join(k for k in required if k not in kept)
+            print(
+                f"warning: look {self.folder / f'{name}.json'} has no {missing} verdict; "
+                "the analysis reads those rows again",
+                file=sys.stderr,
+            )
         said = judge()
         self.kept()[name] = dict(said)
         if self.folder is not None and not self.read_only:
