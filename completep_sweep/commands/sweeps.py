@@ -217,9 +217,8 @@ def cmd_run(args) -> int:
             store.completed_ids()  # quarantines what does not read, before the rows are loaded
             rows = store.load()
             _pull_study(sweep, store)
-            plan = make_plan(
-                sweep, rows, store.root, folder=store.folder
-            )  # once: the runner takes it as it is
+            # once: the runner takes it as it is
+            plan = make_plan(sweep, rows, store.root, folder=store.folder)
             try:
                 check_workers(res, [sweep.template, *plan.planned()])
                 if not plan.finished:  # else it says so, without starting Ray
