@@ -8,6 +8,11 @@ search ends up, and where the payoff's best losses are read), at every depth (2-
 worlds and families as decision_cost.py. Each design is read twice: by a look of the decided
 search (intervals widened, Settings.for_stopping) and by `report` (one look).
 
+It then asks whether a bootstrap that modelled the correlation of one seed's noise along the lr
+axis could narrow the payoff's interval: per design (grid step, correlation length, 3 seeds, the
+measured basin and spread), how much the minimum of the seed means varies against the mean at the
+best value alone, which is the width `report` uses (lines.py, ``Line.payoff``).
+
 A first version also read that design with 12 seeds, where it found `report`'s payoff interval
 too narrow; the calibration now has the design as a family ("close values, 12 seeds",
 benchmarks/calibration.py), whose 120 studies measure it better than this benchmark's 24.
@@ -78,6 +83,29 @@ def run(families, repeats: int) -> list[dict]:
     return out
 
 
+def min_against_alone(step: float, length: float, seeds: int, draws: int, rng_seed: int = 0) -> float:
+    """sd(the minimum over a grid of seed means) / sd(the mean at the grid's best value), averaged
+    over where the optimum falls between grid values; noise correlated along the axis as
+    exp(-distance / ``length``), the measured basin and spread (synthetic.py)."""
+    import numpy as np
+
+    from completep_sweep.synthetic import basin, spread
+
+    rng = np.random.default_rng(rng_seed)
+    xs = np.arange(-3.0, 3.0 + step / 2, step)
+    chol = np.linalg.cholesky(np.exp(-np.abs(xs[:, None] - xs[None, :]) / length) + 1e-9 * np.eye(len(xs)))
+    minima, alone = [], []
+    for offset in np.linspace(-step / 2, step / 2, 5):
+        d = xs - offset
+        means = (basin(d) + spread(d) * (rng.standard_normal((draws, seeds, len(xs))) @ chol.T)).mean(axis=1)
+        minima.append(means.min(axis=1).std())
+        alone.append(means[:, int(np.argmin(basin(d)))].std())
+    return float(np.mean(minima) / np.mean(alone))
+
+
+CORRELATIONS = {"independent": 0.01, "as measured (1.4 octaves)": 1.4, "fully shared": 100.0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=8, help="studies per world and family (default 8)")
@@ -94,6 +122,13 @@ def main() -> None:
             f"| {s['family']} | {s['design']} | {pct['look_right']} | {pct['look_wrong']} | "
             f"{pct['report_right']} | {pct['report_wrong']} |"
         )
+    draws = 500 if args.quick else 20_000
+    print(f"\nsd of the minimum over the grid / sd at the best value alone (3 seeds, {draws} draws):\n")
+    print("| grid | " + " | ".join(CORRELATIONS) + " |")
+    print("|---|" + "---|" * len(CORRELATIONS))
+    for step, name in ((0.5, "half octaves"), (1.0, "whole octaves")):
+        ratios = [min_against_alone(step, length, 3, draws) for length in CORRELATIONS.values()]
+        print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
     print(f"benchmark time: {time.perf_counter() - t0:.0f} s")
 
 

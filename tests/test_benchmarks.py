@@ -258,4 +258,11 @@ def test_payoff_floor_quick_reads_each_design_by_a_look_and_by_report():
     for cells in rows:
         look_right, look_wrong, report_right, report_wrong = (percent(c.rstrip("%")) for c in cells[2:6])
         assert look_right + look_wrong <= 100 and report_right + report_wrong <= 100, cells
+    ratios = {
+        m.group(1): [float(r) for r in m.group(2).split(" | ")]
+        for m in re.finditer(r"^\| (half octaves|whole octaves) \| (.*) \|$", out, re.M)
+    }
+    assert set(ratios) == {"half octaves", "whole octaves"} and all(len(r) == 3 for r in ratios.values()), out
+    independent, _, shared = ratios["half octaves"]
+    assert independent < 1 < shared, out  # independent minima vary less than one value; shared ones more
     assert re.search(rf"benchmark time: {NUMBER} s", out), out
