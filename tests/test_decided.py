@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from completep_sweep.search import make_plan
@@ -120,6 +122,38 @@ def test_a_killed_decided_search_resumes_with_no_trial_run_twice():
     assert set(more).isdisjoint(partial) and set(more) | set(partial) == set(everything)
     again = DecidedPlan(sweep, everything)
     assert again.finished and again.stops() == resumed.stops()  # a third run finds nothing to do
+
+
+class MovingBase:
+    """The base depth's optimum is 2^-4, but seed 0 dips at 2^-5, so its one-seed search ends there
+    and the deeper depths start around 2^-5, their own optimum; seeds then move the base's best to
+    2^-4, above every value the deeper depths tested. No noise otherwise."""
+
+    def loss(self, config) -> float:
+        x = math.log2(config.lr)
+        dip = -0.06 if config.depth == 2 and config.seed == 0 and x == -5.0 else 0.0
+        return float(2.4 + basin(x - (-4.0 if config.depth == 2 else -5.0)) + dip)
+
+
+def test_every_depth_measures_the_base_optimum_after_it_moves():
+    from completep_sweep.analysis import analyze
+
+    text = DECIDED.replace('["mup", "completep"]', '["completep"]').replace("seed = [0, 1]", "seed = [0]")
+    undecided = {"transfer": "inconclusive", "payoff": "inconclusive"}
+    plan = DecidedPlan(parse_sweep(text), {}, judge=lambda rows, hp: undecided)
+    drive(plan, MovingBase())
+    (keys,) = plan.lines().values()
+    assert plan.groups[keys[0]].best() == -4.0  # the base's best moved up once seeds were added
+    for key in keys:  # every depth measured it and one resolution either side, with every seed
+        seeds = {x: n for x, n in Counter(x for x, _ in plan.groups[key].measured).items()}
+        assert all(seeds.get(x, 0) == plan.max_seeds for x in (-4.5, -4.0, -3.5)), (key, seeds)
+    rows = [
+        {**plan._config(k, point).to_dict(), "status": "ok", "final_val_loss": loss}
+        for k in keys
+        for point, loss in plan.groups[k].measured.items()
+    ]
+    regrets = analyze(pd.DataFrame(rows)).regret
+    assert regrets["regret_percent"].notna().all(), regrets  # readable at every depth (unreadable before)
 
 
 def release(enough: int, calls: list | None = None):

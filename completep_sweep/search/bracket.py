@@ -115,8 +115,9 @@ class Group:
     rules: BracketRules
     measured: dict[Point, float | None] = field(default_factory=dict)
     also: tuple[float, ...] = ()
-    """More points (x) that get the seeds of step 4 besides the best and its neighbours: where
-    another question is read (the decided search's base optimum at this depth)."""
+    """More points (x) that get the seeds of step 4 besides the best and its neighbours, measured
+    there if not yet (within reach): where another question is read (the decided search's base
+    optimum at this depth)."""
     phase: str = "grid"
     """What the last round was for (grid, extend, refine, seeds, stability), or why the search ended: done;
     limit (the best point is still on an edge, max_extend octaves past the grid); capped
@@ -183,7 +184,7 @@ class Group:
             return self._new(halves, r.base_seeds), "refine"
         if r.seeds:
             around = [xs[j] for j in (i - 1, i, i + 1) if 0 <= j < len(xs)]
-            around += [x for x in self.also if x in means and x not in around]
+            around += [x for x in self.also if lo <= x <= hi and x not in around]
             seeded = self._new(around, r.all_seeds[: r.seeds])
             if seeded:
                 return seeded, "seeds"

@@ -15,8 +15,9 @@ the depth verdicts compare), round by round:
      flat)?
   4. both decided: the line stops ("decided"). Otherwise each shape gets more seeds at its best point
      and that point's two neighbours (where the payoff and each shape's best loss are read; the
-     bracket re-centres when the seed means move the best) and at the base optimum and its tested
-     neighbours (where the regret is read), about half again as many each round, until
+     bracket re-centres when the seed means move the best) and at the base optimum and one
+     ``resolution`` either side (where the regret is read; measured there if not yet: the base
+     optimum can move after a depth's first search), about half again as many each round, until
      ``max_seeds`` or the line's ``budget`` of trials ("budget spent");
   5. with ``max_depth``, a look that finds the regret at the deepest depth near the tolerance (at least
      ``NEAR`` of it, not firmly above: the answer may change just past the tested depths) adds the next
@@ -278,16 +279,18 @@ class DecidedPlan(BracketPlan):
 
     def _seed_the_base_optimum(self, keys: list[tuple]) -> None:
         """The regret at a depth is the loss at the base depth's optimum minus that depth's best: the
-        base optimum and the tested values either side of it get the seeds too, not only the best."""
+        base's best value and one ``resolution`` either side get the seeds at every depth too, not
+        only each depth's best, and are measured there if they were not. The optimum the analysis
+        keeps lies within half a resolution of that best value, and its regret is read only inside
+        the values a depth tested: a depth whose own search stayed below a base optimum that moved
+        up as seeds were added would otherwise never measure it (its regret unreadable, its seeds
+        spent for nothing)."""
         base = self.groups[self._base(self._line(keys[0]))].best()
         if base is None:
             return
+        step = self.rules.resolution
         for k in keys:
-            xs = sorted(self.groups[k].means())
-            at = [x for x in xs if abs(x - base) < 1e-9]
-            below = [x for x in xs if x < base - 1e-9][-1:]
-            above = [x for x in xs if x > base + 1e-9][:1]
-            self.groups[k].also = tuple(below + at + above)
+            self.groups[k].also = (base - step, base, base + step)
 
     # ------------------------------------------------------------ what status and run say
 
