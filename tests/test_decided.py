@@ -145,7 +145,7 @@ def test_every_depth_measures_the_base_optimum_after_it_moves():
     (keys,) = plan.lines().values()
     assert plan.groups[keys[0]].best() == -4.0  # the base's best moved up once seeds were added
     for key in keys:  # every depth measured it and one resolution either side, with every seed
-        seeds = {x: n for x, n in Counter(x for x, _ in plan.groups[key].measured).items()}
+        seeds = Counter(x for x, _ in plan.groups[key].measured)
         assert all(seeds.get(x, 0) == plan.max_seeds for x in (-4.5, -4.0, -3.5)), (key, seeds)
     rows = [
         {**plan._config(k, point).to_dict(), "status": "ok", "final_val_loss": loss}
