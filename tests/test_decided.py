@@ -156,6 +156,33 @@ def test_every_depth_measures_the_base_optimum_after_it_moves():
     assert regrets["regret_percent"].notna().all(), regrets  # readable at every depth (unreadable before)
 
 
+class Shifted(World):
+    """World's CompleteP everywhere, its optimum at ``optimum`` (log2 lr) at every depth."""
+
+    def __init__(self, optimum: float, seed: int = 0):
+        super().__init__(seed)
+        self.optimum = optimum
+
+    def loss(self, config) -> float:
+        d = math.log2(config.lr) - self.optimum
+        if d > WALL[1]:
+            return math.inf
+        draw = np.random.default_rng([self.seed, config.depth, config.seed, round(1000 * (d + 50))])
+        return float(2.4 + basin(d) + spread(d) * draw.standard_normal())
+
+
+@pytest.mark.parametrize("optimum", [-8.14, -7.9, -8.6, -9.1])
+def test_values_off_the_powers_of_two_are_reused_not_measured_again_a_rounding_error_away(optimum):
+    lrs = ", ".join(repr(0.01 * 2.0**k) for k in range(-7, 0))  # a decimal grid: log2 is never exact
+    text = DECIDED.replace("lr = { log2_range = [-9, -3], step = 2 }", f"lr = [{lrs}]")
+    for seed in range(3):
+        plan = DecidedPlan(parse_sweep(text), {}, judge=lambda rows, hp: {"transfer": "?", "payoff": "?"})
+        drive(plan, Shifted(optimum, seed))
+        for key, group in plan.groups.items():
+            xs = sorted({x for x, _ in group.measured})
+            assert min(np.diff(xs)) > 0.1, (key, xs)  # no lr measured twice under two ids
+
+
 def release(enough: int, calls: list | None = None):
     """A stand-in for one release's analysis: a line is decided once its points have ``enough`` seeds
     (another release reads the same rows with another ``enough``); ``calls`` counts its looks."""
@@ -206,17 +233,25 @@ def test_reading_a_plan_writes_no_look_and_a_damaged_look_is_asked_again(tmp_pat
     record = json.loads(edited.read_text())
     del record["verdicts"]["payoff"]  # an edit that leaves a verdict out is no verdict either
     edited.write_text(json.dumps(record))
+    other = next(
+        p for p in looks if p not in (damaged, edited) and '"keep"' not in p.read_text()
+    )  # at 2 seeds
+    record = json.loads(other.read_text())
+    record["verdicts"]["transfer"] = "Keep"  # another release's word, or a typo, is no verdict
+    other.write_text(json.dumps(record))
     calls.clear()
     again = DecidedPlan(sweep, everything, judge=release(6, calls), looks=looks_of(tmp_path, read_only=True))
     err = capsys.readouterr().err
+    assert len(calls) == 3 and f"look {damaged} does not read" in err, err
     assert (
-        len(calls) == 2 and f"look {damaged} does not read" in err and f"look {edited} has no payoff" in err
+        f"look {edited} has no valid payoff verdict" in err and f"look {other} has no valid transfer" in err
     )
     assert damaged.read_text() == '{"digest": "'  # a read command repairs nothing
     assert not any(why.startswith("decided") for why in again.stops().values())  # both asked again
     DecidedPlan(sweep, everything, judge=release(3), looks=looks_of(tmp_path, read_only=False))
     assert json.loads(damaged.read_text())["verdicts"]["payoff"] == "flat"  # run writes them anew
     assert json.loads(edited.read_text())["verdicts"]["payoff"] == "flat"
+    assert json.loads(other.read_text())["verdicts"]["transfer"] == "inconclusive"
 
 
 def test_a_look_that_cannot_be_kept_costs_only_its_pin(tmp_path, capsys):

@@ -15,9 +15,9 @@ the depth verdicts compare), round by round:
      flat)?
   4. both decided: the line stops ("decided"). Otherwise each shape gets more seeds at its best point
      and that point's two neighbours (where the payoff and each shape's best loss are read; the
-     bracket re-centres when the seed means move the best) and at the base optimum and one
-     ``resolution`` either side (where the regret is read; measured there if not yet: the base
-     optimum can move after a depth's first search), about half again as many each round, until
+     bracket re-centres when the seed means move the best) and at the base optimum and its
+     neighbours (where the regret is read; measured there if not yet, one ``resolution`` apart: the
+     base optimum can move after a depth's first search), about half again as many each round, until
      ``max_seeds`` or the line's ``budget`` of trials ("budget spent");
   5. with ``max_depth``, a look that finds the regret at the deepest depth near the tolerance (at least
      ``NEAR`` of it, not firmly above: the answer may change just past the tested depths) adds the next
@@ -56,6 +56,8 @@ FIRST_LOOK = 3
 of freedom, is often underestimated: in benchmarks/decision_cost.py a look at 2 seeds stopped 1 of 24
 simulated studies on a wrong firm transfer verdict, looks from 3 seeds on none."""
 DECIDED = {"transfer": ("keep", "re-tune"), "payoff": ("helps", "hurts", "flat")}
+KEPT = {q: (*DECIDED[q], "inconclusive") for q in QUESTIONS}
+"""What a kept look must say of each question to be replayed (looks.py); anything else is asked again."""
 NEAR = 0.5
 """A regret at the deepest depth of at least this fraction of the tolerance, not firmly above it, while
 the optimum firmly drifts, is near it: with ``max_depth`` the next doubling is measured, where the
@@ -220,7 +222,7 @@ class DecidedPlan(BracketPlan):
                 for point, loss in self.groups[k].measured.items()
                 if loss is not None
             ]
-            said = self.looks.say(self.hp, reads, lambda: self.judge(rows, self.hp), line, QUESTIONS)
+            said = self.looks.say(self.hp, reads, lambda: self.judge(rows, self.hp), line, KEPT)
         self.verdicts[line] = said
         seeds = self.groups[keys[0]].rules.seeds or len(self.rules.base_seeds)
         looked = seeds >= min(FIRST_LOOK, self.max_seeds)
@@ -279,18 +281,24 @@ class DecidedPlan(BracketPlan):
 
     def _seed_the_base_optimum(self, keys: list[tuple]) -> None:
         """The regret at a depth is the loss at the base depth's optimum minus that depth's best: the
-        base's best value and one ``resolution`` either side get the seeds at every depth too, not
-        only each depth's best, and are measured there if they were not. The optimum the analysis
-        keeps lies within half a resolution of that best value, and its regret is read only inside
-        the values a depth tested: a depth whose own search stayed below a base optimum that moved
-        up as seeds were added would otherwise never measure it (its regret unreadable, its seeds
-        spent for nothing)."""
+        base's best value and a value either side of it get the seeds at every depth too, not only
+        each depth's best. At each depth: the tested value within half a ``resolution`` of the base's
+        best (else that value, measured there), and its nearest tested neighbours (else one
+        ``resolution`` past it, measured there). The regret is read only inside the values a depth
+        tested: a depth whose own search stayed below a base optimum that moved up as seeds were
+        added would otherwise never measure it (its regret unreadable, its seeds spent for nothing).
+        Tested values are reused, never re-measured a rounding error away."""
         base = self.groups[self._base(self._line(keys[0]))].best()
         if base is None:
             return
-        step = self.rules.resolution
+        step, eps = self.rules.resolution, 1e-9
         for k in keys:
-            self.groups[k].also = (base - step, base, base + step)
+            xs = sorted(self.groups[k].means())
+            at = min(xs, key=lambda x: abs(x - base), default=base)
+            at = at if abs(at - base) <= step / 2 + eps else base
+            below = [x for x in xs if x < at - eps][-1:] or [at - step]
+            above = [x for x in xs if x > at + eps][:1] or [at + step]
+            self.groups[k].also = (*below, at, *above)
 
     # ------------------------------------------------------------ what status and run say
 

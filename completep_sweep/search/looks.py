@@ -23,6 +23,8 @@ import math
 import sys
 from collections.abc import Callable
 
+from ..store_fs import reason
+
 FOLDER = "looks"
 
 
@@ -51,7 +53,8 @@ class Looks:
             files = [p for p in self.folder.glob("*.json") if not p.name.startswith(".")]
         except OSError as e:  # an unreachable folder: every look asks the analysis
             print(
-                f"warning: the looks in {self.folder} were not listed ({e}); the analysis reads the rows",
+                f"warning: the looks in {self.folder} were not listed ({reason(e)}); "
+                "the analysis reads the rows",
                 file=sys.stderr,
             )
             return out
@@ -61,7 +64,7 @@ class Looks:
                 said = {str(k): str(v) for k, v in record["verdicts"].items()}
                 if record["digest"] != path.stem:
                     raise ValueError("its digest is not its name")
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
                 print(
                     f"warning: look {path} does not read ({type(e).__name__}); "
                     "the analysis reads those rows again",
@@ -71,17 +74,18 @@ class Looks:
             out[path.stem] = said
         return out
 
-    def say(self, hp: str, reads, judge: Callable[[], dict[str, str]], line, required=()) -> dict[str, str]:
+    def say(self, hp: str, reads, judge: Callable[[], dict[str, str]], line, allowed=None) -> dict[str, str]:
         """The verdicts of the look that reads ``reads`` (trial id, loss): as kept, else ``judge()``'s
-        (then kept). A kept look without every ``required`` verdict is asked again, with a warning."""
+        (then kept). A kept look without a verdict ``allowed`` names, or with a value it does not
+        allow (an edit, another release's word), is asked again, with a warning."""
         name = digest(hp, reads)
         kept = self.kept().get(name)
-        if kept is not None and all(k in kept for k in required):
+        bad = [q for q, ok in (allowed or {}).items() if kept is not None and kept.get(q) not in ok]
+        if kept is not None and not bad:
             return dict(kept)
         if kept is not None:
-            missing = ", ".join(k for k in required if k not in kept)
             print(
-                f"warning: look {self.folder / f'{name}.json'} has no {missing} verdict; "
+                f"warning: look {self.folder / f'{name}.json'} has no valid {', '.join(bad)} verdict; "
                 "the analysis reads those rows again",
                 file=sys.stderr,
             )
@@ -109,7 +113,7 @@ class Looks:
         except OSError as e:
             if not self._warned:
                 print(
-                    f"warning: the look {name} was not kept in {self.folder} ({e.strerror or e}); "
+                    f"warning: the look {name} was not kept in {self.folder} ({reason(e)}); "
                     "the search goes on, but a later release may read those rows differently",
                     file=sys.stderr,
                 )
