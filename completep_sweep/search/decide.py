@@ -43,7 +43,7 @@ from ..search_table import deeper_depths
 from ..sweep import Sweep
 from ..trial import TrialConfig
 from . import BracketPlan
-from .bracket import Group
+from .bracket import EPS, Group
 from .looks import Looks
 
 QUESTIONS = ("transfer", "payoff")
@@ -197,31 +197,35 @@ class DecidedPlan(BracketPlan):
             for k in self.lines()[line]:
                 super()._advance(k)
 
-    def _rows(self, line: tuple) -> pd.DataFrame:
-        """The line's measurements as trial rows (what the analysis reads)."""
+    def _measured(self, line: tuple) -> list[tuple[TrialConfig, float]]:
+        """The line's finished trials and their losses (inf: diverged), in a fixed order, whatever
+        order they finished in."""
+        return [
+            (self._config(key, point), loss)
+            for key in self.lines()[line]
+            for point, loss in sorted(self.groups[key].measured.items())
+            if loss is not None
+        ]
+
+    def _rows(self, measured: list[tuple[TrialConfig, float]]) -> pd.DataFrame:
+        """Measurements as trial rows (what the analysis reads)."""
         rows = []
-        for key in self.lines()[line]:  # in a fixed order, whatever order the trials finished in
-            for point, loss in sorted(self.groups[key].measured.items()):
-                if loss is None:
-                    continue
-                row = self._config(key, point).to_dict()
-                finite = math.isfinite(loss)
-                row.update(status="ok" if finite else "diverged", final_val_loss=loss if finite else math.nan)
-                rows.append(row)
+        for config, loss in measured:
+            finite = math.isfinite(loss)
+            status = "ok" if finite else "diverged"
+            rows.append(
+                {**config.to_dict(), "status": status, "final_val_loss": loss if finite else math.nan}
+            )
         return pd.DataFrame(rows)
 
     def _another_round(self, line: tuple) -> bool:
         """Decide the line, or give its shapes more seeds; False when it stops (``state`` says why)."""
         keys = self.lines()[line]
-        rows = self._rows(line)
+        measured = self._measured(line)
+        rows = self._rows(measured)
         said = dict.fromkeys(QUESTIONS, "")
         if rows["depth"].nunique() >= 2:  # the verdicts a look at these rows said before, else the judge's
-            reads = [
-                (self._config(k, point).trial_id, loss)
-                for k in keys
-                for point, loss in self.groups[k].measured.items()
-                if loss is not None
-            ]
+            reads = [(config.trial_id, loss) for config, loss in measured]
             said = self.looks.say(self.hp, reads, lambda: self.judge(rows, self.hp), line, KEPT)
         self.verdicts[line] = said
         seeds = self.groups[keys[0]].rules.seeds or len(self.rules.base_seeds)
@@ -291,13 +295,13 @@ class DecidedPlan(BracketPlan):
         base = self.groups[self._base(self._line(keys[0]))].best()
         if base is None:
             return
-        step, eps = self.rules.resolution, 1e-9
+        step = self.rules.resolution
         for k in keys:
             xs = sorted(self.groups[k].means())
             at = min(xs, key=lambda x: abs(x - base), default=base)
-            at = at if abs(at - base) <= step / 2 + eps else base
-            below = [x for x in xs if x < at - eps][-1:] or [at - step]
-            above = [x for x in xs if x > at + eps][:1] or [at + step]
+            at = at if abs(at - base) <= step / 2 + EPS else base
+            below = [x for x in xs if x < at - EPS][-1:] or [at - step]
+            above = [x for x in xs if x > at + EPS][:1] or [at + step]
             self.groups[k].also = (*below, at, *above)
 
     # ------------------------------------------------------------ what status and run say
